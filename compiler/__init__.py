@@ -1,0 +1,1 @@
+"""Compiler: spec registry, semantic checks, IR, lowering, canonical manifest emitter and the omlc/osiris CLIs."""

@@ -1,0 +1,1 @@
+"""The OML expression grammar (oml.lark), shipped as package data."""

@@ -1,0 +1,77 @@
+"""The driver contract: what the engine gives a step and what a step gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+DEFAULT_BATCH_SIZE = 50_000
+
+
+class DriverError(Exception):
+    """A step failed for a reason the user can act on (exit 4). Message must be secret-free."""
+
+
+class ConnectionFailure(DriverError):
+    """The system could not be reached or refused us (refused, auth, unknown database, timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    rows_in: int = 0
+    rows_out: int = 0
+    bytes: int = 0
+
+
+class StepContext(Protocol):
+    """What the engine hands a driver for one step."""
+
+    step_id: str
+    config: Mapping[str, Any]  # cfg/<step>.json as compiled (connection stays "@family.alias")
+    connection: Mapping[str, Any] | None  # resolved connection fields, secrets included
+    inputs: Mapping[str, str]  # input name -> upstream step id (its table in the run database)
+    artifacts_dir: Path  # runs/<run_id>/artifacts/<step>/ — DDL and other per-step files
+    batch_size: int
+
+    def input_reader(self, name: str | None = None) -> pa.RecordBatchReader:
+        """Stream an upstream table as bounded Arrow batches (the only input when name is None)."""
+        ...
+
+    def run_db(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the run's own DuckDB database (one per thread)."""
+        ...
+
+    def progress(self, rows: int) -> None:
+        """Report rows processed so far (drives the live view and metrics)."""
+        ...
+
+    def log(self, message: str) -> None:
+        """A line in the run log (redacted by the engine)."""
+        ...
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        """Return a reader of bounded batches; the engine materialises it as table <step_id>."""
+        ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        """Load data transactionally: on any failure the target is left as it was."""
+        ...
+
+
+@runtime_checkable
+class Processor(Protocol):
+    def transform(self, ctx: StepContext) -> StepResult:
+        """Create table <step_id> in the run database from the step's inputs."""
+        ...

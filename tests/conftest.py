@@ -1,0 +1,62 @@
+"""Shared fixtures: project paths and real MariaDB/PostgreSQL databases (one fresh database per test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_DBS = os.environ.get("OSIRIS_REQUIRE_DBS") == "1"
+
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _unavailable(what: str, err: Exception) -> None:
+    msg = f"{what} is not reachable ({type(err).__name__}: {err})"
+    if REQUIRE_DBS:
+        pytest.fail(f"{msg}; OSIRIS_REQUIRE_DBS=1 makes this a failure", pytrace=False)
+    pytest.skip(f"{msg}; start it or see README 'Databases' to run these tests")
+
+
+@pytest.fixture
+def mysql_db() -> Iterator[dict[str, Any]]:
+    """A fresh MariaDB/MySQL database; yields connection fields (host, port, user, password, database)."""
+    import pymysql
+
+    try:
+        admin = pymysql.connect(**MYSQL, autocommit=True, connect_timeout=3)
+    except Exception as err:  # pragma: no cover - depends on the machine
+        _unavailable("MariaDB/MySQL at 127.0.0.1:3306", err)
+    name = f"osiris_t_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield {**MYSQL, "database": name}
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture
+def pg_db() -> Iterator[dict[str, Any]]:
+    """A fresh PostgreSQL database; yields connection fields (host, port, user, password, database)."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(**POSTGRES, dbname="postgres", autocommit=True, connect_timeout=3)
+    except Exception as err:  # pragma: no cover - depends on the machine
+        _unavailable("PostgreSQL at 127.0.0.1:5432", err)
+    name = f"osiris_t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**POSTGRES, "password": "", "database": name}
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
