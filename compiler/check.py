@@ -1,0 +1,738 @@
+"""Semantic checks of an OML document against the spec registry: a tuple of passes over one context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compiler.check_config import check_config, check_constraints
+from compiler.connections import ConnectionsIndex
+from compiler.locate import inner_span, key_span, node_at
+from oml.ast import Document, Name, Step
+from oml.diagnostics import DiagnosticList, Suggestion
+from oml.expr import ExpressionError, Reference, parse_connection_ref, parse_template
+from oml.span import Span
+from oml.suggest import close_matches, did_you_mean, replacements
+from oml.yamltree import YMap, YNode, YScalar, YSeq
+
+if TYPE_CHECKING:
+    from compiler.registry import ComponentSpec, Registry
+
+PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+PLACEHOLDERS: dict[str, Any] = {
+    "string": "",
+    "integer": 0,
+    "number": 0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+}
+PROCESSOR_ALIASES = ("input", "input_df")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    upstream: str
+    downstream: str
+    span: Span
+    input_name: str | None  # set for `inputs:` edges
+
+
+@dataclass(slots=True)
+class CheckContext:
+    """Everything the passes share; passes add diagnostics and fill in derived facts."""
+
+    document: Document
+    registry: Registry
+    diagnostics: DiagnosticList
+    connections: ConnectionsIndex | None = None
+    steps: dict[str, Step] = field(default_factory=dict)  # first step with each id
+    specs: dict[str, ComponentSpec] = field(default_factory=dict)  # step id -> its spec
+    edges: list[Edge] = field(default_factory=list)
+    param_uses: dict[str, list[Span]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Any:
+        return self.document.source
+
+    def upstream(self, step_id: str) -> list[str]:
+        return list(dict.fromkeys(e.upstream for e in self.edges if e.downstream == step_id))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _strings(node: YNode, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], YScalar]]:
+    """Every string scalar under node, with its JSON path."""
+    if isinstance(node, YScalar):
+        return [(path, node)] if isinstance(node.value, str) else []
+    out: list[tuple[tuple[Any, ...], YScalar]] = []
+    if isinstance(node, YMap):
+        for entry in node.entries:
+            out.extend(_strings(entry.value, (*path, entry.key.value)))
+    else:
+        for i, item in enumerate(node.items):
+            out.extend(_strings(item, (*path, i)))
+    return out
+
+
+def _references(ctx: CheckContext, scalar: YScalar) -> list[tuple[Reference, Span]]:
+    """Parse the ${...} references of one string, reporting syntax errors (OML028)."""
+    text = scalar.value
+    if "$" not in text:
+        return []
+    try:
+        template = parse_template(text)
+    except ExpressionError as err:
+        ctx.diagnostics.error(
+            "OML028",
+            err.message,
+            inner_span(ctx.source, scalar, err.offset, err.offset + 1),
+            why="Inside OML strings, ${...} is a reference: ${params.NAME} or ${STEP.df}. "
+            "A literal '${' is written '$${'.",
+            fix="Complete the reference, or escape it as '$${'.",
+            example="query: \"SELECT * FROM t WHERE day >= '${params.since}'\"",
+        )
+        return []
+    return [
+        (ref, inner_span(ctx.source, scalar, ref.start, ref.end)) for ref in template.references
+    ]
+
+
+def _oml_mode(spec: ComponentSpec, mode: str) -> bool:
+    return mode in spec.oml_modes
+
+
+# -- passes -----------------------------------------------------------------------------------
+
+
+def check_registry(ctx: CheckContext) -> None:
+    for problem in ctx.registry.problems:
+        ctx.diagnostics.error(
+            "OML050",
+            f"component spec {problem.file} is broken: {problem.message}",
+            None,
+            why="A spec that does not validate cannot be used; the components it defines are "
+            "unavailable.",
+            fix="Fix the spec file (see specs/spec.schema.json).",
+        )
+
+
+def check_step_ids(ctx: CheckContext) -> None:
+    for step in ctx.document.steps:
+        if step.id is None:
+            continue
+        first = ctx.steps.get(step.id.value)
+        if first is None:
+            ctx.steps[step.id.value] = step
+            continue
+        ctx.diagnostics.error(
+            "OML013",
+            f"duplicate step id '{step.id.value}'",
+            step.id.span,
+            why=f"'{step.id.value}' is already the id of the step on line "
+            f"{first.span.start.line}; ids name tables and references, so they must be unique.",
+            fix="Rename one of the steps.",
+        )
+
+
+def check_components(ctx: CheckContext) -> None:
+    for step in ctx.document.steps:
+        if step.component is None:
+            continue
+        spec = ctx.registry.get(step.component.value)
+        if spec is None:
+            matches = ctx.registry.suggest(step.component.value)
+            ctx.diagnostics.error(
+                "OML014",
+                f"unknown component '{step.component.value}'",
+                step.component.span,
+                why="Components come from the spec registry." + did_you_mean(matches),
+                fix="Use a registered component (`osiris components list`).",
+                suggestions=replacements(matches, step.component.span),
+            )
+            continue
+        if step.id is not None and ctx.steps.get(step.id.value) is step:
+            ctx.specs[step.id.value] = spec
+        if step.mode is not None and not _oml_mode(spec, step.mode.value):
+            allowed = sorted(spec.oml_modes)
+            matches = close_matches(step.mode.value, allowed)
+            ctx.diagnostics.error(
+                "OML015",
+                f"mode '{step.mode.value}' is not allowed for {spec.name}",
+                step.mode.span,
+                why=f"{spec.name} is a {spec.role}; its modes are: {', '.join(allowed)}."
+                + did_you_mean(matches),
+                fix="Use one of the allowed modes.",
+                suggestions=replacements(matches or allowed[:1], step.mode.span),
+            )
+
+
+def check_edges(ctx: CheckContext) -> None:
+    ids = list(ctx.steps)
+    for step in ctx.document.steps:
+        if step.id is None or ctx.steps.get(step.id.value) is not step:
+            continue
+        me = step.id.value
+        seen: set[str] = set()
+        for ref in step.needs:
+            if ref.id in seen:
+                ctx.diagnostics.warning(
+                    "OML044",
+                    f"'{ref.id}' is listed twice in needs",
+                    ref.span,
+                    why="A step is needed once; the second entry has no effect.",
+                    fix="Remove the duplicate.",
+                    suggestions=(Suggestion("Remove the duplicate", "", ref.span),),
+                )
+            seen.add(ref.id)
+            _edge(ctx, ids, ref.id, me, ref.span, None)
+        for item in step.inputs:
+            value = item.value
+            ref = None
+            if isinstance(value, YScalar) and isinstance(value.value, str):
+                refs = _references(ctx, value)
+                template = refs and parse_template(value.value)
+                if template and template.whole_reference and refs[0][0].step:
+                    ref, span = refs[0]
+            if ref is None or ref.attribute != "df" or ref.step is None:
+                ctx.diagnostics.error(
+                    "OML043",
+                    f"input '{item.name.value}' must reference an upstream step's output",
+                    value.span,
+                    why="An input names the data it reads as ${STEP.df} (or ${steps.STEP.df}).",
+                    fix="Write the input as a reference to an earlier step.",
+                    example='inputs: {df: "${extract-orders.df}"}',
+                )
+                continue
+            _edge(ctx, ids, ref.step, me, span, item.name.value)
+        for _, scalar in _strings(step.config) if step.config else []:
+            for ref, span in _references(ctx, scalar):
+                if ref.step is None:
+                    continue
+                declared = any(e.upstream == ref.step and e.downstream == me for e in ctx.edges)
+                if ref.step not in ctx.steps:
+                    _unknown_step(ctx, ids, ref.step, span)
+                elif not declared:
+                    ctx.diagnostics.error(
+                        "OML032",
+                        f"step '{me}' uses '{ref.step}' without declaring it",
+                        span,
+                        why="Data flows only along declared edges (needs or inputs).",
+                        fix=f"Add '{ref.step}' to the step's needs.",
+                        example=f"needs: [{ref.step}]",
+                    )
+
+
+def _edge(
+    ctx: CheckContext, ids: list[str], upstream: str, me: str, span: Span, name: str | None
+) -> None:
+    if upstream not in ctx.steps:
+        _unknown_step(ctx, ids, upstream, span)
+        return
+    if upstream == me:
+        ctx.diagnostics.error(
+            "OML033",
+            f"step '{me}' depends on itself",
+            span,
+            why="A step cannot read its own output.",
+            fix="Remove the reference.",
+        )
+        return
+    ctx.edges.append(Edge(upstream, me, span, name))
+
+
+def _unknown_step(ctx: CheckContext, ids: list[str], name: str, span: Span) -> None:
+    matches = close_matches(name, ids)
+    ctx.diagnostics.error(
+        "OML032",
+        f"unknown step '{name}'",
+        span,
+        why="needs, inputs and ${STEP.df} must name a step of this pipeline."
+        + did_you_mean(matches),
+        fix="Use the id of an existing step.",
+        suggestions=replacements(matches, span),
+    )
+
+
+def check_cycles(ctx: CheckContext) -> None:
+    downstream: dict[str, list[Edge]] = {}
+    for edge in ctx.edges:
+        downstream.setdefault(edge.upstream, []).append(edge)
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset[str]] = set()
+
+    for root in ctx.steps:
+        if state.get(root):
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                state[node] = 1
+                path.append(node)
+            edges = downstream.get(node, [])
+            if index < len(edges):
+                stack.append((node, index + 1))
+                edge = edges[index]
+                nxt = edge.downstream
+                if state.get(nxt) == 1:
+                    cycle = [*path[path.index(nxt) :], nxt]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        ctx.diagnostics.error(
+                            "OML033",
+                            "dependency cycle: " + " -> ".join(cycle),
+                            edge.span,
+                            why="Steps run in dependency order, so a cycle can never start.",
+                            fix="Remove one of the references in the cycle.",
+                        )
+                elif not state.get(nxt):
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+
+
+def check_roles(ctx: CheckContext) -> None:
+    for step_id, spec in ctx.specs.items():
+        step = ctx.steps[step_id]
+        upstream = ctx.upstream(step_id)
+        anchor = step.component.span if step.component else step.span
+        if spec.role == "extractor" and upstream:
+            ctx.diagnostics.error(
+                "OML034",
+                f"{spec.name} is an extractor and takes no input, but '{step_id}' reads "
+                + ", ".join(f"'{u}'" for u in upstream),
+                _first_edge_span(ctx, step_id) or anchor,
+                why="Extractors read from an external system, never from other steps.",
+                fix="Remove needs/inputs from this step, or use a processor or writer.",
+            )
+        elif spec.role == "writer" and len(upstream) != 1:
+            ctx.diagnostics.error(
+                "OML035",
+                f"writer '{step_id}' needs exactly one input, it has {len(upstream)}",
+                _first_edge_span(ctx, step_id, second=True) or anchor,
+                why="A writer loads one upstream table into its target.",
+                fix="Name exactly one upstream step in needs (or inputs); to combine several, "
+                "put a duckdb.processor in between.",
+                example=f"needs: [{next(iter(ctx.steps))}]",
+            )
+        elif spec.role == "processor" and not upstream:
+            ctx.diagnostics.error(
+                "OML036",
+                f"processor '{step_id}' has no input",
+                anchor,
+                why="A processor transforms the output of earlier steps.",
+                fix="Name the steps it reads in needs.",
+                example="needs: [extract-orders]",
+            )
+
+
+def _first_edge_span(ctx: CheckContext, step_id: str, second: bool = False) -> Span | None:
+    spans = [e.span for e in ctx.edges if e.downstream == step_id]
+    if second and len(spans) > 1:
+        return spans[1]
+    return spans[0] if spans else None
+
+
+def check_params(ctx: CheckContext) -> None:
+    declared: dict[str, Name] = {}
+    for param in ctx.document.params:
+        declared.setdefault(param.name.value, param.name)
+        if param.type is None or param.default is None:
+            continue
+        value = param.default.to_python()
+        expected = PYTHON_TYPES[param.type.value]
+        ok = isinstance(value, expected) and not (
+            isinstance(value, bool) and param.type.value != "boolean"
+        )
+        if not ok:
+            ctx.diagnostics.error(
+                "OML030",
+                f"default of param '{param.name.value}' is {type(value).__name__}, "
+                f"but the param is declared {param.type.value}",
+                param.default.span,
+                why="A param's default must have its declared type.",
+                fix=f"Change the default to a {param.type.value}, or the type.",
+            )
+        elif param.enum is not None and value not in param.enum:
+            ctx.diagnostics.error(
+                "OML030",
+                f"default of param '{param.name.value}' is not one of its enum values",
+                param.default.span,
+                why="Allowed: " + ", ".join(map(str, param.enum)),
+                fix="Use one of the allowed values as the default.",
+            )
+    for profile in ctx.document.profiles:
+        for entry in profile.params:
+            name = str(entry.key.value)
+            if name not in declared:
+                _unknown_param(
+                    ctx, name, entry.key.span, declared, where=f"profile '{profile.name.value}'"
+                )
+    for step in ctx.document.steps:
+        for _, scalar in _strings(step.config) if step.config else []:
+            for ref, span in _references(ctx, scalar):
+                if ref.path[0] != "params":
+                    continue
+                if ref.param is None:
+                    ctx.diagnostics.error(
+                        "OML029",
+                        f"'{ref.source}' is not a param reference",
+                        span,
+                        why="A param is referenced as ${params.NAME}.",
+                        fix="Name one param.",
+                    )
+                    continue
+                ctx.param_uses.setdefault(ref.param, []).append(span)
+                if ref.param not in declared:
+                    _unknown_param(ctx, ref.param, span, declared, where=f"step '{step.key}'")
+    for name, node in declared.items():
+        if name not in ctx.param_uses:
+            ctx.diagnostics.warning(
+                "OML031",
+                f"param '{name}' is never used",
+                node.span,
+                why="No step references ${params." + name + "}.",
+                fix="Remove the param, or use it.",
+            )
+
+
+def _unknown_param(
+    ctx: CheckContext, name: str, span: Span, declared: dict[str, Name], where: str
+) -> None:
+    matches = close_matches(name, declared)
+    ctx.diagnostics.error(
+        "OML029",
+        f"unknown param '{name}' in {where}",
+        span,
+        why="Every param used must be declared under params:." + did_you_mean(matches),
+        fix="Declare it, or correct the name.",
+        example=f'params:\n  {name}: {{type: string, default: "..."}}',
+    )
+
+
+def check_connections(ctx: CheckContext) -> None:
+    for step_id, spec in ctx.specs.items():
+        config = ctx.steps[step_id].config
+        entry = config.get("connection") if config else None
+        if entry is None or spec.connection_family is None:
+            continue
+        node = entry.value
+        if not isinstance(node, YScalar) or not isinstance(node.value, str):
+            continue  # the schema reports the type
+        text = node.value
+        if not text.startswith("@"):
+            fixed = "@" + text if re.fullmatch(r"[a-z][a-z0-9_]*(\.[\w-]+)?", text) else ""
+            ctx.diagnostics.error(
+                "OML025",
+                f'connection must be a reference like "@{spec.connection_family}.alias", '
+                f"not {text!r}",
+                node.span,
+                why="Connections are never written inline: the step names an entry of "
+                "osiris_connections.yaml, which holds the host and secrets.",
+                fix="Write the reference in quotes (YAML reads a bare @ as reserved).",
+                example=f'connection: "@{spec.connection_family}.main"',
+                suggestions=(Suggestion(f'Change to "{fixed}"', f'"{fixed}"', node.span),)
+                if fixed
+                else (),
+            )
+            continue
+        try:
+            ref = parse_connection_ref(text)
+        except ExpressionError as err:
+            ctx.diagnostics.error(
+                "OML025",
+                err.message,
+                inner_span(ctx.source, node, err.offset, err.offset + 1),
+                why="A connection reference is @family.alias (or @family for the family's "
+                "default), lowercase family, alias of letters, digits, '_' and '-'.",
+                fix="Correct the reference.",
+                example=f'connection: "@{spec.connection_family}.main"',
+            )
+            continue
+        if ref.family != spec.connection_family:
+            fixed = f'"@{spec.connection_family}' + (f'.{ref.alias}"' if ref.alias else '"')
+            ctx.diagnostics.error(
+                "OML026",
+                f"{spec.name} needs a {spec.connection_family} connection, not @{ref.family}",
+                node.span,
+                why=f"The connection's family decides which driver reaches it; {spec.name} "
+                f"speaks {spec.connection_family}.",
+                fix=f"Reference a connection of family {spec.connection_family}.",
+                suggestions=(Suggestion(f"Change to {fixed}", fixed, node.span),),
+            )
+            continue
+        if ctx.connections is not None and ctx.connections.lookup(ref.family, ref.alias) is None:
+            known = sorted(ctx.connections.aliases.get(ref.family, {}))
+            matches = close_matches(ref.alias or "", known) if ref.alias else []
+            what = f"'{ref.alias}'" if ref.alias else "a default"
+            ctx.diagnostics.error(
+                "OML027",
+                f"{ctx.connections.file.rsplit('/', 1)[-1]} has no {ref.family} connection {what}",
+                node.span,
+                why=(
+                    f"Known {ref.family} aliases: {', '.join(known)}."
+                    if known
+                    else f"The connections file defines no {ref.family} connections."
+                )
+                + did_you_mean(matches),
+                fix="Add the connection to the connections file, or use an existing alias"
+                + ("" if ref.alias else " (mark one `default: true`)")
+                + ".",
+                suggestions=tuple(
+                    Suggestion(f"Change to @{ref.family}.{m}", f'"@{ref.family}.{m}"', node.span)
+                    for m in matches
+                ),
+            )
+
+
+def _validation_value(
+    ctx: CheckContext, node: YNode, path: tuple[Any, ...], dynamic: set[tuple[Any, ...]]
+) -> Any:
+    """Config as Python for schema validation; whole-scalar ${params.x} take the param's type."""
+    if isinstance(node, YMap):
+        return {
+            e.key.value: _validation_value(ctx, e.value, (*path, e.key.value), dynamic)
+            for e in node.entries
+        }
+    if isinstance(node, YSeq):
+        return [
+            _validation_value(ctx, item, (*path, i), dynamic) for i, item in enumerate(node.items)
+        ]
+    value = node.value
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    try:
+        template = parse_template(value)
+    except ExpressionError:
+        dynamic.add(path)
+        return value
+    whole = template.whole_reference
+    if whole is None:
+        dynamic.add(path)  # interpolated text: patterns and enums cannot be judged yet
+        return value
+    param = ctx.document.param(whole.param) if whole.param else None
+    if param is not None and param.default is not None:
+        return param.default.to_python()
+    dynamic.add(path)
+    if param is not None and param.type is not None:
+        return PLACEHOLDERS[param.type.value]
+    return value
+
+
+def check_configs(ctx: CheckContext) -> None:
+    for step_id, spec in ctx.specs.items():
+        step = ctx.steps[step_id]
+        config_node = step.config or YMap((), step.span)
+        dynamic: set[tuple[Any, ...]] = set()
+        config = _validation_value(ctx, config_node, (), dynamic)
+        check_config(
+            spec.name,
+            spec.config_schema,
+            ctx.registry.config_validator(spec.name),
+            config_node,
+            config,
+            dynamic,
+            ctx.diagnostics,
+        )
+        check_constraints(
+            spec.name, spec.constraints, config_node, config, step.node, ctx.diagnostics
+        )
+        _check_secrets(ctx, spec, config_node)
+        _check_overrides(ctx, spec, config_node, config)
+
+
+def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) -> None:
+    for pointer in spec.secrets:
+        path = tuple(p for p in pointer.split("/")[1:])
+        node, found = node_at(config_node, path)
+        if not found or (isinstance(node, YScalar) and node.value in (None, "")):
+            continue
+        ctx.diagnostics.error(
+            "OML024",
+            f"secret '{'.'.join(path)}' is written inline in the pipeline",
+            node.span,
+            why="Pipelines are shared, committed and compiled into manifests; secrets must never "
+            "be in them.",
+            fix="Put the secret in osiris_connections.yaml as ${ENV_VAR} and reference the "
+            "connection from the step.",
+            example=f"# osiris_connections.yaml\nconnections:\n  {spec.connection_family or 'family'}:"
+            f"\n    main:\n      {path[-1]}: ${{{path[-1].upper()}}}",
+            suggestions=(
+                Suggestion(
+                    "Remove the inline secret", "", _entry_span(config_node, path) or node.span
+                ),
+            ),
+        )
+
+
+def _entry_span(config_node: YMap, path: tuple[Any, ...]) -> Span | None:
+    parent, found = node_at(config_node, path[:-1])
+    if found and isinstance(parent, YMap):
+        entry = parent.get(path[-1])
+        return entry.span if entry else None
+    return None
+
+
+def _check_overrides(
+    ctx: CheckContext, spec: ComponentSpec, config_node: YMap, config: dict[str, Any]
+) -> None:
+    if "connection" not in config:
+        return
+    for name, override in spec.connection_fields.items():
+        if name not in config or override == "allowed":
+            continue
+        span = key_span(config_node, (name,)) or config_node.span
+        detail = dict(
+            why=f"'{name}' comes from the connection; setting it in the step "
+            + (
+                "is not allowed."
+                if override == "forbidden"
+                else "overrides the connection's value."
+            ),
+            fix=f"Remove '{name}' from the step, or change it in the connections file.",
+            suggestions=(
+                Suggestion(f"Remove '{name}'", "", _entry_span(config_node, (name,)) or span),
+            ),
+        )
+        if override == "forbidden":
+            ctx.diagnostics.error(
+                "OML022", f"'{name}' must not override the connection", span, **detail
+            )  # type: ignore[arg-type]
+        else:
+            ctx.diagnostics.warning(
+                "OML023", f"'{name}' overrides the connection's value", span, **detail
+            )  # type: ignore[arg-type]
+
+
+def check_processor_sql(ctx: CheckContext) -> None:
+    for step_id, spec in ctx.specs.items():
+        if spec.name != "duckdb.processor":
+            continue
+        config = ctx.steps[step_id].config
+        entry = config.get("query") if config else None
+        if (
+            entry is None
+            or not isinstance(entry.value, YScalar)
+            or not isinstance(entry.value.value, str)
+        ):
+            continue
+        scalar = entry.value
+        query = _sql_with_param_defaults(ctx, scalar.value)
+        if query is None:
+            continue
+        from compiler.check_sql import query_tables
+
+        result = query_tables(query)
+        if result.error is not None:
+            offset = result.error_offset if result.error_offset is not None else 0
+            same_text = query == scalar.value
+            ctx.diagnostics.error(
+                "OML038",
+                f"SQL error in the query of '{step_id}': {result.error}",
+                inner_span(ctx.source, scalar, offset, offset + 1) if same_text else scalar.span,
+                why="duckdb.processor runs this query in DuckDB; DuckDB cannot parse it.",
+                fix="Correct the SQL.",
+            )
+            continue
+        upstream = ctx.upstream(step_id)
+        available = set(upstream) | {f"df_{u}" for u in upstream} | {"input_df"}
+        if len(upstream) == 1:
+            available.add("input")
+        for table in result.tables:
+            if table in available or table.lower() in {a.lower() for a in available}:
+                continue
+            matches = close_matches(table, sorted(available))
+            start = scalar.value.find(table)
+            span = (
+                inner_span(ctx.source, scalar, start, start + len(table))
+                if start >= 0
+                else scalar.span
+            )
+            declared_elsewhere = table in ctx.steps
+            ctx.diagnostics.error(
+                "OML037",
+                f"the query of '{step_id}' reads table '{table}', which none of its inputs provide",
+                span,
+                why=(
+                    f"'{table}' is a step, but '{step_id}' does not list it in needs."
+                    if declared_elsewhere
+                    else "A processor sees only its inputs, as tables named by step id"
+                    + (" (or 'input')" if len(upstream) == 1 else "")
+                    + ". Available: "
+                    + (", ".join(sorted(upstream)) or "none")
+                    + "."
+                )
+                + did_you_mean(matches),
+                fix=f"Add '{table}' to needs." if declared_elsewhere else "Read one of the inputs.",
+                suggestions=replacements(
+                    [m for m in matches if re.fullmatch(r"[A-Za-z_]\w*", m)], span
+                ),
+            )
+
+
+def _sql_with_param_defaults(ctx: CheckContext, text: str) -> str | None:
+    if "$" not in text:
+        return text
+    try:
+        template = parse_template(text)
+    except ExpressionError:
+        return None
+    out = []
+    for part in template.parts:
+        if isinstance(part, Reference):
+            param = ctx.document.param(part.param) if part.param else None
+            default = param.default.to_python() if param and param.default else None
+            out.append(str(default) if default is not None else "0")
+        else:
+            out.append(part.text)
+    return "".join(out)
+
+
+PASSES: tuple[Callable[[CheckContext], None], ...] = (
+    check_registry,
+    check_step_ids,
+    check_components,
+    check_edges,
+    check_cycles,
+    check_roles,
+    check_params,
+    check_connections,
+    check_configs,
+    check_processor_sql,
+)
+
+
+def check(
+    document: Document,
+    registry: Registry,
+    diagnostics: DiagnosticList,
+    connections: ConnectionsIndex | None = None,
+) -> CheckContext:
+    """Run every semantic pass over a parsed document."""
+    ctx = CheckContext(document, registry, diagnostics, connections)
+    for run in PASSES:
+        run(ctx)
+    return ctx
+
+
+def find_connections_file(explicit: Path | None, cwd: Path | None = None) -> Path | None:
+    """--connections, else ./osiris_connections.yaml when it exists."""
+    if explicit is not None:
+        return explicit
+    candidate = (cwd or Path.cwd()) / "osiris_connections.yaml"
+    return candidate if candidate.is_file() else None

@@ -1,0 +1,273 @@
+"""Command lines: `omlc` (check, compile, fmt) and `osiris` (the same plus components, run, init, demo).
+
+Exit codes for every command: 0 ok, 2 invalid OML, 3 compile error, 4 run failure,
+5 configuration (connections, secrets, environment), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_COMPILE, EXIT_RUN, EXIT_CONFIG = 0, 1, 2, 3, 4, 5
+OML_SUFFIXES = (".oml", ".yaml", ".yml")
+
+
+class UsageError(Exception):
+    """Bad command-line use; exit 2 with the message."""
+
+
+def _color(stream: object) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def expand_paths(paths: Sequence[str]) -> list[tuple[Path, str]]:
+    """Files to check: each file as given, every .oml below each directory (sorted)."""
+    out: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.oml") if p.is_file())
+            if not found:
+                raise UsageError(f"no .oml files below {raw}")
+            out.extend((p, str(p)) for p in found)
+        else:
+            out.append((path, raw))
+    return out
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from compiler.check import find_connections_file
+    from compiler.frontend import check_file, load_connections
+    from oml.render import render_json, render_text
+
+    connections_path = find_connections_file(Path(args.connections) if args.connections else None)
+    connections, problems = load_connections(connections_path)
+    diagnostics = list(problems)
+    sources = {}
+    for path, display in expand_paths(args.files):
+        result = check_file(path, display, connections=connections)
+        diagnostics.extend(result.diagnostics)
+        sources[result.file] = result.source
+    errors = sum(1 for d in diagnostics if d.severity.value == "error")
+    if args.format == "json":
+        print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(render_text(diagnostics, sources, color=_color(sys.stdout)))
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
+    p = sub.add_parser(name, help="check OML files against the component specs")
+    p.add_argument("files", nargs="+", metavar="FILE", help="OML files or directories")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--connections", metavar="FILE", help="osiris_connections.yaml to check aliases against"
+    )
+    p.set_defaults(func=cmd_check)
+
+
+# -- compile and fmt --------------------------------------------------------------------------
+
+
+def _print_diagnostics(
+    diagnostics: Sequence[Any], sources: dict[str, Any], fmt: str, stream: Any
+) -> None:
+    from oml.render import render_json, render_text
+
+    if fmt == "json":
+        print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False), file=stream)
+    else:
+        stream.write(render_text(diagnostics, sources, color=_color(stream)))
+
+
+def compile_command(args: argparse.Namespace) -> tuple[int, Any]:
+    """Compile one pipeline per the flags; returns (exit code, CompileResult or None)."""
+    from compiler.check import find_connections_file
+    from compiler.compile import OutputRefused, compile_file, write_output
+    from compiler.frontend import load_connections
+
+    if not args.output and not args.emit:
+        raise UsageError(
+            "say where to write the manifest with -o DIR (or print a stage with --emit)"
+        )
+    connections_path = find_connections_file(Path(args.connections) if args.connections else None)
+    connections, problems = load_connections(connections_path)
+    result = compile_file(
+        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
+    )
+    diagnostics = [*problems, *result.diagnostics]
+    sources = {result.checked.file: result.checked.source}
+    quiet_ok = args.emit and result.exit_code == EXIT_OK and not diagnostics
+    if not quiet_ok:
+        stream = sys.stderr if args.emit else sys.stdout
+        if args.format == "json" or diagnostics or result.exit_code:
+            _print_diagnostics(diagnostics, sources, args.format, stream)
+    if args.emit == "ast" and result.checked.document is not None:
+        from oml.dump import to_data
+
+        print(json.dumps(to_data(result.checked.document), indent=2, ensure_ascii=False))
+    if result.exit_code != EXIT_OK:
+        return result.exit_code, result
+    assert result.emitted is not None and result.ir is not None
+    if args.emit == "ir":
+        print(json.dumps(result.ir.to_dict(), indent=2, ensure_ascii=False, default=str))
+    elif args.emit == "manifest":
+        sys.stdout.write(result.emitted.manifest_yaml.decode("utf-8"))
+    if args.output:
+        try:
+            write_output(result.emitted, Path(args.output))
+        except OutputRefused as err:
+            raise UsageError(str(err)) from None
+        if args.format == "text" and not args.emit:
+            print(
+                f"compiled {result.ir.name}: {len(result.ir.order)} steps -> {args.output}/manifest.yaml"
+            )
+    return EXIT_OK, result
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    return compile_command(args)[0]
+
+
+def add_compile_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a param (repeatable)",
+    )
+    p.add_argument("--profile", metavar="P", help="apply profiles.P.params")
+    p.add_argument(
+        "--connections",
+        metavar="FILE",
+        help="osiris_connections.yaml (default ./osiris_connections.yaml)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _add_compile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile a pipeline into manifest.yaml + cfg/*.json")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="DIR", help="output directory (written atomically)")
+    p.add_argument("--emit", choices=("ast", "ir", "manifest"), help="print a stage to stdout")
+    add_compile_flags(p)
+    p.set_defaults(func=cmd_compile)
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from compiler.frontend import read_source
+    from oml.format import format_text
+
+    changed, failed = [], False
+    for path, display in expand_paths(args.files):
+        text, problem = read_source(path, display)
+        if text is None:
+            assert problem is not None
+            _print_diagnostics([problem], {}, "text", sys.stderr)
+            failed = True
+            continue
+        formatted, diagnostics = format_text(text, display)
+        if formatted is None:
+            from oml.span import SourceText
+
+            _print_diagnostics(
+                diagnostics.sorted(), {display: SourceText(display, text)}, "text", sys.stderr
+            )
+            failed = True
+            continue
+        if formatted != text:
+            changed.append(display)
+            if not args.check:
+                tmp = path.with_name(f".{path.name}.fmt.tmp")
+                tmp.write_text(formatted, encoding="utf-8")
+                os.replace(tmp, path)
+    for name in changed:
+        print(("would reformat " if args.check else "reformatted ") + name)
+    if failed:
+        return EXIT_INVALID
+    return 1 if args.check and changed else EXIT_OK
+
+
+def _add_fmt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fmt", help="format OML files canonically (comments kept)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--check", action="store_true", help="only report files that would change (exit 1)"
+    )
+    p.set_defaults(func=cmd_fmt)
+
+
+# -- entry points -----------------------------------------------------------------------------
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed the usage error
+        return int(exit_.code or 0) and EXIT_INVALID
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        return func(args)
+    except UsageError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # never a traceback for the user; OSIRIS_DEBUG=1 shows it
+        if os.environ.get("OSIRIS_DEBUG"):
+            raise
+        print(
+            f"{parser.prog}: internal error: {type(err).__name__}: {err} "
+            "(set OSIRIS_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _common_subcommands(sub: argparse._SubParsersAction) -> None:
+    _add_check(sub)
+    _add_compile(sub)
+    _add_fmt(sub)
+
+
+OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help")
+
+
+def omlc_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omlc", description="The OML compiler.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _common_subcommands(sub)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in OMLC_COMMANDS:
+        args = ["compile", *args]  # `omlc FILE -o DIR` is the compile command
+    return _run(parser, args)
+
+
+def osiris_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="osiris", description="Osiris pipeline toolchain.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _common_subcommands(sub)
+    from compiler.components_cmd import add_parser as add_components
+
+    add_components(sub)
+    return _run(parser, list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(osiris_main())

@@ -1,0 +1,99 @@
+"""Index of osiris_connections.yaml for the checker and editor: families, aliases and their spans."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oml.diagnostics import DiagnosticList
+from oml.span import SourceText, Span
+from oml.yamltree import YMap, parse_yaml
+
+DEFAULT_FILE = "osiris_connections.yaml"
+_SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionAlias:
+    family: str
+    alias: str
+    span: Span  # the alias key in the connections file
+    fields: dict[str, Any]  # raw values, ${VAR} placeholders unresolved
+    default: bool
+
+    def public_fields(self) -> dict[str, Any]:
+        """Fields safe to show (hover, LLM context): never anything that looks like a secret."""
+        return {
+            k: v for k, v in self.fields.items() if k != "default" and not _SECRET_NAME.search(k)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionsIndex:
+    file: str
+    aliases: dict[str, dict[str, ConnectionAlias]]  # family -> alias -> entry
+
+    def families(self) -> list[str]:
+        return sorted(self.aliases)
+
+    def lookup(self, family: str, alias: str | None) -> ConnectionAlias | None:
+        entries = self.aliases.get(family, {})
+        if alias is not None:
+            return entries.get(alias)
+        for entry in entries.values():
+            if entry.default:
+                return entry
+        if "default" in entries:
+            return entries["default"]
+        return next(iter(entries.values())) if len(entries) == 1 else None
+
+
+def load_connections_index(
+    path: Path, diagnostics: DiagnosticList | None = None
+) -> ConnectionsIndex | None:
+    """Read aliases (never resolving ${VAR}); problems go to diagnostics as OML040."""
+    diagnostics = diagnostics if diagnostics is not None else DiagnosticList()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        diagnostics.error(
+            "OML040",
+            f"cannot read connections file {path.name}: {err.__class__.__name__}",
+            None,
+            why="Connection references are checked against this file.",
+            fix="Check the path given with --connections, or remove the option.",
+        )
+        return None
+    return index_connections(SourceText(str(path), text), diagnostics)
+
+
+def index_connections(source: SourceText, diagnostics: DiagnosticList) -> ConnectionsIndex | None:
+    local = DiagnosticList()
+    root = parse_yaml(source, local)
+    connections = root.get("connections") if isinstance(root, YMap) else None
+    if local.has_errors or connections is None or not isinstance(connections.value, YMap):
+        diagnostics.error(
+            "OML040",
+            f"{Path(source.file).name} is not a valid connections file",
+            local.items[0].span if local.items else (root.span if root else None),
+            why="A connections file is a mapping with a 'connections' key: family -> alias -> fields.",
+            fix="Fix the file so that it has the documented shape.",
+            example="connections:\n  mysql:\n    shop:\n      host: db.internal\n"
+            "      password: ${MYSQL_PASSWORD}",
+        )
+        return None
+    aliases: dict[str, dict[str, ConnectionAlias]] = {}
+    for family_entry in connections.value.entries:
+        family = str(family_entry.key.value)
+        entries = aliases.setdefault(family, {})
+        if not isinstance(family_entry.value, YMap):
+            continue
+        for alias_entry in family_entry.value.entries:
+            alias = str(alias_entry.key.value)
+            fields = alias_entry.value.to_python() if isinstance(alias_entry.value, YMap) else {}
+            entries[alias] = ConnectionAlias(
+                family, alias, alias_entry.key.span, fields, fields.get("default") is True
+            )
+    return ConnectionsIndex(source.file, aliases)

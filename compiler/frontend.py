@@ -1,0 +1,106 @@
+"""The front half orchestrator: read → parse → check, returning the AST, context and diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compiler.connections import ConnectionsIndex, load_connections_index
+from oml.ast import Document
+from oml.diagnostics import Diagnostic, DiagnosticList, Severity
+from oml.parser import parse
+from oml.span import SourceText
+
+if TYPE_CHECKING:
+    from compiler.check import CheckContext
+    from compiler.registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    file: str
+    source: SourceText
+    document: Document | None
+    context: CheckContext | None
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def check_text(
+    text: str,
+    file: str = "<string>",
+    *,
+    registry: Registry | None = None,
+    connections: ConnectionsIndex | None = None,
+) -> CheckResult:
+    """Parse and check OML source text."""
+    from compiler.check import check
+    from compiler.registry import load_registry
+
+    diagnostics = DiagnosticList()
+    document, _ = parse(text, file, diagnostics)
+    context = None
+    if document is not None:
+        context = check(document, registry or load_registry(), diagnostics, connections)
+    source = document.source if document is not None else SourceText(file, text)
+    return CheckResult(file, source, document, context, tuple(diagnostics.sorted()))
+
+
+def read_source(path: Path, display: str) -> tuple[str | None, Diagnostic | None]:
+    """File text, or an OML000 diagnostic when it cannot be read as UTF-8."""
+    from oml.span import Position, Span
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        return None, Diagnostic(
+            "OML000",
+            Severity.ERROR,
+            f"cannot read {display}: {reason}",
+            None,
+            why="The file could not be opened.",
+            fix="Check the path and its permissions.",
+        )
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as err:
+        prefix = data[: err.start]
+        line = prefix.count(b"\n") + 1
+        column = len(prefix[prefix.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        at = Position(line, column, err.start)
+        return None, Diagnostic(
+            "OML000",
+            Severity.ERROR,
+            f"{display} is not UTF-8 text (invalid byte 0x{data[err.start]:02x})",
+            Span(display, at, Position(line, column + 1, err.start + 1)),
+            why="OML files are UTF-8 encoded YAML.",
+            fix="Save the file as UTF-8.",
+        )
+
+
+def check_file(
+    path: Path,
+    display: str | None = None,
+    *,
+    registry: Registry | None = None,
+    connections: ConnectionsIndex | None = None,
+) -> CheckResult:
+    display = display or str(path)
+    text, problem = read_source(path, display)
+    if text is None:
+        assert problem is not None
+        return CheckResult(display, SourceText(display, ""), None, None, (problem,))
+    return check_text(text, display, registry=registry, connections=connections)
+
+
+def load_connections(path: Path | None) -> tuple[ConnectionsIndex | None, list[Diagnostic]]:
+    if path is None:
+        return None, []
+    diagnostics = DiagnosticList()
+    index = load_connections_index(path, diagnostics)
+    return index, diagnostics.sorted()
