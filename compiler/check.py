@@ -60,6 +60,7 @@ class CheckContext:
     specs: dict[str, ComponentSpec] = field(default_factory=dict)  # step id -> its spec
     edges: list[Edge] = field(default_factory=list)
     param_uses: dict[str, list[Span]] = field(default_factory=dict)
+    unresolved: set[str] = field(default_factory=set)  # steps with a reference to an unknown step
 
     @property
     def source(self) -> Any:
@@ -239,6 +240,7 @@ def _edge(
 ) -> None:
     if upstream not in ctx.steps:
         _unknown_step(ctx, ids, upstream, span)
+        ctx.unresolved.add(me)  # its role cannot be judged; don't pile errors on the typo
         return
     if upstream == me:
         ctx.diagnostics.error(
@@ -308,6 +310,8 @@ def check_cycles(ctx: CheckContext) -> None:
 
 def check_roles(ctx: CheckContext) -> None:
     for step_id, spec in ctx.specs.items():
+        if step_id in ctx.unresolved:
+            continue
         step = ctx.steps[step_id]
         upstream = ctx.upstream(step_id)
         anchor = step.component.span if step.component else step.span
