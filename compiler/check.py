@@ -200,13 +200,8 @@ def check_edges(ctx: CheckContext) -> None:
             _edge(ctx, ids, ref.id, me, ref.span, None)
         for item in step.inputs:
             value = item.value
-            ref = None
-            if isinstance(value, YScalar) and isinstance(value.value, str):
-                refs = _references(ctx, value)
-                template = refs and parse_template(value.value)
-                if template and template.whole_reference and refs[0][0].step:
-                    ref, span = refs[0]
-            if ref is None or ref.attribute != "df" or ref.step is None:
+            target = _input_reference(ctx, value)
+            if target is None:
                 ctx.diagnostics.error(
                     "OML043",
                     f"input '{item.name.value}' must reference an upstream step's output",
@@ -216,23 +211,37 @@ def check_edges(ctx: CheckContext) -> None:
                     example='inputs: {df: "${extract-orders.df}"}',
                 )
                 continue
-            _edge(ctx, ids, ref.step, me, span, item.name.value)
+            _edge(ctx, ids, target[0], me, target[1], item.name.value)
         for _, scalar in _strings(step.config) if step.config else []:
-            for ref, span in _references(ctx, scalar):
-                if ref.step is None:
+            for reference, span in _references(ctx, scalar):
+                used = reference.step
+                if used is None:
                     continue
-                declared = any(e.upstream == ref.step and e.downstream == me for e in ctx.edges)
-                if ref.step not in ctx.steps:
-                    _unknown_step(ctx, ids, ref.step, span)
+                declared = any(e.upstream == used and e.downstream == me for e in ctx.edges)
+                if used not in ctx.steps:
+                    _unknown_step(ctx, ids, used, span)
                 elif not declared:
                     ctx.diagnostics.error(
                         "OML032",
-                        f"step '{me}' uses '{ref.step}' without declaring it",
+                        f"step '{me}' uses '{used}' without declaring it",
                         span,
                         why="Data flows only along declared edges (needs or inputs).",
-                        fix=f"Add '{ref.step}' to the step's needs.",
-                        example=f"needs: [{ref.step}]",
+                        fix=f"Add '{used}' to the step's needs.",
+                        example=f"needs: [{used}]",
                     )
+
+
+def _input_reference(ctx: CheckContext, value: YNode) -> tuple[str, Span] | None:
+    """(upstream step id, span) of an input written as "${STEP.df}"; None when it is not one."""
+    if not isinstance(value, YScalar) or not isinstance(value.value, str):
+        return None
+    refs = _references(ctx, value)
+    if len(refs) != 1 or parse_template(value.value).whole_reference is None:
+        return None
+    reference, span = refs[0]
+    if reference.step is None or reference.attribute != "df":
+        return None
+    return reference.step, span
 
 
 def _edge(
@@ -601,26 +610,17 @@ def _check_overrides(
         if name not in config or override == "allowed":
             continue
         span = key_span(config_node, (name,)) or config_node.span
-        detail = dict(
-            why=f"'{name}' comes from the connection; setting it in the step "
-            + (
-                "is not allowed."
-                if override == "forbidden"
-                else "overrides the connection's value."
-            ),
-            fix=f"Remove '{name}' from the step, or change it in the connections file.",
-            suggestions=(
-                Suggestion(f"Remove '{name}'", "", _entry_span(config_node, (name,)) or span),
-            ),
+        why = f"'{name}' comes from the connection; setting it in the step " + (
+            "is not allowed." if override == "forbidden" else "overrides the connection's value."
         )
+        fix = f"Remove '{name}' from the step, or change it in the connections file."
+        remove = (Suggestion(f"Remove '{name}'", "", _entry_span(config_node, (name,)) or span),)
         if override == "forbidden":
-            ctx.diagnostics.error(
-                "OML022", f"'{name}' must not override the connection", span, **detail
-            )  # type: ignore[arg-type]
+            summary = f"'{name}' must not override the connection"
+            ctx.diagnostics.error("OML022", summary, span, why=why, fix=fix, suggestions=remove)
         else:
-            ctx.diagnostics.warning(
-                "OML023", f"'{name}' overrides the connection's value", span, **detail
-            )  # type: ignore[arg-type]
+            summary = f"'{name}' overrides the connection's value"
+            ctx.diagnostics.warning("OML023", summary, span, why=why, fix=fix, suggestions=remove)
 
 
 def check_processor_sql(ctx: CheckContext) -> None:

@@ -124,13 +124,13 @@ def _report(
             diagnostics.error(
                 "OML018",
                 f"{component} needs config field '{name}'",
-                key_span(config_node, path) if path else _config_key_span(config_node),
+                (key_span(config_node, path) if path else None) or config_node.span,
                 why=(f"'{name}': {doc}" if doc else f"'{name}' is required by {component}."),
                 fix=f"Add '{name}' to the step's config.",
                 example=_example_value(error.schema or {}, name),
             )
         return
-    span = key_span(config_node, path) if isinstance(node, YMap) and path else node.span
+    span = (key_span(config_node, path) if isinstance(node, YMap) and path else None) or node.span
     if kind == "type":
         expected = error.validator_value
         names = [expected] if isinstance(expected, str) else list(expected)
@@ -160,7 +160,7 @@ def _report(
     diagnostics.error(
         "OML020",
         f"config field '{field}' {_constraint_text(kind, error)}",
-        span or node.span,
+        span,
         why=_field_doc(schema, str(path[0])) if path else f"{component}'s config has a rule here.",
         fix=f"Change '{field}' to satisfy the rule.",
     )
@@ -184,10 +184,6 @@ def _constraint_text(kind: str, error: Any) -> str:
         "format": f"must be a valid {value}",
     }
     return texts.get(kind, "does not match any allowed form")
-
-
-def _config_key_span(config_node: YMap) -> Any:
-    return config_node.span
 
 
 def check_constraints(

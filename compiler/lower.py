@@ -85,7 +85,7 @@ def lower(
             sorted(
                 (e.input_name, e.upstream)
                 for e in ctx.edges
-                if e.downstream == step_id and e.input_name
+                if e.downstream == step_id and e.input_name is not None
             )
         )
         needs = tuple(sorted(ctx.upstream(step_id), key=rank.__getitem__))
@@ -99,7 +99,7 @@ def lower(
             role=spec.role,
             config=config,
             connection=connection if isinstance(connection, str) else None,
-            inputs=inputs,  # type: ignore[arg-type]
+            inputs=inputs,
             needs=needs,
             description=step.description,
             span=step.span,

@@ -148,8 +148,8 @@ def resolve_params(
         if raw is not None:
             _set_text(values, param, raw, "environment", f"${env_name(name)}", diagnostics)
     for name, raw in cli.items():
-        param = declared.get(name)
-        if param is None:
+        given = declared.get(name)
+        if given is None:
             matches = close_matches(name, declared)
             diagnostics.error(
                 "OML062",
@@ -164,7 +164,7 @@ def resolve_params(
                 fix="Use a declared param name.",
             )
             continue
-        _set_text(values, param, raw, "--param", f"--param {name}", diagnostics)
+        _set_text(values, given, raw, "--param", f"--param {name}", diagnostics)
     for name, param in declared.items():
         resolved = values.get(name)
         kind = param_type(param)

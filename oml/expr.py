@@ -145,6 +145,7 @@ def parse_template(text: str) -> Template:
                 parts.append(Text(value, start, end))
         else:
             path = child.children[0]
+            assert isinstance(path, lark.Tree)
             names = tuple(str(tok) for tok in path.children)
             parts.append(Reference(names, child.meta.start_pos, child.meta.end_pos))
     return Template(tuple(parts))

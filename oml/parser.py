@@ -82,7 +82,9 @@ class Parser:
     # -- helpers -----------------------------------------------------------------------------
 
     def expect(self, node: YNode, kind: type, what: str, example: str = "") -> bool:
-        if isinstance(node, kind) and not (kind is YScalar and not isinstance(node.value, str)):
+        if isinstance(node, kind) and not (
+            isinstance(node, YScalar) and not isinstance(node.value, str)
+        ):
             return True
         expected = {YMap: "a mapping", YSeq: "a list", YScalar: "a string"}[kind]
         self.diagnostics.error(

@@ -75,8 +75,16 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
     ("steps-mapping", HEADER + "steps: {a: 1}\n", {"OML008"}),
     ("empty-steps", HEADER + "steps: []\n", {"OML009"}),
     ("unknown-step-key", pipeline(extract("confg: {}\n")), {"OML010"}),
-    ("legacy-step-key", pipeline(extract() + mysql_writer("{table: t}").replace("needs", "depends_on")), {"OML005"}),
-    ("missing-mode", pipeline("- id: src\n  component: filesystem.csv_extractor\n  config: {path: x}\n"), {"OML011"}),
+    (
+        "legacy-step-key",
+        pipeline(extract() + mysql_writer("{table: t}").replace("needs", "depends_on")),
+        {"OML005"},
+    ),
+    (
+        "missing-mode",
+        pipeline("- id: src\n  component: filesystem.csv_extractor\n  config: {path: x}\n"),
+        {"OML011"},
+    ),
     ("bad-step-id", pipeline(extract(step_id='"1-bad"')), {"OML012"}),
     ("duplicate-step-id", pipeline(extract() + extract()), {"OML013"}),
     ("unknown-component", pipeline(extract().replace("csv_extractor", "csv_extractr")), {"OML014"}),
@@ -84,28 +92,129 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
     ("config-type", pipeline(extract(config='{path: x, batch_size: "lots"}')), {"OML016"}),
     ("config-unknown-field", pipeline(extract(config="{path: x, delimter: ';'}")), {"OML017"}),
     ("config-required", pipeline(extract(config="{}")), {"OML018"}),
-    ("config-enum", pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, write_mode: upsrt}')), {"OML019"}),
+    (
+        "config-enum",
+        pipeline(
+            extract() + mysql_writer('{connection: "@mysql.shop", table: t, write_mode: upsrt}')
+        ),
+        {"OML019"},
+    ),
     ("config-range", pipeline(extract(config="{path: x, batch_size: 0}")), {"OML020"}),
-    ("constraint", pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, write_mode: upsert}')), {"OML021"}),
-    ("forbidden-override", pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, password: hunter2}')), {"OML022", "OML024"}),
-    ("override-warning", pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, host: other}')), {"OML023"}),
-    ("inline-secret", pipeline(extract() + mysql_writer("{host: db, database: d, user: u, password: hunter2, table: t}")), {"OML024"}),
-    ("connection-no-at", pipeline(extract() + mysql_writer("{connection: mysql.shop, table: t}")), {"OML025"}),
-    ("connection-syntax", pipeline(extract() + mysql_writer('{connection: "@MySQL.shop", table: t}')), {"OML025"}),
-    ("connection-family", pipeline(extract() + mysql_writer('{connection: "@postgres.main", table: t}')), {"OML026"}),
+    (
+        "constraint",
+        pipeline(
+            extract() + mysql_writer('{connection: "@mysql.shop", table: t, write_mode: upsert}')
+        ),
+        {"OML021"},
+    ),
+    (
+        "forbidden-override",
+        pipeline(
+            extract() + mysql_writer('{connection: "@mysql.shop", table: t, password: hunter2}')
+        ),
+        {"OML022", "OML024"},
+    ),
+    (
+        "override-warning",
+        pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, host: other}')),
+        {"OML023"},
+    ),
+    (
+        "inline-secret",
+        pipeline(
+            extract()
+            + mysql_writer("{host: db, database: d, user: u, password: hunter2, table: t}")
+        ),
+        {"OML024"},
+    ),
+    (
+        "connection-no-at",
+        pipeline(extract() + mysql_writer("{connection: mysql.shop, table: t}")),
+        {"OML025"},
+    ),
+    (
+        "connection-syntax",
+        pipeline(extract() + mysql_writer('{connection: "@MySQL.shop", table: t}')),
+        {"OML025"},
+    ),
+    (
+        "connection-family",
+        pipeline(extract() + mysql_writer('{connection: "@postgres.main", table: t}')),
+        {"OML026"},
+    ),
     ("expression-syntax", pipeline(extract(config='{path: "data/${params."}')), {"OML028"}),
     ("unknown-param", pipeline(extract(config='{path: "data/${params.day}.csv"}')), {"OML029"}),
-    ("param-type", "params:\n  n: {type: integer, default: abc}\n" + pipeline(extract(config='{path: x, batch_size: "${params.n}"}')), {"OML030"}),
+    (
+        "param-type",
+        "params:\n  n: {type: integer, default: abc}\n"
+        + pipeline(extract(config='{path: x, batch_size: "${params.n}"}')),
+        {"OML030"},
+    ),
     ("unused-param", "params:\n  n: {type: integer, default: 5}\n" + CSV_TO_CSV, {"OML031"}),
     ("unknown-need", CSV_TO_CSV.replace("needs: [src]", "needs: [scr]"), {"OML032"}),
-    ("cycle", pipeline(extract() + "- {id: a, component: duckdb.processor, mode: transform, needs: [src, b], config: {query: 'SELECT * FROM src'}}\n- {id: b, component: duckdb.processor, mode: transform, needs: [a], config: {query: 'SELECT * FROM a'}}\n"), {"OML033"}),
-    ("self-need", pipeline(extract() + "- {id: a, component: duckdb.processor, mode: transform, needs: [a], config: {query: 'SELECT 1'}}\n"), {"OML033"}),
-    ("extractor-input", pipeline(extract() + extract("needs: [src]\n", step_id="src2")), {"OML034"}),
-    ("writer-two-inputs", pipeline(extract() + extract(step_id="src2") + mysql_writer('{connection: "@mysql.shop", table: t}', needs="[src, src2]")), {"OML035"}),
-    ("processor-no-input", pipeline("- {id: p, component: duckdb.processor, mode: transform, config: {query: 'SELECT 1'}}\n"), {"OML036"}),
-    ("processor-unknown-table", pipeline(extract() + "- {id: p, component: duckdb.processor, mode: transform, needs: [src], config: {query: 'SELECT * FROM scr'}}\n"), {"OML037"}),
-    ("processor-bad-sql", pipeline(extract() + "- {id: p, component: duckdb.processor, mode: transform, needs: [src], config: {query: 'SELEC 1'}}\n"), {"OML038"}),
-    ("bad-input-ref", pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t}').replace("needs: [src]", "inputs: {df: src}")), {"OML043"}),
+    (
+        "cycle",
+        pipeline(
+            extract()
+            + "- {id: a, component: duckdb.processor, mode: transform, needs: [src, b], config: {query: 'SELECT * FROM src'}}\n- {id: b, component: duckdb.processor, mode: transform, needs: [a], config: {query: 'SELECT * FROM a'}}\n"
+        ),
+        {"OML033"},
+    ),
+    (
+        "self-need",
+        pipeline(
+            extract()
+            + "- {id: a, component: duckdb.processor, mode: transform, needs: [a], config: {query: 'SELECT 1'}}\n"
+        ),
+        {"OML033"},
+    ),
+    (
+        "extractor-input",
+        pipeline(extract() + extract("needs: [src]\n", step_id="src2")),
+        {"OML034"},
+    ),
+    (
+        "writer-two-inputs",
+        pipeline(
+            extract()
+            + extract(step_id="src2")
+            + mysql_writer('{connection: "@mysql.shop", table: t}', needs="[src, src2]")
+        ),
+        {"OML035"},
+    ),
+    (
+        "processor-no-input",
+        pipeline(
+            "- {id: p, component: duckdb.processor, mode: transform, config: {query: 'SELECT 1'}}\n"
+        ),
+        {"OML036"},
+    ),
+    (
+        "processor-unknown-table",
+        pipeline(
+            extract()
+            + "- {id: p, component: duckdb.processor, mode: transform, needs: [src], config: {query: 'SELECT * FROM scr'}}\n"
+        ),
+        {"OML037"},
+    ),
+    (
+        "processor-bad-sql",
+        pipeline(
+            extract()
+            + "- {id: p, component: duckdb.processor, mode: transform, needs: [src], config: {query: 'SELEC 1'}}\n"
+        ),
+        {"OML038"},
+    ),
+    (
+        "bad-input-ref",
+        pipeline(
+            extract()
+            + mysql_writer('{connection: "@mysql.shop", table: t}').replace(
+                "needs: [src]", "inputs: {df: src}"
+            )
+        ),
+        {"OML043"},
+    ),
     ("duplicate-need", CSV_TO_CSV.replace("needs: [src]", "needs: [src, src]"), {"OML044"}),
 ]
 
@@ -121,7 +230,8 @@ VALID_CASES: list[tuple[str, str]] = [
     ),
     (
         "param-typed-whole-scalar",
-        "params:\n  n: {type: integer, default: 500}\n" + pipeline(extract(config='{path: x, batch_size: "${params.n}"}')),
+        "params:\n  n: {type: integer, default: 500}\n"
+        + pipeline(extract(config='{path: x, batch_size: "${params.n}"}')),
     ),
     (
         "escaped-dollar",

@@ -57,7 +57,10 @@ def test_unknown_alias_with_connections_file() -> None:
 def test_default_connection_reference_resolves() -> None:
     text = pipeline(extract() + mysql_writer('{connection: "@mysql", table: t}'))
     assert codes(text, connections=connections()) == set()
-    text = pipeline(extract() + "- {id: l, component: postgres.writer, mode: write, needs: [src], config: {connection: '@postgres', table: t}}\n")
+    text = pipeline(
+        extract()
+        + "- {id: l, component: postgres.writer, mode: write, needs: [src], config: {connection: '@postgres', table: t}}\n"
+    )
     assert codes(text, connections=connections()) == set()  # the only alias is the default
 
 
@@ -94,7 +97,7 @@ def test_expression_error_points_inside_the_string() -> None:
 
 
 def test_spans_are_utf8_byte_accurate() -> None:
-    text = '# café ☕ 🎉\n' + pipeline(extract().replace("csv_extractor", "csv_extractr"))
+    text = "# café ☕ 🎉\n" + pipeline(extract().replace("csv_extractor", "csv_extractr"))
     (d,) = check_text(text, "p.oml").diagnostics
     assert d.span is not None
     raw = text.encode()

@@ -15,9 +15,16 @@ from tests.oml_cases import CSV_TO_CSV, WITH_UNUSED_PARAM
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def omlc(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def omlc(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())", *args],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+            *args,
+        ],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -51,7 +58,11 @@ def test_check_json_envelope(project: Path) -> None:
     assert report["valid"] is False and report["error_count"] == 1 and report["warning_count"] == 1
     (error,) = [d for d in report["diagnostics"] if d["severity"] == "error"]
     assert error["code"] == "OML032"
-    assert error["range"]["start"] == {"line": 11, "column": 13, "byte": error["range"]["start"]["byte"]}
+    assert error["range"]["start"] == {
+        "line": 11,
+        "column": 13,
+        "byte": error["range"]["start"]["byte"],
+    }
     assert error["suggestions"][0]["replacement"] == "src"
 
 
@@ -60,7 +71,11 @@ def test_compile_writes_manifest_and_emits_stages(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert (project / "build" / "manifest.yaml").is_file()
     assert (project / "build" / "cfg" / "src.json").is_file()
-    for stage, probe in (("ast", '"kind": "Document"'), ("ir", '"order"'), ("manifest", "manifest_version")):
+    for stage, probe in (
+        ("ast", '"kind": "Document"'),
+        ("ir", '"order"'),
+        ("manifest", "manifest_version"),
+    ):
         out = omlc("good.oml", "--emit", stage, cwd=project)
         assert out.returncode == 0 and probe in out.stdout
 
@@ -84,7 +99,9 @@ def test_usage_errors(project: Path) -> None:
 
 def test_fmt_check_and_rewrite(project: Path) -> None:
     messy = project / "messy.oml"
-    messy.write_text("name: t  # keep me\noml_version: '0.1.0'\nsteps:\n- id: src\n  mode: read\n  component: filesystem.csv_extractor\n  config: {path: x}\n")
+    messy.write_text(
+        "name: t  # keep me\noml_version: '0.1.0'\nsteps:\n- id: src\n  mode: read\n  component: filesystem.csv_extractor\n  config: {path: x}\n"
+    )
     assert omlc("fmt", "--check", "messy.oml", cwd=project).returncode == 1
     assert omlc("fmt", "messy.oml", cwd=project).returncode == 0
     text = messy.read_text()

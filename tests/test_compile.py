@@ -11,7 +11,9 @@ from compiler.compile import OutputRefused, compile_text, write_output
 from runtime.contract import manifest_digest
 from tests.oml_cases import CSV_TO_CSV, extract, mysql_writer, pipeline
 
-PARAMS = "params:\n  n: {type: integer, default: 500}\n  day: {type: string}\n  rate: {type: number}\n"
+PARAMS = (
+    "params:\n  n: {type: integer, default: 500}\n  day: {type: string}\n  rate: {type: number}\n"
+)
 WITH_PARAMS = PARAMS + pipeline(
     extract(config='{path: "data/${params.day}/in.csv", batch_size: "${params.n}"}')
     + "- {id: p, component: duckdb.processor, mode: transform, needs: [src], "
@@ -41,7 +43,11 @@ def config_of(result, step: str) -> dict:
     return json.loads(result.emitted.files[f"cfg/{step}.json"])
 
 
-@pytest.mark.parametrize(("case", "text", "params", "profile", "env", "expected"), COMPILE_CASES, ids=[c[0] for c in COMPILE_CASES])
+@pytest.mark.parametrize(
+    ("case", "text", "params", "profile", "env", "expected"),
+    COMPILE_CASES,
+    ids=[c[0] for c in COMPILE_CASES],
+)
 def test_compile_errors_exit_3(case, text, params, profile, env, expected) -> None:
     result = compile_text(text, "p.oml", params=params, profile=profile, environ=env)
     assert result.exit_code == 3
@@ -60,6 +66,7 @@ def test_param_precedence_default_profile_env_cli() -> None:
         "profiles:\n  big: {params: {n: 2}}\n"
         + pipeline(extract(config='{path: x, batch_size: "${params.n}"}'))
     )
+
     def n(**kw) -> int:
         result = compile_text(text, "p.oml", **kw)
         assert result.exit_code == 0, result.diagnostics

@@ -40,5 +40,9 @@ def test_every_emitted_code_is_documented() -> None:
 
 def test_every_documented_code_is_emitted_and_tested() -> None:
     docs = documented()
-    assert not docs - emitted_in_source(), f"documented but never emitted: {sorted(docs - emitted_in_source())}"
-    assert not docs - codes_under_test(), f"documented but never tested: {sorted(docs - codes_under_test())}"
+    assert not docs - emitted_in_source(), (
+        f"documented but never emitted: {sorted(docs - emitted_in_source())}"
+    )
+    assert not docs - codes_under_test(), (
+        f"documented but never tested: {sorted(docs - codes_under_test())}"
+    )

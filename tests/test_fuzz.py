@@ -14,16 +14,21 @@ from compiler.frontend import check_text
 from tests.oml_cases import CHECK_CASES, CSV_TO_CSV, VALID_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = [CSV_TO_CSV] + [c[1] for c in VALID_CASES] + [c[1] for c in CHECK_CASES] + [
-    p.read_text() for p in sorted(ROOT.glob("golden/*/pipeline.oml"))
-]
+SEEDS = (
+    [CSV_TO_CSV]
+    + [c[1] for c in VALID_CASES]
+    + [c[1] for c in CHECK_CASES]
+    + [p.read_text() for p in sorted(ROOT.glob("golden/*/pipeline.oml"))]
+)
 
 yaml_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
 )
 yaml_values = st.recursive(
     yaml_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -33,7 +38,12 @@ def _assert_well_formed(text: str) -> None:
     for d in result.diagnostics:
         assert d.code.startswith("OML") and d.summary
         if d.span is not None:
-            assert 0 <= d.span.start.byte <= d.span.end.byte <= len(text.encode("utf-8", "surrogatepass"))
+            assert (
+                0
+                <= d.span.start.byte
+                <= d.span.end.byte
+                <= len(text.encode("utf-8", "surrogatepass"))
+            )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -63,7 +73,32 @@ def test_mutated_pipelines_never_crash(seed: str, data) -> None:
             text = text[:i] + text[i + data.draw(st.integers(1, 10)) :]
         elif op == "insert":
             i = data.draw(st.integers(0, len(text)))
-            text = text[:i] + data.draw(st.sampled_from(["${", "@", ":", "- ", "\n  ", "{", "]", "'", '"', "&a", "*a", "\t", "é🎉", "${params.", "!!binary ", "<<: "])) + text[i:]
+            text = (
+                text[:i]
+                + data.draw(
+                    st.sampled_from(
+                        [
+                            "${",
+                            "@",
+                            ":",
+                            "- ",
+                            "\n  ",
+                            "{",
+                            "]",
+                            "'",
+                            '"',
+                            "&a",
+                            "*a",
+                            "\t",
+                            "é🎉",
+                            "${params.",
+                            "!!binary ",
+                            "<<: ",
+                        ]
+                    )
+                )
+                + text[i:]
+            )
         else:
             lines = text.splitlines(keepends=True)
             if len(lines) > 1:
@@ -77,7 +112,11 @@ def test_mutated_pipelines_never_crash(seed: str, data) -> None:
 
 
 def test_cli_never_prints_a_traceback(tmp_path: Path) -> None:
-    samples = {"bytes.oml": b"\xff\xfe\x00garbage", "tabs.oml": b"name:\t[\n", "ok.oml": CSV_TO_CSV.encode()}
+    samples = {
+        "bytes.oml": b"\xff\xfe\x00garbage",
+        "tabs.oml": b"name:\t[\n",
+        "ok.oml": CSV_TO_CSV.encode(),
+    }
     for name, data in samples.items():
         (tmp_path / name).write_bytes(data)
     proc = subprocess.run(
