@@ -38,6 +38,11 @@ class StepContext(Protocol):
     inputs: Mapping[str, str]  # input name -> upstream step id (its table in the run database)
     artifacts_dir: Path  # runs/<run_id>/artifacts/<step>/ — DDL and other per-step files
     batch_size: int
+    project_dir: Path  # relative paths in configs and connections resolve against this
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """An absolute path for a config/connection path (relative ones are under project_dir)."""
+        ...
 
     def input_reader(self, name: str | None = None) -> pa.RecordBatchReader:
         """Stream an upstream table as bounded Arrow batches (the only input when name is None)."""
@@ -74,4 +79,24 @@ class Writer(Protocol):
 class Processor(Protocol):
     def transform(self, ctx: StepContext) -> StepResult:
         """Create table <step_id> in the run database from the step's inputs."""
+        ...
+
+
+@runtime_checkable
+class RunDatabaseSource(Protocol):
+    """Optional fast path for extractors whose source DuckDB can read natively (files)."""
+
+    def source_query(self, ctx: StepContext) -> str | None:
+        """A DuckDB SELECT yielding exactly the rows extract() would; the engine runs it inside
+        the run database as CREATE TABLE <step_id> AS .... None means: use extract()."""
+        ...
+
+
+@runtime_checkable
+class RunDatabaseSink(Protocol):
+    """Optional fast path for writers that can read the upstream table in the run database."""
+
+    def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult | None:
+        """Load run-database table `table` (via ctx.run_db()) with the same semantics as write().
+        None means: not possible here, use write()."""
         ...

@@ -1,0 +1,125 @@
+"""`oml-run MANIFEST`: execute a compiled manifest with the local engine.
+
+Exit codes:
+  0  the run succeeded
+  1  internal error (a one-line message on stderr; the traceback is in runs/<id>/run.log)
+  3  manifest invalid or modified: not valid YAML, fails specs/manifest.schema.json, a cfg file
+     is missing, or the body/cfg files do not match their fingerprints (--allow-modified
+     skips only the fingerprint comparison, never validation)
+  4  run failure: a step failed; downstream steps were skipped, independent branches finished
+  5  configuration: connections file, alias, ${VARIABLE}, secrets file, run directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from runtime.connections import VALIDATION_MODES
+from runtime.console import LiveView, PlainView, QuietView, summary_table
+from runtime.errors import EXIT_INTERNAL
+from runtime.runner import RunOutcome, run_manifest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oml-run",
+        description="Run a compiled Osiris manifest (manifest.yaml + cfg/).",
+        epilog="exit codes: 0 ok, 1 internal error, 3 manifest invalid/modified, "
+        "4 run failure, 5 configuration",
+    )
+    parser.add_argument("manifest", type=Path, help="manifest.yaml or the directory holding it")
+    parser.add_argument(
+        "--connections", type=Path, help="osiris_connections.yaml (default: in the project dir)"
+    )
+    parser.add_argument("--secrets-file", type=Path, help="KEY=VALUE file for ${VAR} references")
+    parser.add_argument("--project-dir", type=Path, help="base for relative paths (default: cwd)")
+    parser.add_argument(
+        "--run-dir", type=Path, help="directory for this run's records (default: runs/<run_id>)"
+    )
+    parser.add_argument("--engine", choices=["local"], default="local")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--allow-modified", action="store_true", help="run even if fingerprints do not match"
+    )
+    parser.add_argument(
+        "--no-keep-intermediate",
+        action="store_true",
+        help="delete run.duckdb at the end of the run",
+    )
+    parser.add_argument(
+        "--max-parallel", type=int, help="worker threads for independent steps (default 2-4)"
+    )
+    parser.add_argument(
+        "--validation", choices=VALIDATION_MODES, help="connection validation (default warn)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args, sys.stdout, sys.stderr)
+    except KeyboardInterrupt:
+        print("oml-run: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # never a raw traceback on stderr
+        print(
+            f"oml-run: internal error ({type(err).__name__}); see run.log in the run directory",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.max_parallel is not None and args.max_parallel < 1:
+        print("oml-run: --max-parallel must be at least 1", file=err)
+        return 5
+    view: LiveView | PlainView | QuietView
+    console = Console(file=out)
+    if args.format == "json":
+        view = QuietView(err)
+    elif out.isatty():
+        view = LiveView(console)
+    else:
+        view = PlainView(out)
+    with view:
+        outcome = run_manifest(
+            args.manifest,
+            connections=args.connections,
+            secrets_file=args.secrets_file,
+            project_dir=args.project_dir,
+            run_dir=args.run_dir,
+            allow_modified=args.allow_modified,
+            keep_intermediate=not args.no_keep_intermediate,
+            max_parallel=args.max_parallel,
+            validation=args.validation,
+            observer=view,
+        )
+    if args.format == "json":
+        print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)
+    else:
+        _print_text(outcome, console, err)
+    return outcome.exit_code
+
+
+def _print_text(outcome: RunOutcome, console: Console, err: TextIO) -> None:
+    if outcome.steps:
+        console.print(summary_table(outcome))
+    if outcome.exit_code == 0:
+        print(
+            f"run {outcome.run_id} ok: records in {outcome.run_dir}", file=console.file, flush=True
+        )
+        return
+    where = f"; details in {outcome.run_dir / 'run.log'}" if outcome.run_dir else ""
+    label = "run failed" if outcome.exit_code == 4 else "oml-run"
+    print(f"{label}: {outcome.error}{where}", file=err, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

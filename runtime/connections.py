@@ -1,0 +1,283 @@
+"""Connection resolution: osiris_connections.yaml + variables -> validated fields for one @family.alias."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+from runtime.errors import ConfigurationError
+from runtime.secrets import (
+    Redactor,
+    VariableSource,
+    embedded_passwords,
+    interpolate,
+    is_secret_field,
+    read_dotenv,
+)
+
+CONNECTIONS_FILE = "osiris_connections.yaml"
+ValidationMode = Literal["warn", "strict", "off"]
+VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
+
+_REF = re.compile(r"^@([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_][A-Za-z0-9_-]*))?$")
+_META_FIELDS = frozenset({"default"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRef:
+    """A parsed '@family.alias' or '@family' reference."""
+
+    family: str
+    alias: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectionRef:
+        match = _REF.match(text)
+        if match is None:
+            raise ConfigurationError(f"connection reference {text!r} is not '@family.alias'")
+        return cls(match.group(1), match.group(2))
+
+    def __str__(self) -> str:
+        return f"@{self.family}" + (f".{self.alias}" if self.alias else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConnection:
+    """One connection with variables expanded; fields include secrets (never log them)."""
+
+    ref: str
+    family: str
+    alias: str
+    fields: Mapping[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def default_connections_path(project_dir: Path, environ: Mapping[str, str]) -> Path:
+    """$OSIRIS_CONNECTIONS, else <project>/osiris_connections.yaml."""
+    configured = environ.get("OSIRIS_CONNECTIONS")
+    return Path(configured) if configured else project_dir / CONNECTIONS_FILE
+
+
+def validation_mode(value: str | None, environ: Mapping[str, str]) -> ValidationMode:
+    """The --validation value, else $OSIRIS_VALIDATION, else 'warn'."""
+    chosen = (value or environ.get("OSIRIS_VALIDATION") or "warn").strip().lower()
+    for mode in VALIDATION_MODES:
+        if chosen == mode:
+            return mode
+    raise ConfigurationError(f"validation mode {chosen!r} is not one of warn, strict, off")
+
+
+def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, Any]]]:
+    """family -> alias -> raw fields as written (variables not expanded). For tools and the compiler."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"connections file {path} does not exist") from None
+    except OSError as err:
+        raise ConfigurationError(f"cannot read connections file {path}: {err.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigurationError(f"{path}{where}: not valid YAML") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{path}: expected a mapping with 'version' and 'connections'")
+    version = document.get("version", 1)
+    if version != 1:
+        raise ConfigurationError(f"{path}: version {version!r} is not supported (expected 1)")
+    families = document.get("connections") or {}
+    if not isinstance(families, dict):
+        raise ConfigurationError(f"{path}: 'connections' must map family -> alias -> fields")
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for family, aliases in families.items():
+        if not isinstance(aliases, dict):
+            raise ConfigurationError(f"{path}: connections.{family} must map alias -> fields")
+        result[str(family)] = {}
+        for alias, fields in aliases.items():
+            if not isinstance(fields, dict):
+                raise ConfigurationError(f"{path}: connections.{family}.{alias} must be a mapping")
+            result[str(family)][str(alias)] = dict(fields)
+    return result
+
+
+def family_schema(family: str) -> dict[str, Any] | None:
+    """specs/connections/<family>.json, or None when the specs package has none."""
+    try:
+        entry = resources.files("specs").joinpath("connections", f"{family}.json")
+        if not entry.is_file():
+            return None
+        loaded = json.loads(entry.read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def secret_field_names(schema: Mapping[str, Any] | None) -> frozenset[str]:
+    """Fields marked "x-secret": true in a family schema."""
+    if not schema:
+        return frozenset()
+    props = schema.get("properties") or {}
+    return frozenset(
+        name for name, spec in props.items() if isinstance(spec, dict) and spec.get("x-secret")
+    )
+
+
+class ConnectionResolver:
+    """Resolves @family.alias references for one run and registers their secrets."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        redactor: Redactor,
+        secrets_file: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        validation: ValidationMode = "warn",
+        schema_for: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self.path = path
+        self._schema_for = schema_for or family_schema
+        self._redactor = redactor
+        self._secrets_file = secrets_file
+        self._environ = dict(os.environ if environ is None else environ)
+        self._validation = validation
+        self._aliases: dict[str, dict[str, dict[str, Any]]] | None = None
+        self._source: VariableSource | None = None
+        self._cache: dict[str, ResolvedConnection] = {}
+
+    def _load(self) -> tuple[dict[str, dict[str, dict[str, Any]]], VariableSource]:
+        if self._aliases is None or self._source is None:
+            self._aliases = read_connection_aliases(self.path)
+            layers: list[Mapping[str, str]] = [self._environ]
+            if self._secrets_file is not None:
+                layers.append(read_dotenv(self._secrets_file))
+            dotenv = self.path.parent / ".env"
+            if dotenv.is_file():
+                layers.append(read_dotenv(dotenv))
+            self._source = VariableSource(tuple(layers))
+        return self._aliases, self._source
+
+    def resolve(self, text: str) -> ResolvedConnection:
+        if text in self._cache:
+            return self._cache[text]
+        ref = ConnectionRef.parse(text)
+        if not self.path.is_file():
+            raise ConfigurationError(
+                f"connection {ref}: connections file {self.path} does not exist "
+                f"(pass --connections FILE or create {CONNECTIONS_FILE} in the project directory)"
+            )
+        aliases, source = self._load()
+        family = aliases.get(ref.family)
+        if not family:
+            raise ConfigurationError(
+                f"connection {ref}: family '{ref.family}' is not in {self.path}"
+            )
+        alias = ref.alias or _default_alias(ref, family)
+        if alias not in family:
+            known = ", ".join(sorted(family)) or "none"
+            raise ConfigurationError(
+                f"connection {ref}: alias '{alias}' is not defined for '{ref.family}' "
+                f"in {self.path} (known: {known})"
+            )
+        raw = {k: v for k, v in family[alias].items() if k not in _META_FIELDS}
+        fields = interpolate(raw, source, f"connection @{ref.family}.{alias}")
+        schema = self._schema_for(ref.family)
+        self._register_secrets(fields, secret_field_names(schema))
+        warnings: tuple[str, ...] = ()
+        if schema is not None and self._validation != "off":
+            fields = _coerce_scalars(fields, schema)
+            problems = _schema_problems(fields, schema)
+            label = f"connection @{ref.family}.{alias}"
+            if problems and self._validation == "strict":
+                raise ConfigurationError(f"{label}: " + "; ".join(problems))
+            warnings = tuple(f"{label}: {p}" for p in problems)
+        resolved = ResolvedConnection(text, ref.family, alias, fields, warnings)
+        self._cache[text] = resolved
+        return resolved
+
+    def _register_secrets(self, fields: Mapping[str, Any], marked: frozenset[str]) -> None:
+        for name, value in fields.items():
+            if isinstance(value, Mapping):
+                self._register_secrets(value, marked)
+                continue
+            if not isinstance(value, str):
+                if (name in marked or is_secret_field(name)) and value is not None:
+                    self._redactor.register(str(value))
+                continue
+            if name in marked or is_secret_field(name):
+                self._redactor.register(value)
+            self._redactor.register_all(embedded_passwords(value))
+
+
+def _default_alias(ref: ConnectionRef, family: Mapping[str, Mapping[str, Any]]) -> str:
+    marked = sorted(a for a, fields in family.items() if fields.get("default") is True)
+    if len(marked) > 1:
+        raise ConfigurationError(
+            f"connection {ref}: several aliases are marked default: {', '.join(marked)}"
+        )
+    if marked:
+        return marked[0]
+    if "default" in family:
+        return "default"
+    if len(family) == 1:
+        return next(iter(family))
+    raise ConfigurationError(
+        f"connection {ref}: no default alias; mark one with 'default: true' or name it "
+        f"(known: {', '.join(sorted(family))})"
+    )
+
+
+def _coerce_scalars(fields: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """'3306' -> 3306 where the schema wants an integer (values from ${VAR} are strings)."""
+    props = schema.get("properties") or {}
+    out = dict(fields)
+    for name, value in fields.items():
+        spec = props.get(name)
+        if not isinstance(value, str) or not isinstance(spec, dict):
+            continue
+        types = spec.get("type")
+        wanted = set(types) if isinstance(types, list) else {types}
+        if "string" in wanted:
+            continue
+        if "integer" in wanted and re.fullmatch(r"[+-]?\d+", value.strip()):
+            out[name] = int(value)
+        elif "number" in wanted:
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+        elif "boolean" in wanted and value.strip().lower() in ("true", "false"):
+            out[name] = value.strip().lower() == "true"
+    return out
+
+
+def _schema_problems(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Schema violations described by field and rule only: never quoting a value."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(dict(fields)), key=lambda e: list(e.path)):
+        field = ".".join(str(p) for p in error.absolute_path) or "(connection)"
+        if error.validator == "required":
+            missing = [r for r in error.validator_value if r not in fields]
+            problems.append(f"missing required field(s): {', '.join(missing)}")
+        elif error.validator == "additionalProperties":
+            allowed = set((schema.get("properties") or {}).keys())
+            extra = sorted(k for k in fields if k not in allowed)
+            problems.append(f"unknown field(s): {', '.join(extra)}")
+        elif error.validator in ("type", "enum", "const", "pattern", "format"):
+            problems.append(f"field {field}: must match {error.validator} {error.validator_value}")
+        else:
+            problems.append(f"field {field}: fails '{error.validator}'")
+    return problems

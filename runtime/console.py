@@ -1,0 +1,228 @@
+"""Terminal output for oml-run: a Rich live view on a TTY, plain lines otherwise, and the summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from runtime.runner import RunOutcome
+
+_STYLE = {
+    "ok": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+    "running": "cyan",
+    "pending": "dim",
+}
+
+
+def human_rows(value: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.0f}"
+
+
+@dataclass(slots=True)
+class _StepLine:
+    step_id: str
+    driver: str
+    status: str = "pending"
+    rows: int = 0
+    started: float | None = None
+    elapsed: float = 0.0
+    note: str = ""
+
+    def seconds(self) -> float:
+        if self.status == "running" and self.started is not None:
+            return time.perf_counter() - self.started
+        return self.elapsed
+
+
+class _StepBoard:
+    """Per-step state, fed from engine threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lines: dict[str, _StepLine] = {}
+        self.run_id = ""
+
+    def apply(self, event: dict[str, Any]) -> _StepLine | None:
+        with self.lock:
+            name = event["event"]
+            if name == "run_started":
+                self.run_id = event["run_id"]
+                for step in event.get("steps", []):
+                    self.lines[step["id"]] = _StepLine(step["id"], step["driver"])
+                return None
+            line = self.lines.get(event.get("step") or "")
+            if line is None:
+                return None
+            if name == "step_started":
+                line.status, line.started = "running", time.perf_counter()
+            elif name == "step_finished":
+                line.status = "ok"
+                line.rows = max(event.get("rows_out", 0), event.get("rows_in", 0))
+                line.elapsed = event.get("duration_ms", 0) / 1000
+            elif name == "step_failed":
+                line.status, line.note = "failed", event.get("error", "")
+                line.elapsed = event.get("duration_ms", 0) / 1000
+            elif name == "step_skipped":
+                line.status, line.note = "skipped", event.get("reason", "")
+            return line
+
+    def progress(self, step_id: str, rows: int) -> None:
+        with self.lock:
+            if step_id in self.lines:
+                self.lines[step_id].rows = rows
+
+    def table(self) -> Table:
+        table = Table(box=None, pad_edge=False, title=f"run {self.run_id}", title_justify="left")
+        for header, justify in (
+            ("", "left"),
+            ("step", "left"),
+            ("rows", "right"),
+            ("rows/s", "right"),
+            ("elapsed", "right"),
+            ("", "left"),
+        ):
+            table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        with self.lock:
+            for line in self.lines.values():
+                seconds = line.seconds()
+                rate = human_rows(line.rows / seconds) if seconds > 0 and line.rows else ""
+                table.add_row(
+                    Text(line.status, style=_STYLE[line.status]),
+                    line.step_id,
+                    human_rows(line.rows) if line.rows else "",
+                    rate,
+                    f"{seconds:.1f}s" if line.status != "pending" else "",
+                    Text(line.note, style="dim", overflow="ellipsis", no_wrap=True),
+                )
+        return table
+
+
+class LiveView:
+    """One line per step, refreshed in place (stdout is a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.board = _StepBoard()
+        self.live = Live(
+            console=console,
+            get_renderable=self.board.table,
+            refresh_per_second=8,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+
+    def __enter__(self) -> LiveView:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.board.apply(event)
+
+    def on_progress(self, step_id: str, rows: int) -> None:
+        self.board.progress(step_id, rows)
+
+    def on_warning(self, message: str) -> None:
+        self.console.print(Text(f"warning: {message}", style="yellow"))
+
+
+class PlainView:
+    """One plain line per step event (stdout is a pipe or file)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.board = _StepBoard()
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _print(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.out, flush=True)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        line = self.board.apply(event)
+        name, step = event["event"], event.get("step")
+        if name == "run_started":
+            self._print(
+                f"run {event['run_id']}: {event.get('pipeline')} ({len(event.get('steps', []))} steps)"
+            )
+        elif line is None:
+            return
+        elif name == "step_started":
+            self._print(f"start   {step} ({line.driver})")
+        elif name == "step_finished":
+            rate = event.get("rows_per_s", 0)
+            self._print(
+                f"ok      {step}: {line.rows} rows, {human_rows(rate)} rows/s, {line.elapsed:.2f}s"
+            )
+        elif name == "step_failed":
+            self._print(f"FAILED  {step}: {line.note}")
+        elif name == "step_skipped":
+            self._print(f"skipped {step}: {line.note}")
+
+    def on_progress(self, step_id: str, rows: int) -> None:
+        self.board.progress(step_id, rows)
+
+    def on_warning(self, message: str) -> None:
+        self._print(f"warning: {message}")
+
+
+class QuietView:
+    """No per-step output (--format json); warnings go to stderr."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+
+    def __enter__(self) -> QuietView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        return None
+
+    def on_progress(self, step_id: str, rows: int) -> None:
+        return None
+
+    def on_warning(self, message: str) -> None:
+        print(f"warning: {message}", file=self.err, flush=True)
+
+
+def summary_table(outcome: RunOutcome) -> Table:
+    """The end-of-run table: one row per step."""
+    table = Table(
+        title=f"{outcome.pipeline} — run {outcome.run_id}: {outcome.status}", title_justify="left"
+    )
+    for header in ("step", "driver", "status", "rows in", "rows out", "rows/s", "time"):
+        table.add_column(header, justify="right" if header.startswith(("rows", "time")) else "left")
+    for step in outcome.steps:
+        table.add_row(
+            step.step_id,
+            step.driver,
+            Text(step.status, style=_STYLE[step.status]),
+            str(step.rows_in),
+            str(step.rows_out),
+            human_rows(step.rows_per_s) if step.status == "ok" else "",
+            f"{step.duration_ms / 1000:.2f}s" if step.status != "skipped" else "",
+        )
+    return table

@@ -1,0 +1,189 @@
+"""The local engine's StepContext: a step's view of its config, connection, inputs and the run database."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from runtime.duckdb_settings import open_duckdb
+from runtime.sql import quote_ident
+
+
+class RunDatabase:
+    """runs/<id>/run.duckdb: one shared database, one cursor per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con = open_duckdb(path)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            cursor = self._con.cursor()
+            self._cursors.append(cursor)
+            return cursor
+
+    def thread_cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self.new_cursor()
+            self._local.cursor = cursor
+        return cursor
+
+    def table_exists(self, name: str) -> bool:
+        cursor = self.new_cursor()
+        try:
+            found = cursor.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+                [name],
+            ).fetchone()
+        finally:
+            cursor.close()
+        return bool(found and found[0])
+
+    def row_count(self, table: str) -> int:
+        cursor = self.new_cursor()
+        try:
+            found = cursor.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
+        finally:
+            cursor.close()
+        return int(found[0]) if found else 0
+
+    def close(self, *, discard: bool = False) -> None:
+        """Close every cursor; discard=True drops the tables first so closing skips the
+        checkpoint (the file is about to be deleted)."""
+        with self._lock:
+            for cursor in self._cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
+            self._cursors.clear()
+            if discard:
+                with contextlib.suppress(duckdb.Error):
+                    names = self._con.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                    ).fetchall()
+                    for (name,) in names:
+                        self._con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+            self._con.close()
+
+
+def counting_reader(
+    reader: pa.RecordBatchReader, on_batch: Callable[[pa.RecordBatch], None]
+) -> pa.RecordBatchReader:
+    """Pass batches through unchanged, calling on_batch for each (row counts, progress)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            on_batch(batch)
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+class LocalStepContext:
+    """Implements runtime.drivers.base.StepContext for the local engine."""
+
+    def __init__(
+        self,
+        *,
+        step_id: str,
+        config: Mapping[str, Any],
+        connection: Mapping[str, Any] | None,
+        inputs: Mapping[str, str],
+        upstream: tuple[str, ...],
+        artifacts_dir: Path,
+        project_dir: Path,
+        database: RunDatabase,
+        on_progress: Callable[[str, int], None] | None = None,
+        on_log: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.step_id = step_id
+        self.config = config
+        self.connection = connection
+        named = dict(inputs)
+        for upstream_id in upstream:
+            if upstream_id not in named.values():
+                named.setdefault(upstream_id, upstream_id)
+        self.inputs: Mapping[str, str] = MappingProxyType(named)
+        self.upstream = upstream
+        self.artifacts_dir = artifacts_dir
+        self.project_dir = project_dir
+        self.batch_size = _batch_size(config)
+        self._database = database
+        self._on_progress = on_progress
+        self._on_log = on_log
+        self._rows = 0
+        self._rows_lock = threading.Lock()
+        self.rows_read = 0
+        self.bytes_read = 0
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def resolve_path(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.project_dir / path
+
+    def input_table(self, name: str | None = None) -> str:
+        """The run-database table behind an input (the only one when name is None)."""
+        if name is None:
+            if len(self.upstream) == 1:
+                return self.upstream[0]
+            if not self.upstream:
+                raise DriverError(f"step {self.step_id} has no input")
+            raise DriverError(
+                f"step {self.step_id} has {len(self.upstream)} inputs "
+                f"({', '.join(self.upstream)}); name the one to read"
+            )
+        if name in self.inputs:
+            return self.inputs[name]
+        if name in self.upstream:
+            return name
+        raise DriverError(f"step {self.step_id} has no input named {name!r}")
+
+    def input_reader(self, name: str | None = None) -> pa.RecordBatchReader:
+        table = self.input_table(name)
+        cursor = self._database.new_cursor()
+        self._cursors.append(cursor)
+        reader = cursor.sql(f"SELECT * FROM {quote_ident(table)}").to_arrow_reader(self.batch_size)
+        return counting_reader(reader, self._count_read)
+
+    def _count_read(self, batch: pa.RecordBatch) -> None:
+        self.rows_read += batch.num_rows
+        self.bytes_read += batch.nbytes
+        self.progress(batch.num_rows)
+
+    def run_db(self) -> duckdb.DuckDBPyConnection:
+        return self._database.thread_cursor()
+
+    def progress(self, rows: int) -> None:
+        with self._rows_lock:
+            self._rows += rows
+            total = self._rows
+        if self._on_progress is not None:
+            self._on_progress(self.step_id, total)
+
+    def log(self, message: str) -> None:
+        if self._on_log is not None:
+            self._on_log(self.step_id, message)
+
+    def close(self) -> None:
+        for cursor in self._cursors:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+        self._cursors.clear()
+
+
+def _batch_size(config: Mapping[str, Any]) -> int:
+    value = config.get("batch_size")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return DEFAULT_BATCH_SIZE

@@ -1,0 +1,349 @@
+"""DuckDB drivers: extractor (read-only attach), transactional writer, and the in-place processor."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from runtime.drivers.base import DriverError, StepContext, StepResult
+from runtime.duckdb_settings import open_duckdb
+from runtime.sql import ident_list, qualified, quote_ident, quote_literal
+
+_SOURCE_ALIAS = "osiris_source"
+_INPUT_VIEW = "osiris_input"
+
+# One process may hold a DuckDB file open only once; steps touching the same file take turns.
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    key = str(path.resolve())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.Lock())
+
+
+def database_path(ctx: StepContext) -> Path:
+    """The database file from the resolved connection's 'path', else the config's 'path'."""
+    raw: Any = None
+    if ctx.connection is not None:
+        raw = ctx.connection.get("path") or ctx.connection.get("database")
+    if raw is None:
+        raw = ctx.config.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise DriverError(
+            f"step {ctx.step_id}: no DuckDB database path (set 'path' or a connection)"
+        )
+    return ctx.resolve_path(raw)
+
+
+def _split_table(name: str, schema: str | None) -> tuple[str | None, str]:
+    if schema:
+        return schema, name
+    if "." in name and '"' not in name:
+        first, _, rest = name.partition(".")
+        return first, rest
+    return None, name
+
+
+def extract_query(ctx: StepContext) -> str:
+    """SELECT for a duckdb.extractor config: table or query, then columns, where, limit."""
+    cfg = ctx.config
+    table, query = cfg.get("table"), cfg.get("query")
+    if bool(table) == bool(query):
+        raise DriverError(f"step {ctx.step_id}: set exactly one of 'table' or 'query'")
+    if table:
+        source = qualified(*_split_table(str(table), cfg.get("schema")))
+    else:
+        source = f"({str(query).strip().rstrip(';')}) AS {quote_ident('q')}"
+    columns = cfg.get("columns")
+    sql = f"SELECT {ident_list(columns) if columns else '*'} FROM {source}"
+    if cfg.get("where"):
+        sql += f" WHERE {cfg['where']}"
+    if cfg.get("limit") is not None:
+        sql += f" LIMIT {int(cfg['limit'])}"
+    return sql
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process's lock on a DuckDB file ($OSIRIS_DUCKDB_LOCK_TIMEOUT, 30)."""
+    try:
+        return float(os.environ.get("OSIRIS_DUCKDB_LOCK_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
+def _waiting_for_lock(
+    open_database: Callable[[], duckdb.DuckDBPyConnection],
+) -> duckdb.DuckDBPyConnection:
+    """Open, retrying while another process holds the file's lock (DuckDB allows one writer)."""
+    deadline = time.monotonic() + lock_timeout()
+    delay = 0.05
+    while True:
+        try:
+            return open_database()
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _attach_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    def attach() -> duckdb.DuckDBPyConnection:
+        con = open_duckdb()
+        try:
+            con.execute(f"ATTACH {quote_literal(str(path))} AS {_SOURCE_ALIAS} (READ_ONLY)")
+            con.execute(f"USE {_SOURCE_ALIAS}")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    return _waiting_for_lock(attach)
+
+
+class DuckDBExtractor:
+    """duckdb.extractor: reads a table or query from a DuckDB file attached read-only."""
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        path = database_path(ctx)
+        if not path.is_file():
+            raise DriverError(f"step {ctx.step_id}: DuckDB database {path} does not exist")
+        query = extract_query(ctx)
+        lock = _file_lock(path)
+        with lock:
+            con = _attach_read_only(path)
+            try:
+                schema = con.sql(query).limit(0).to_arrow_table().schema
+            finally:
+                con.close()
+        batch_size = ctx.batch_size
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            # Opened again only when read, so the file lock is always released by this generator.
+            with lock:
+                source = _attach_read_only(path)
+                try:
+                    yield from source.sql(query).to_arrow_reader(batch_size)
+                finally:
+                    source.close()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+class DuckDBWriter:
+    """duckdb.writer: append | replace | upsert in one transaction; on failure nothing changes."""
+
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        cfg = ctx.config
+        path = database_path(ctx)
+        table = cfg.get("table")
+        if not isinstance(table, str) or not table:
+            raise DriverError(f"step {ctx.step_id}: 'table' is required")
+        schema = cfg.get("schema") or "main"
+        mode = cfg.get("write_mode", "append")
+        if mode not in ("append", "replace", "upsert"):
+            raise DriverError(
+                f"step {ctx.step_id}: write_mode {mode!r} is not append, replace or upsert"
+            )
+        create = cfg.get("create_if_missing", True) is not False
+        if ctx.connection is not None and ctx.connection.get("read_only") in (True, "true"):
+            raise DriverError(
+                f"step {ctx.step_id}: the connection is read_only; a writer needs write access"
+            )
+        if not path.exists() and not create:
+            raise DriverError(
+                f"step {ctx.step_id}: DuckDB database {path} does not exist and create_if_missing is false"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path):
+            con = _waiting_for_lock(lambda: open_duckdb(path))
+            try:
+                con.register(_INPUT_VIEW, data)
+                load = _Load(ctx, con, schema, table, create)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    rows = load.run(mode)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                if load.created:
+                    load.save_ddl()
+            finally:
+                con.close()
+        return StepResult(rows_in=rows, rows_out=rows)
+
+
+class _Load:
+    """One write into a DuckDB table, executed inside the caller's transaction."""
+
+    def __init__(
+        self,
+        ctx: StepContext,
+        con: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        create: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.con = con
+        self.schema = schema
+        self.table = table
+        self.target = qualified(schema, table)
+        self.create = create
+        self.created = False
+
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
+        found = self.con.execute(sql, params or []).fetchone()
+        return int(found[0]) if found and found[0] is not None else 0
+
+    def _exists(self) -> bool:
+        return bool(
+            self._scalar(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ?",
+                [self.schema, self.table],
+            )
+        )
+
+    def _ensure_schema(self) -> None:
+        known = self._scalar(
+            "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
+            "AND schema_name = ?",
+            [self.schema],
+        )
+        if not known:
+            self.con.execute(f"CREATE SCHEMA {quote_ident(self.schema)}")
+
+    def run(self, mode: str) -> int:
+        exists = self._exists()
+        if not exists and not self.create:
+            raise DriverError(
+                f"step {self.ctx.step_id}: target table {self.schema}.{self.table} does not exist "
+                "and create_if_missing is false"
+            )
+        if not exists:
+            self._ensure_schema()
+        if mode == "append":
+            return self._append(exists)
+        if mode == "replace":
+            return self._replace(exists)
+        return self._upsert(exists)
+
+    def _append(self, exists: bool) -> int:
+        if exists:
+            return self._scalar(f"INSERT INTO {self.target} BY NAME SELECT * FROM {_INPUT_VIEW}")
+        self.created = True
+        return self._scalar(f"CREATE TABLE {self.target} AS SELECT * FROM {_INPUT_VIEW}")
+
+    def _replace(self, exists: bool) -> int:
+        staging_name = f"osiris_new_{self.table}_{secrets.token_hex(4)}"
+        staging = qualified(self.schema, staging_name)
+        rows = self._scalar(f"CREATE TABLE {staging} AS SELECT * FROM {_INPUT_VIEW}")
+        if exists:
+            self.con.execute(f"DROP TABLE {self.target}")
+        self.con.execute(f"ALTER TABLE {staging} RENAME TO {quote_ident(self.table)}")
+        self.created = True
+        return rows
+
+    def _upsert(self, exists: bool) -> int:
+        keys = self.ctx.config.get("primary_key")
+        if isinstance(keys, str):
+            keys = [keys]
+        if not keys or not all(isinstance(k, str) for k in keys):
+            raise DriverError(f"step {self.ctx.step_id}: write_mode upsert needs 'primary_key'")
+        stage = quote_ident(f"osiris_stage_{secrets.token_hex(4)}")
+        rows = self._scalar(f"CREATE TEMP TABLE {stage} AS SELECT * FROM {_INPUT_VIEW}")
+        columns = [r[0] for r in self.con.execute(f"DESCRIBE {stage}").fetchall()]
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise DriverError(
+                f"step {self.ctx.step_id}: primary_key column(s) {', '.join(missing)} not in the input"
+            )
+        duplicates = self._scalar(
+            f"SELECT count(*) FROM (SELECT 1 FROM {stage} GROUP BY {ident_list(keys)} HAVING count(*) > 1)"
+        )
+        if duplicates:
+            raise DriverError(
+                f"step {self.ctx.step_id}: {duplicates} primary key value(s) occur more than once in the input"
+            )
+        if not exists:
+            self.con.execute(f"CREATE TABLE {self.target} AS SELECT * FROM {stage} LIMIT 0")
+            self.con.execute(f"ALTER TABLE {self.target} ADD PRIMARY KEY ({ident_list(keys)})")
+            self.created = True
+        on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in keys)
+        updates = ", ".join(
+            f"{quote_ident(c)} = s.{quote_ident(c)}" for c in columns if c not in keys
+        )
+        matched = f"WHEN MATCHED THEN UPDATE SET {updates} " if updates else ""
+        self.con.execute(
+            f"MERGE INTO {self.target} AS t USING {stage} AS s ON ({on}) "
+            f"{matched}WHEN NOT MATCHED THEN INSERT BY NAME"
+        )
+        self.con.execute(f"DROP TABLE {stage}")
+        return rows
+
+    def save_ddl(self) -> None:
+        found = self.con.execute(
+            "SELECT sql FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?",
+            [self.schema, self.table],
+        ).fetchone()
+        if found and found[0]:
+            self.ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            (self.ctx.artifacts_dir / "ddl.sql").write_text(str(found[0]) + "\n", encoding="utf-8")
+
+
+def processor_aliases(ctx: StepContext) -> dict[str, str]:
+    """Extra names a processor query may use: input / input_df (one input), df_<id>, input names."""
+    upstream = tuple(dict.fromkeys(ctx.inputs.values()))
+    aliases: dict[str, str] = {}
+    if len(upstream) == 1:
+        aliases["input"] = upstream[0]
+        aliases["input_df"] = upstream[0]
+    for table in upstream:
+        aliases[f"df_{table}"] = table
+    for name, table in ctx.inputs.items():
+        aliases.setdefault(name, table)
+    return {a: t for a, t in aliases.items() if a != t and a not in upstream}
+
+
+class DuckDBProcessor:
+    """duckdb.processor: runs the step's query in the run database as CREATE TABLE <step_id>."""
+
+    def transform(self, ctx: StepContext) -> StepResult:
+        query = ctx.config.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise DriverError(f"step {ctx.step_id}: 'query' is required")
+        con = ctx.run_db()
+        aliases = processor_aliases(ctx)
+        created: list[str] = []
+        try:
+            for alias, table in aliases.items():
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {quote_ident(alias)} AS "
+                    f"SELECT * FROM main.{quote_ident(table)}"
+                )
+                created.append(alias)
+            body = query.strip().rstrip(";")
+            con.execute(f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}")
+        finally:
+            for alias in created:
+                con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
+        rows_in = 0
+        for table in dict.fromkeys(ctx.inputs.values()):
+            found = con.execute(f"SELECT count(*) FROM main.{quote_ident(table)}").fetchone()
+            rows_in += int(found[0]) if found else 0
+        found = con.execute(f"SELECT count(*) FROM main.{quote_ident(ctx.step_id)}").fetchone()
+        rows_out = int(found[0]) if found else 0
+        return StepResult(rows_in=rows_in, rows_out=rows_out)

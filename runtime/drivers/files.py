@@ -1,0 +1,315 @@
+"""File drivers: CSV and Parquet extractors and atomic writers, all done by DuckDB."""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from runtime.drivers.base import DriverError, StepContext, StepResult
+from runtime.duckdb_settings import open_duckdb
+from runtime.sql import ident_list, quote_ident, quote_literal
+
+_INPUT_VIEW = "osiris_input"
+_CSV_READ_COMPRESSION = {"auto": "auto", "none": "none", "gzip": "gzip", "zstd": "zstd"}
+_CSV_WRITE_COMPRESSION = {"none": "none", "gzip": "gzip", "zstd": "zstd"}
+_PARQUET_COMPRESSION = {
+    "snappy": "snappy",
+    "zstd": "zstd",
+    "gzip": "gzip",
+    "lz4": "lz4",
+    "none": "uncompressed",
+}
+
+
+# ---------------------------------------------------------------- SQL building
+
+
+def sql_value(value: Any) -> str:
+    """A Python value as a DuckDB literal (strings, numbers, booleans, lists, string maps)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return quote_literal(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(sql_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return (
+            "{"
+            + ", ".join(f"{quote_literal(str(k))}: {sql_value(v)}" for k, v in value.items())
+            + "}"
+        )
+    raise DriverError(f"unsupported option value of type {type(value).__name__}")
+
+
+def _paths(ctx: StepContext) -> list[str]:
+    raw = ctx.config.get("path")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(p, str) and p for p in items):
+        raise DriverError(f"step {ctx.step_id}: 'path' must be a file path, glob or list of them")
+    resolved = [str(ctx.resolve_path(str(p))) for p in items]
+    for path in resolved:
+        if glob.has_magic(path):
+            if not glob.glob(path):
+                raise DriverError(f"step {ctx.step_id}: no file matches {path}")
+        elif not os.path.exists(path):
+            raise DriverError(f"step {ctx.step_id}: file {path} does not exist")
+    return resolved
+
+
+def _projection(ctx: StepContext) -> str:
+    columns = ctx.config.get("columns")
+    if columns in (None, []):
+        return "*"
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise DriverError(f"step {ctx.step_id}: 'columns' must be a list of column names")
+    return ident_list(columns)
+
+
+def csv_source_query(ctx: StepContext) -> str:
+    """SELECT ... FROM read_csv(...) for a csv_extractor config."""
+    cfg = ctx.config
+    options: dict[str, Any] = {}
+    mapping = {
+        "delimiter": "delim",
+        "header": "header",
+        "encoding": "encoding",
+        "quote": "quote",
+        "escape": "escape",
+        "null_value": "nullstr",
+        "skip_rows": "skip",
+        "column_types": "types",
+    }
+    for key, option in mapping.items():
+        if cfg.get(key) is not None:
+            options[option] = cfg[key]
+    compression = cfg.get("compression", "auto")
+    if compression not in _CSV_READ_COMPRESSION:
+        raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+    options["compression"] = _CSV_READ_COMPRESSION[compression]
+    args = ", ".join(
+        [sql_value(_paths(ctx)), *(f"{k} = {sql_value(v)}" for k, v in options.items())]
+    )
+    return f"SELECT {_projection(ctx)} FROM read_csv({args})"
+
+
+def parquet_source_query(ctx: StepContext) -> str:
+    """SELECT ... FROM read_parquet(...) for a parquet_extractor config."""
+    return f"SELECT {_projection(ctx)} FROM read_parquet({sql_value(_paths(ctx))})"
+
+
+def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
+    """Run query on a private in-memory DuckDB and stream its rows; the connection lives
+    exactly as long as the reader is being read."""
+    con = open_duckdb()
+    try:
+        reader = con.sql(query).to_arrow_reader(batch_size)
+    except BaseException:
+        con.close()
+        raise
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        finally:
+            con.close()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+class CsvExtractor:
+    """filesystem.csv_extractor: CSV files (globs, compression) via DuckDB read_csv."""
+
+    def source_query(self, ctx: StepContext) -> str:
+        return csv_source_query(ctx)
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        return _stream(csv_source_query(ctx), ctx.batch_size)
+
+
+class ParquetExtractor:
+    """filesystem.parquet_extractor: Parquet files (globs) via DuckDB read_parquet."""
+
+    def source_query(self, ctx: StepContext) -> str:
+        return parquet_source_query(ctx)
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        return _stream(parquet_source_query(ctx), ctx.batch_size)
+
+
+# ---------------------------------------------------------------- atomic file output
+
+
+def _temp_sibling(target: Path, suffix: str) -> Path:
+    """A hidden name in the target's directory, so os.replace is a same-filesystem rename."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Put new at target. Files: one atomic rename. Directories: rename the old aside first
+    and back if the second rename fails."""
+    if not new.is_dir() and not target.is_dir():
+        os.replace(new, target)
+        return
+    old = _temp_sibling(target, "old") if target.exists() else None
+    if old is not None:
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        _remove(old)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _select_for_write(ctx: StepContext, table: str) -> str:
+    return f"SELECT {_projection(ctx)} FROM {quote_ident(table)}"
+
+
+def _copy(
+    con: duckdb.DuckDBPyConnection, query: str, dest: Path, options: Mapping[str, Any]
+) -> int:
+    rendered = ", ".join(f"{k} {v}" for k, v in options.items())
+    found = con.execute(f"COPY ({query}) TO {quote_literal(str(dest))} ({rendered})").fetchone()
+    return int(found[0]) if found else 0
+
+
+def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
+    """Expose an Arrow reader as a view on a private DuckDB and call write(con, view)."""
+    con = open_duckdb()
+    try:
+        con.register(_INPUT_VIEW, data)
+        result: StepResult = write(con, _INPUT_VIEW)
+        return result
+    finally:
+        con.close()
+
+
+class CsvWriter:
+    """filesystem.csv_writer: COPY ... TO a temp file beside the target, then os.replace."""
+
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        return _with_registered(data, lambda con, view: self._write(ctx, con, view))
+
+    def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
+        return self._write(ctx, ctx.run_db(), table)
+
+    def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
+        cfg = ctx.config
+        target = _single_target(ctx)
+        mode = cfg.get("write_mode", "replace")
+        if mode not in ("replace", "append"):
+            raise DriverError(f"step {ctx.step_id}: write_mode {mode!r} is not replace or append")
+        compression = cfg.get("compression") or _compression_from_suffix(target)
+        if compression not in _CSV_WRITE_COMPRESSION:
+            raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+        appending = mode == "append" and target.exists() and target.stat().st_size > 0
+        options: dict[str, str] = {
+            "FORMAT": "csv",
+            "HEADER": sql_value(bool(cfg.get("header", True)) and not appending),
+            "DELIMITER": sql_value(cfg.get("delimiter", ",")),
+            "COMPRESSION": _CSV_WRITE_COMPRESSION[compression],
+        }
+        if cfg.get("quote") is not None:
+            options["QUOTE"] = sql_value(cfg["quote"])
+        if cfg.get("null_value") is not None:
+            options["NULLSTR"] = sql_value(cfg["null_value"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = _temp_sibling(target, "part")
+        combined = _temp_sibling(target, "tmp")
+        try:
+            rows = _copy(con, _select_for_write(ctx, table), part, options)
+            written = part.stat().st_size
+            if appending:
+                # gzip and zstd both allow concatenated streams, so appending bytes is valid.
+                shutil.copyfile(target, combined)
+                with combined.open("ab") as out, part.open("rb") as new_rows:
+                    shutil.copyfileobj(new_rows, out)
+                os.replace(combined, target)
+            else:
+                os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+            combined.unlink(missing_ok=True)
+        return StepResult(rows_in=rows, rows_out=rows, bytes=written)
+
+
+class ParquetWriter:
+    """filesystem.parquet_writer: COPY ... TO (FORMAT parquet) beside the target, then swap in."""
+
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        return _with_registered(data, lambda con, view: self._write(ctx, con, view))
+
+    def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
+        return self._write(ctx, ctx.run_db(), table)
+
+    def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
+        cfg = ctx.config
+        target = _single_target(ctx)
+        mode = cfg.get("write_mode", "replace")
+        if mode != "replace":
+            raise DriverError(
+                f"step {ctx.step_id}: parquet write_mode must be replace, not {mode!r}"
+            )
+        compression = cfg.get("compression", "snappy")
+        if compression not in _PARQUET_COMPRESSION:
+            raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+        options: dict[str, str] = {
+            "FORMAT": "parquet",
+            "COMPRESSION": _PARQUET_COMPRESSION[compression],
+        }
+        if cfg.get("row_group_size") is not None:
+            options["ROW_GROUP_SIZE"] = str(int(cfg["row_group_size"]))
+        partition_by = cfg.get("partition_by") or []
+        if isinstance(partition_by, str):
+            partition_by = [partition_by]
+        if partition_by:
+            options["PARTITION_BY"] = f"({ident_list(partition_by)})"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = _temp_sibling(target, "tmp")
+        try:
+            rows = _copy(con, _select_for_write(ctx, table), staged, options)
+            written = _size(staged)
+            _swap_into_place(staged, target)
+        finally:
+            if staged.exists():
+                _remove(staged)
+        return StepResult(rows_in=rows, rows_out=rows, bytes=written)
+
+
+def _single_target(ctx: StepContext) -> Path:
+    raw = ctx.config.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise DriverError(f"step {ctx.step_id}: 'path' must be the output file path")
+    if glob.has_magic(raw):
+        raise DriverError(f"step {ctx.step_id}: output path {raw} must not be a glob")
+    return ctx.resolve_path(raw)
+
+
+def _compression_from_suffix(target: Path) -> str:
+    suffix = target.suffix.lower()
+    return {".gz": "gzip", ".zst": "zstd"}.get(suffix, "none")

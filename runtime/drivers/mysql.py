@@ -1,0 +1,399 @@
+"""MySQL/MariaDB extractor (connectorx or pymysql, streamed) and writer (LOAD DATA LOCAL INFILE)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote as urlquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pymysql
+import pymysql.converters
+import pymysql.cursors
+
+from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from runtime.drivers.sql_common import (
+    ExtractOptions,
+    WriteOptions,
+    classify,
+    rebatch,
+    scrub,
+    settings,
+    where,
+    write_ddl,
+)
+from runtime.drivers.sql_csv import encode_batch, is_binary
+from runtime.drivers.sqltypes import (
+    MY_BIT,
+    MY_DECIMAL,
+    MY_JSON,
+    MY_NEWDECIMAL,
+    MY_TIME,
+    MySQLColumn,
+    create_table_ddl,
+    is_json,
+    is_uuid,
+    mysql_to_arrow,
+)
+
+try:  # the fast reader (Rust, wheels on PyPI); pymysql is the pure-Python fallback
+    import connectorx
+except ImportError:  # pragma: no cover - depends on the installed extras
+    connectorx = None
+
+CONNECTION_ERRORS = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013, 1040, 1129, 1130}
+# encoders only: with no decoders pymysql hands us the text protocol's strings untouched
+RAW_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def describe(s: Mapping[str, Any]) -> str:
+    return where(s.get("host"), s.get("port") or 3306, s.get("database"), s.get("user"))
+
+
+def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
+    kw: dict[str, Any] = {
+        "host": s.get("host") or "localhost",
+        "port": int(s.get("port") or 3306),
+        "user": s.get("user"),
+        "password": s.get("password") or "",
+        "database": s.get("database"),
+        "charset": s.get("charset") or "utf8mb4",
+        "connect_timeout": int(s.get("connect_timeout") or 10),
+    }
+    kw.update({k: v for k, v in s.items() if k.startswith("ssl_")})
+    kw.update(extra)
+    try:
+        conn = pymysql.connect(**kw)
+    except pymysql.MySQLError as err:
+        reason = classify(str(err)) or scrub(str(err), s.get("password"))
+        raise ConnectionFailure(f"cannot connect to MySQL {describe(s)}: {reason}") from None
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+    return conn
+
+
+def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
+    message = scrub(str(err), s.get("password"), urlquote(str(s.get("password") or ""), safe=""))
+    code = err.args[0] if isinstance(err, pymysql.MySQLError) and err.args else None
+    lost = " (connection lost)" if code in (2006, 2013, 1927) else ""
+    return DriverError(f"MySQL {describe(s)}: {what}{lost}: {message}")
+
+
+# ---- extract ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _columns(cur: Any, probe: str) -> list[MySQLColumn]:
+    """Column metadata of a zero-row probe, plus JSON/UUID facts for columns of real tables."""
+    cur.execute(probe)
+    fields = cur._result.fields  # protocol column definitions: type, length, flags, charset
+    tables = sorted({(_text(f.db), f.org_table) for f in fields if f.org_table})
+    kinds: dict[tuple[str, str, str], str] = {}
+    for db, table in tables:
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (db, table),
+        )
+        kinds.update({(db, table, name): kind.lower() for name, kind in cur.fetchall()})
+        with contextlib.suppress(pymysql.MySQLError):  # MariaDB: JSON is LONGTEXT + json_valid()
+            cur.execute(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, table),
+            )
+            for (clause,) in cur.fetchall():
+                text = str(clause).strip()
+                if text.lower().startswith("json_valid(") and text.endswith(")"):
+                    kinds[(db, table, text[11:-1].strip("`"))] = "json"
+    return [
+        MySQLColumn(
+            name=f.name,
+            type_code=f.type_code,
+            length=f.length,
+            scale=f.scale,
+            flags=f.flags,
+            charsetnr=f.charsetnr,
+            data_type=kinds.get((_text(f.db), f.org_table, f.org_name), ""),
+        )
+        for f in fields
+    ]
+
+
+def _fetch_sql(sql: str, cols: Sequence[MySQLColumn], schema: pa.Schema) -> str:
+    """The query we stream: types both readers get wrong arrive as text and are cast by Arrow."""
+    exprs = []
+    for i, (col, field) in enumerate(zip(cols, schema)):
+        ref = f"osiris_q.{quote(col.name)}"
+        if col.type_code in (MY_DECIMAL, MY_NEWDECIMAL, MY_TIME, MY_JSON) or is_uuid(field.type):
+            ref = f"CAST({ref} AS CHAR)"
+        elif col.type_code == MY_BIT:
+            ref = f"CAST({ref} AS UNSIGNED)"
+        exprs.append(f"{ref} AS c{i}")
+    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS osiris_q"
+
+
+def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast a fetched column to the type the metadata promised (exact: decimals via text)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if is_json(target):
+        return pa.ExtensionArray.from_storage(target, arr.cast(pa.string()))
+    if is_uuid(target):
+        values = arr.cast(pa.string()).to_pylist()
+        raw = [None if v is None else uuid.UUID(v).bytes for v in values]
+        return pa.ExtensionArray.from_storage(target, pa.array(raw, pa.binary(16)))
+    if pa.types.is_boolean(target) and not pa.types.is_boolean(arr.type):
+        return pc.not_equal(arr.cast(pa.int64()), 0)
+    if pa.types.is_time64(target) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        stamps = pc.binary_join_element_wise("1970-01-01 ", arr.cast(pa.string()), "")
+        micros = stamps.cast(pa.timestamp("us")).cast(pa.int64())
+        return micros.cast(pa.time64("us"))
+    if pa.types.is_timestamp(target) and target.tz and pa.types.is_string(arr.type):
+        return arr.cast(pa.timestamp(target.unit)).cast(target)
+    return arr.cast(target)
+
+
+def _pymysql_batches(s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int) -> Iterator[list[pa.Array]]:
+    conn = connect(s, cursorclass=pymysql.cursors.SSCursor, conv=RAW_CONV)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
+            while rows := cur.fetchmany(size):
+                yield [pa.array(col, kind) for col, kind in zip(zip(*rows), kinds)]
+    finally:
+        conn.close()
+
+
+def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.Array]]:
+    user = urlquote(str(s.get("user") or ""), safe="")
+    password = urlquote(str(s.get("password") or ""), safe="")
+    auth = f"{user}:{password}" if password else user
+    url = f"mysql://{auth}@{s.get('host') or 'localhost'}:{int(s.get('port') or 3306)}/{urlquote(str(s.get('database') or ''))}"
+    reader = connectorx.read_sql(
+        url,
+        sql,
+        return_type="arrow_stream",
+        batch_size=size,
+        pre_execution_query=["SET time_zone = '+00:00'"],
+    )
+    for batch in reader:
+        yield list(batch.columns)
+
+
+class MySQLExtractor:
+    """Streams a MySQL/MariaDB result (unbuffered) into Arrow batches with metadata-derived types."""
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        s = settings(ctx)
+        opts = ExtractOptions.parse(s, ctx)
+        select = opts.limited(opts.select_sql(quote(opts.table or ""), quote))
+        conn = connect(s)
+        try:
+            with conn.cursor() as cur:
+                if opts.query:
+                    cols = _columns(cur, f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")
+                else:  # a direct probe keeps each column's origin table (JSON/UUID detection)
+                    cols = _columns(cur, opts.select_sql(quote(opts.table or ""), quote) + " LIMIT 0")
+        except pymysql.MySQLError as err:
+            raise _fail(s, "reading the result's columns", err) from None
+        finally:
+            conn.close()
+        schema = pa.schema([(c.name, mysql_to_arrow(c)) for c in cols])
+        fetch = _fetch_sql(select, cols, schema)
+        return pa.RecordBatchReader.from_batches(
+            schema, self._stream(ctx, s, fetch, schema, opts.batch_size)
+        )
+
+    def _stream(
+        self, ctx: StepContext, s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+    ) -> Iterator[pa.RecordBatch]:
+        use_cx = connectorx is not None and not any(k.startswith("ssl_") for k in s)
+        use_cx = use_cx and os.environ.get("OSIRIS_MYSQL_READER", "") != "pymysql"
+        source = _cx_batches(s, sql, size) if use_cx else _pymysql_batches(s, sql, schema, size)
+        rows = 0
+        try:
+            typed = (
+                pa.RecordBatch.from_arrays(
+                    [_coerce(a, f.type) for a, f in zip(arrays, schema)], schema=schema
+                )
+                for arrays in source
+            )
+            for batch in rebatch(typed, size):
+                rows += batch.num_rows
+                ctx.progress(rows)
+                yield batch
+        except pymysql.MySQLError as err:
+            raise _fail(s, "extract", err) from None
+        except (pa.ArrowException, ValueError) as err:
+            raise DriverError(f"MySQL {describe(s)}: extract: value conversion: {err}") from None
+        except Exception as err:  # connectorx reports server errors as RuntimeError
+            raise _fail(s, "extract", err) from None
+        except BaseException as err:  # a panic in connectorx (e.g. the connection was killed)
+            if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise _fail(s, "extract", err) from None
+
+
+# ---- write -----------------------------------------------------------------------------------
+
+
+class MySQLWriter:
+    """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
+
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        s = settings(ctx)
+        opts = WriteOptions.parse(s, ctx)
+        conn = connect(s, local_infile=True, autocommit=True)
+        cleanup: list[str] = []
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO')"
+                )
+                cur.execute("SELECT VERSION()")
+                mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
+                rows = self._write(ctx, cur, opts, data, mariadb, cleanup)
+            return StepResult(rows_in=rows, rows_out=rows)
+        except BaseException as err:
+            with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
+                conn.rollback()
+                for stmt in cleanup:
+                    cur.execute(stmt)
+            if isinstance(err, pymysql.MySQLError):
+                raise _fail(s, f"load into {opts.table}", err) from None
+            if isinstance(err, pa.ArrowException):
+                raise DriverError(f"load into {opts.table}: {err}") from None
+            raise
+        finally:
+            conn.close()
+
+    def _write(
+        self,
+        ctx: StepContext,
+        cur: Any,
+        opts: WriteOptions,
+        data: pa.RecordBatchReader,
+        mariadb: bool,
+        cleanup: list[str],
+    ) -> int:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = %s",
+            (opts.table,),
+        )
+        exists = bool(cur.fetchone()[0])
+        target = quote(opts.table)
+        if not exists and not opts.create_if_missing:
+            raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
+
+        def create(name: str) -> None:
+            ddl = create_table_ddl("mysql", name, data.schema, opts.primary_key, quote, mariadb=mariadb)
+            write_ddl(ctx, opts.table, ddl)
+            cur.execute(ddl)
+            cleanup.append(f"DROP TABLE IF EXISTS {name}")
+
+        if opts.write_mode == "replace":
+            staging = quote(f"{opts.table[:40]}_osiris_stg_{uuid.uuid4().hex[:8]}")
+            if exists:
+                cur.execute(f"CREATE TABLE {staging} LIKE {target}")
+                cleanup.append(f"DROP TABLE IF EXISTS {staging}")
+            else:
+                create(staging)
+            rows = self._load(ctx, cur, staging, data)
+            if exists:
+                old = quote(f"{opts.table[:40]}_osiris_old_{uuid.uuid4().hex[:8]}")
+                cur.execute(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
+                cleanup.clear()
+                cur.execute(f"DROP TABLE {old}")
+            else:
+                cur.execute(f"RENAME TABLE {staging} TO {target}")
+                cleanup.clear()
+            return rows
+        if not exists:
+            create(target)
+        if opts.write_mode == "append":
+            rows = self._load(ctx, cur, target, data)
+            cur.connection.commit()
+            cleanup.clear()
+            return rows
+        return self._upsert(ctx, cur, opts, target, data, cleanup)
+
+    def _upsert(
+        self,
+        ctx: StepContext,
+        cur: Any,
+        opts: WriteOptions,
+        target: str,
+        data: pa.RecordBatchReader,
+        cleanup: list[str],
+    ) -> int:
+        names = data.schema.names
+        missing = [k for k in opts.primary_key if k not in names]
+        if missing:
+            raise DriverError(f"primary_key column(s) {missing} are not in the data {names}")
+        cols = ", ".join(quote(n) for n in names)
+        staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
+        cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
+        cleanup.append(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
+        rows = self._load(ctx, cur, staging, data)
+        updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
+        if not updates:
+            updates = [f"{quote(opts.primary_key[0])} = {quote(opts.primary_key[0])}"]
+        cur.execute(
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} "
+            f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
+        )
+        cur.connection.commit()
+        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
+        cleanup.clear()
+        return rows
+
+    def _load(self, ctx: StepContext, cur: Any, table: str, data: pa.RecordBatchReader) -> int:
+        """LOAD DATA LOCAL INFILE each batch (CSV from Arrow) inside one open transaction."""
+        targets, sets = [], []
+        for i, field in enumerate(data.schema):
+            if is_binary(field.type) and not is_uuid(field.type):
+                targets.append(f"@v{i}")
+                sets.append(f"{quote(field.name)} = UNHEX(@v{i})")
+            else:
+                targets.append(quote(field.name))
+        statement = (
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+            f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
+            + (f" SET {', '.join(sets)}" if sets else "")
+        )
+        cur.connection.begin()
+        rows = 0
+        fd, path = tempfile.mkstemp(prefix="osiris-load-", suffix=".csv")
+        os.close(fd)
+        try:
+            for batch in data:
+                if not batch.num_rows:
+                    continue
+                with open(path, "wb") as fh:
+                    fh.write(memoryview(encode_batch(batch, "mysql")))
+                cur.execute(statement, (path,))
+                if cur._result is not None and cur._result.warning_count:
+                    cur.execute("SHOW WARNINGS LIMIT 1")
+                    level, code, message = cur.fetchone()
+                    raise DriverError(f"row rejected while loading {table}: {level} {code}: {message}")
+                rows += batch.num_rows
+                ctx.progress(rows)
+        finally:
+            os.unlink(path)
+        return rows

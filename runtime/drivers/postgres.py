@@ -1,0 +1,359 @@
+"""PostgreSQL/Supabase extractor and writer: CSV COPY both ways, parsed and encoded by Arrow's C++ CSV."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pcsv
+from psycopg import sql as pgsql
+
+from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from runtime.drivers.sql_common import (
+    DriverConfigError,
+    ExtractOptions,
+    WriteOptions,
+    classify,
+    rebatch,
+    scrub,
+    settings,
+    where,
+    write_ddl,
+)
+from runtime.drivers.sql_csv import encode_batch
+from runtime.drivers.sqltypes import create_table_ddl, is_json, is_uuid, pg_to_arrow
+
+SESSION = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET bytea_output = 'hex'",
+    "SET extra_float_digits = 3",
+)
+CSV_BLOCK = 1 << 22
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str | None, table: str) -> str:
+    return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+
+
+# ---- connection ------------------------------------------------------------------------------
+
+
+def _params(s: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(dsn, keyword overrides) for psycopg.connect; DriverConfigError when unusable."""
+    if not s.get("dsn") and not s.get("host"):
+        if s.get("url") or s.get("key") or s.get("service_role_key"):
+            raise DriverConfigError(
+                "this Supabase connection has only REST credentials (url/key); the driver talks "
+                "PostgreSQL: add host, port, database, user, password, or dsn = the PostgreSQL "
+                "connection string from Supabase -> Project Settings -> Database"
+            )
+        raise DriverConfigError(
+            "PostgreSQL connection needs host, port, database, user, password (or dsn)"
+        )
+    kw: dict[str, Any] = {
+        "connect_timeout": int(s.get("connect_timeout") or 10),
+        "application_name": s.get("application_name") or "osiris",
+    }
+    fields = {"host": "host", "port": "port", "database": "dbname", "user": "user"}
+    fields.update({"password": "password", "sslmode": "sslmode"})
+    for ours, libpq in fields.items():
+        if s.get(ours) not in (None, ""):
+            kw[libpq] = str(s[ours])
+    if s.get("password") == "":
+        kw.pop("password", None)
+    return str(s.get("dsn") or ""), kw
+
+
+def describe(s: Mapping[str, Any]) -> str:
+    """Secret-free 'user@host:port/database' for messages."""
+    info: dict[str, Any] = {}
+    if s.get("dsn"):
+        try:
+            info = dict(psycopg.conninfo.conninfo_to_dict(str(s["dsn"])))
+        except psycopg.Error:
+            info = {}
+    return where(
+        s.get("host") or info.get("host"),
+        s.get("port") or info.get("port") or 5432,
+        s.get("database") or info.get("dbname"),
+        s.get("user") or info.get("user"),
+    )
+
+
+def _secrets(s: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (s.get("password"), s.get("dsn"), s.get("key"), s.get("service_role_key"))
+
+
+def connect(s: Mapping[str, Any]) -> psycopg.Connection[Any]:
+    dsn, kw = _params(s)
+    try:
+        conn = psycopg.connect(dsn, **kw)
+    except psycopg.Error as err:
+        reason = classify(str(err)) or scrub(str(err), *_secrets(s))
+        raise ConnectionFailure(f"cannot connect to PostgreSQL {describe(s)}: {reason}") from None
+    for stmt in SESSION:
+        conn.execute(stmt)
+    conn.commit()
+    return conn
+
+
+def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
+    message = scrub(str(err), *_secrets(s))
+    if isinstance(err, psycopg.OperationalError):
+        return DriverError(f"PostgreSQL {describe(s)}: {what}: connection lost: {message}")
+    return DriverError(f"PostgreSQL {describe(s)}: {what}: {message}")
+
+
+# ---- extract ---------------------------------------------------------------------------------
+
+
+class _CopyStream(io.RawIOBase):
+    """A COPY TO STDOUT as a readable binary file (what Arrow's CSV reader consumes)."""
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy = copy
+        self._buf = memoryview(b"")
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def peek_empty(self) -> bool:
+        self._fill()
+        return not self._buf
+
+    def _fill(self) -> None:
+        while not self._buf and not self._done:
+            chunk = self._copy.read()
+            if not chunk:
+                self._done = True
+            self._buf = memoryview(bytes(chunk))
+
+    def readinto(self, b: Any) -> int:
+        self._fill()
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _csv_type(dt: pa.DataType) -> pa.DataType:
+    if isinstance(dt, pa.BaseExtensionType) or pa.types.is_binary(dt):
+        return pa.string()
+    return dt
+
+
+def _finish(arr: pa.Array, dt: pa.DataType) -> pa.Array:
+    """Turn a parsed CSV column into its final type (bytea hex, uuid and json text)."""
+    if is_json(dt):
+        return pa.ExtensionArray.from_storage(dt, arr)
+    if is_uuid(dt):
+        raw = [None if v is None else uuid.UUID(v).bytes for v in arr.to_pylist()]
+        return pa.ExtensionArray.from_storage(dt, pa.array(raw, pa.binary(16)))
+    if pa.types.is_binary(dt):
+        return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in arr.to_pylist()], dt)
+    return arr
+
+
+class PostgresExtractor:
+    """Streams `COPY (query) TO STDOUT (FORMAT csv)` into Arrow batches with the result's own types."""
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        s = settings(ctx)
+        opts = ExtractOptions.parse(s, ctx)
+        conn = connect(s)
+        table = qualified(opts.schema or s.get("schema"), opts.table or "")
+        select = opts.limited(opts.select_sql(table, quote))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")  # type: ignore[call-overload]
+                cols = cur.description or []
+            schema = pa.schema([(c.name, pg_to_arrow(c.type_code, c.precision, c.scale)) for c in cols])
+            conn.rollback()
+        except psycopg.Error as err:
+            conn.close()
+            raise _fail(s, "reading the result's columns", err) from None
+        batches = self._stream(ctx, s, conn, select, schema, opts.batch_size)
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
+    def _stream(
+        self,
+        ctx: StepContext,
+        s: Mapping[str, Any],
+        conn: psycopg.Connection[Any],
+        select: str,
+        schema: pa.Schema,
+        batch_size: int,
+    ) -> Iterator[pa.RecordBatch]:
+        names = [f"c{i}" for i in range(len(schema))]
+        convert = pcsv.ConvertOptions(
+            column_types={n: _csv_type(f.type) for n, f in zip(names, schema)},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+            true_values=["t"],
+            false_values=["f"],
+        )
+        read = pcsv.ReadOptions(column_names=names, block_size=CSV_BLOCK, use_threads=False)
+        parse = pcsv.ParseOptions(newlines_in_values=True)
+        rows = 0
+        try:
+            with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                stream = _CopyStream(copy)
+                if stream.peek_empty():
+                    return
+                reader = pcsv.open_csv(
+                    stream, read_options=read, parse_options=parse, convert_options=convert
+                )
+                parsed = (
+                    pa.RecordBatch.from_arrays(
+                        [_finish(col, f.type) for col, f in zip(b.columns, schema)], schema=schema
+                    )
+                    for b in reader
+                )
+                for batch in rebatch(parsed, batch_size):
+                    rows += batch.num_rows
+                    ctx.progress(rows)
+                    yield batch
+        except psycopg.Error as err:
+            raise _fail(s, "extract", err) from None
+        except (pa.ArrowException, ValueError) as err:
+            raise DriverError(f"PostgreSQL {describe(s)}: extract: value conversion: {err}") from None
+        finally:
+            conn.close()
+
+
+# ---- write -----------------------------------------------------------------------------------
+
+
+class PostgresWriter:
+    """Transactional load through COPY FROM STDIN (FORMAT csv): append, replace (swap), upsert."""
+
+    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        s = settings(ctx)
+        opts = WriteOptions.parse(s, ctx)
+        schema_name = opts.schema or s.get("schema")
+        target = qualified(schema_name, opts.table)
+        conn = connect(s)
+        try:
+            rows = self._load(ctx, conn, opts, schema_name, target, data)
+            conn.commit()
+            return StepResult(rows_in=rows, rows_out=rows)
+        except BaseException as err:
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                pass  # the connection is gone; the server rolls back on its own
+            if isinstance(err, psycopg.Error):
+                raise _fail(s, f"load into {opts.table}", err) from None
+            if isinstance(err, pa.ArrowException):
+                raise DriverError(f"load into {opts.table}: {err}") from None
+            raise
+        finally:
+            conn.close()
+
+    def _load(
+        self,
+        ctx: StepContext,
+        conn: psycopg.Connection[Any],
+        opts: WriteOptions,
+        schema_name: str | None,
+        target: str,
+        data: pa.RecordBatchReader,
+    ) -> int:
+        exists = conn.execute("SELECT to_regclass(%s)", [target]).fetchone()
+        if exists is None or exists[0] is None:
+            if not opts.create_if_missing:
+                raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
+            ddl = create_table_ddl("postgres", target, data.schema, opts.primary_key, quote)
+            write_ddl(ctx, opts.table, ddl)
+            conn.execute(ddl)  # type: ignore[call-overload]
+            return self._copy(ctx, conn, target, data)
+        if opts.write_mode == "append":
+            return self._copy(ctx, conn, target, data)
+        if opts.write_mode == "replace":
+            return self._replace(ctx, conn, schema_name, opts.table, target, data)
+        return self._upsert(ctx, conn, opts, target, data)
+
+    def _copy(
+        self, ctx: StepContext, conn: psycopg.Connection[Any], table: str, data: pa.RecordBatchReader
+    ) -> int:
+        cols = ", ".join(quote(n) for n in data.schema.names)
+        rows = 0
+        with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+            for batch in data:
+                if batch.num_rows:
+                    copy.write(memoryview(encode_batch(batch, "postgres")))  # type: ignore[arg-type]
+                    rows += batch.num_rows
+                    ctx.progress(rows)
+        return rows
+
+    def _replace(
+        self,
+        ctx: StepContext,
+        conn: psycopg.Connection[Any],
+        schema_name: str | None,
+        table: str,
+        target: str,
+        data: pa.RecordBatchReader,
+    ) -> int:
+        staging_name = f"{table[:40]}_osiris_stg_{uuid.uuid4().hex[:8]}"
+        staging = qualified(schema_name, staging_name)
+        keys = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname",
+            [target],
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = %s::regclass "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+            "ORDER BY i.indexrelid",
+            [target],
+        ).fetchall()
+        conn.execute(  # type: ignore[call-overload]
+            f"CREATE TABLE {staging} (LIKE {target} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+            "INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
+        )
+        rows = self._copy(ctx, conn, staging, data)
+        conn.execute(f"DROP TABLE {target}")  # type: ignore[call-overload]
+        conn.execute(f"ALTER TABLE {staging} RENAME TO {quote(table)}")  # type: ignore[call-overload]
+        for name, definition in keys:
+            conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {definition}")  # type: ignore[call-overload]
+        for (definition,) in indexes:
+            conn.execute(definition)
+        return rows
+
+    def _upsert(
+        self,
+        ctx: StepContext,
+        conn: psycopg.Connection[Any],
+        opts: WriteOptions,
+        target: str,
+        data: pa.RecordBatchReader,
+    ) -> int:
+        names = data.schema.names
+        missing = [k for k in opts.primary_key if k not in names]
+        if missing:
+            raise DriverError(f"primary_key column(s) {missing} are not in the data {names}")
+        cols = ", ".join(quote(n) for n in names)
+        staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
+        conn.execute(  # type: ignore[call-overload]
+            f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
+        )
+        rows = self._copy(ctx, conn, staging, data)
+        keys = ", ".join(quote(k) for k in opts.primary_key)
+        updates = [f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n not in opts.primary_key]
+        action = "DO UPDATE SET " + ", ".join(updates) if updates else "DO NOTHING"
+        merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({keys}) {action}"
+        conn.execute(pgsql.SQL(merge))  # type: ignore[arg-type]
+        return rows

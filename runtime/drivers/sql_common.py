@@ -1,0 +1,175 @@
+"""Shared pieces of the SQL drivers: step options, config errors, re-batching, secret-free messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from runtime.errors import ConfigurationError
+
+WRITE_MODES = ("append", "replace", "upsert")
+
+
+class DriverConfigError(DriverError, ConfigurationError):
+    """The step's connection or config cannot work as given (exit 5, via ConfigurationError)."""
+
+    exit_code = ConfigurationError.exit_code
+
+
+def settings(ctx: Any) -> dict[str, Any]:
+    """Connection fields overridden by inline step config (the 'connection' reference dropped)."""
+    merged = dict(ctx.connection or {})
+    merged.update({k: v for k, v in dict(ctx.config).items() if k != "connection"})
+    return merged
+
+
+def _names(value: Any, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise DriverConfigError(f"{field} must be a list of column names")
+
+
+def _batch_size(s: Mapping[str, Any], ctx: Any) -> int:
+    size = s.get("batch_size") or getattr(ctx, "batch_size", None) or DEFAULT_BATCH_SIZE
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise DriverConfigError(f"batch_size must be a positive integer, got {size!r}")
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractOptions:
+    table: str | None
+    schema: str | None
+    columns: tuple[str, ...]
+    where: str | None
+    limit: int | None
+    query: str | None
+    batch_size: int
+
+    @classmethod
+    def parse(cls, s: Mapping[str, Any], ctx: Any) -> ExtractOptions:
+        table, query = s.get("table"), s.get("query")
+        if bool(table) == bool(query):
+            raise DriverConfigError("set exactly one of 'table' or 'query'")
+        limit = s.get("limit")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise DriverConfigError(f"limit must be a non-negative integer, got {limit!r}")
+        if query and (s.get("columns") or s.get("where")):
+            raise DriverConfigError("'columns' and 'where' apply to 'table', not to 'query'")
+        return cls(
+            table=table,
+            schema=s.get("schema"),
+            columns=_names(s.get("columns"), "columns"),
+            where=s.get("where"),
+            limit=limit,
+            query=str(query).strip().rstrip(";") if query else None,
+            batch_size=_batch_size(s, ctx),
+        )
+
+    def select_sql(self, qualified_table: str, quote: Any) -> str:
+        """The SELECT this step runs (without its LIMIT for queries: see limited())."""
+        if self.query:
+            return self.query
+        cols = ", ".join(quote(c) for c in self.columns) if self.columns else "*"
+        sql = f"SELECT {cols} FROM {qualified_table}"
+        if self.where:
+            sql += f" WHERE {self.where}"
+        return sql
+
+    def limited(self, sql: str) -> str:
+        if self.limit is None:
+            return sql
+        if self.query:
+            return f"SELECT * FROM ({sql}) AS osiris_q LIMIT {int(self.limit)}"
+        return f"{sql} LIMIT {int(self.limit)}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    table: str
+    schema: str | None
+    write_mode: str
+    primary_key: tuple[str, ...]
+    create_if_missing: bool
+    batch_size: int
+
+    @classmethod
+    def parse(cls, s: Mapping[str, Any], ctx: Any) -> WriteOptions:
+        table = s.get("table")
+        if not table or not isinstance(table, str):
+            raise DriverConfigError("'table' is required for a writer")
+        mode = s.get("write_mode") or "append"
+        if mode not in WRITE_MODES:
+            raise DriverConfigError(f"write_mode must be one of {', '.join(WRITE_MODES)}")
+        pk = _names(s.get("primary_key"), "primary_key")
+        if mode == "upsert" and not pk:
+            raise DriverConfigError("write_mode upsert needs primary_key (the merge key columns)")
+        create = s.get("create_if_missing", True)
+        return cls(table, s.get("schema"), mode, pk, bool(create), _batch_size(s, ctx))
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Re-chunk a stream into batches of exactly `size` rows (the last one may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= size:
+            table = pa.Table.from_batches(pending)
+            head = table.slice(0, size).combine_chunks()
+            yield from head.to_batches(max_chunksize=size)
+            rest = table.slice(size)
+            pending = rest.to_batches()
+            count = rest.num_rows
+    if count:
+        yield from pa.Table.from_batches(pending).combine_chunks().to_batches(max_chunksize=size)
+
+
+def write_ddl(ctx: Any, table: str, ddl: str) -> None:
+    """Keep the DDL we executed as runs/<id>/artifacts/<step>/<table>.ddl.sql."""
+    directory = Path(ctx.artifacts_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in table)
+    (directory / f"{safe}.ddl.sql").write_text(ddl + ";\n", encoding="utf-8")
+
+
+def where(host: Any, port: Any, database: Any, user: Any) -> str:
+    """'user@host:port/database' built from non-secret fields only."""
+    return f"{user or '?'}@{host or '?'}:{port or '?'}/{database or '?'}"
+
+
+def scrub(message: str, *secrets: Any) -> str:
+    """First line of an error message with any secret value replaced."""
+    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
+    for secret in secrets:
+        if secret and isinstance(secret, str) and len(secret) >= 1:
+            text = text.replace(secret, "***")
+    return text
+
+
+def classify(message: str) -> str:
+    """A short, stable reason for a connection failure."""
+    low = message.lower()
+    if "refused" in low or "can't connect" in low or "could not connect" in low:
+        return "connection refused"
+    if "timeout" in low or "timed out" in low:
+        return "connection timed out"
+    if "access denied" in low or "authentication" in low or "password" in low:
+        return "authentication failed"
+    if ("unknown database" in low) or ("does not exist" in low and "database" in low):
+        return "database does not exist"
+    if "name or service not known" in low or "could not translate host" in low:
+        return "host name not resolved"
+    return ""

@@ -1,0 +1,79 @@
+"""Arrow batches encoded as CSV blocks for PostgreSQL COPY and MySQL LOAD DATA (C++ encoder)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from runtime.drivers.sqltypes import UnsupportedType, is_json, is_uuid
+
+Dialect = Literal["postgres", "mysql"]
+MYSQL_NULL = "NULL"  # unquoted NULL is SQL NULL for LOAD DATA ... ENCLOSED BY '"'
+
+
+def _hex(arr: pa.Array, prefix: str) -> pa.Array:
+    return pa.array([None if v is None else prefix + v.hex() for v in arr.to_pylist()], pa.string())
+
+
+def _uuid_text(arr: pa.Array) -> pa.Array:
+    storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
+    values = storage.to_pylist()
+    return pa.array([None if v is None else str(uuid.UUID(bytes=v)) for v in values], pa.string())
+
+
+def is_binary(dt: pa.DataType) -> bool:
+    t = pa.types
+    return (
+        t.is_binary(dt) or t.is_large_binary(dt) or t.is_fixed_size_binary(dt) or t.is_binary_view(dt)
+    )
+
+
+def _encode_column(name: str, arr: pa.Array, dialect: Dialect) -> pa.Array:
+    dt = arr.type
+    if isinstance(dt, pa.DictionaryType):
+        arr = arr.cast(dt.value_type)  # type: ignore[union-attr]
+        dt = arr.type
+    if is_json(dt):
+        return arr.storage.cast(pa.string())  # type: ignore[union-attr]
+    if is_uuid(dt):
+        return _uuid_text(arr)
+    if isinstance(dt, pa.BaseExtensionType):
+        return _encode_column(name, arr.storage, dialect)  # type: ignore[union-attr]
+    if pa.types.is_string_view(dt) or pa.types.is_large_string(dt) or pa.types.is_null(dt):
+        return arr.cast(pa.string())
+    if is_binary(dt):
+        return _hex(arr, "\\x" if dialect == "postgres" else "")
+    if pa.types.is_timestamp(dt):
+        unit = "us" if dt.unit == "ns" else dt.unit
+        if dialect == "mysql":
+            return arr.cast(pa.timestamp(unit))  # UTC wall time for a time_zone='+00:00' session
+        return arr.cast(pa.timestamp(unit, tz="UTC" if dt.tz else None))
+    if pa.types.is_time64(dt) and dt.unit == "ns":
+        return arr.cast(pa.time64("us"))
+    if pa.types.is_boolean(dt) and dialect == "mysql":
+        return pc.if_else(arr, 1, 0).cast(pa.uint8())
+    if pa.types.is_float16(dt):
+        return arr.cast(pa.float32())
+    if pa.types.is_nested(dt) or pa.types.is_duration(dt) or pa.types.is_interval(dt):
+        raise UnsupportedType(f"column {name!r}: Arrow type {dt} cannot be loaded into {dialect}")
+    return arr
+
+
+def encode_batch(batch: pa.RecordBatch, dialect: Dialect) -> pa.Buffer:
+    """One CSV block (no header) of a batch, ready for COPY ... (FORMAT csv) or LOAD DATA."""
+    arrays = [_encode_column(f.name, col, dialect) for f, col in zip(batch.schema, batch.columns)]
+    names = [f"c{i}" for i in range(len(arrays))]
+    prepared = pa.RecordBatch.from_arrays(arrays, names=names)
+    sink = pa.BufferOutputStream()
+    options = pcsv.WriteOptions(
+        include_header=False,
+        batch_size=max(1024, min(batch.num_rows, 65536)),
+        null_string="" if dialect == "postgres" else MYSQL_NULL,
+        quoting_style="needed",
+    )
+    pcsv.write_csv(prepared, sink, options)
+    return sink.getvalue()

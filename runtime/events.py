@@ -1,0 +1,86 @@
+"""Run records written while a run executes: events.jsonl and run.log, both redacted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.secrets import Redactor
+
+RUN_STARTED = "run_started"
+STEP_STARTED = "step_started"
+STEP_FINISHED = "step_finished"
+STEP_FAILED = "step_failed"
+STEP_SKIPPED = "step_skipped"
+RUN_FINISHED = "run_finished"
+
+EventListener = Callable[[dict[str, Any]], None]
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with milliseconds, e.g. 2026-11-25T06:45:12.123Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Appends one JSON object per line to events.jsonl and tells listeners; thread-safe."""
+
+    def __init__(self, path: Path, run_id: str, redactor: Redactor) -> None:
+        self._file = path.open("a", encoding="utf-8")
+        self._run_id = run_id
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._listeners: list[EventListener] = []
+
+    def subscribe(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: str, step: str | None = None, **fields: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"event": event, "run_id": self._run_id, "step": step}
+        record["ts"] = utc_now()
+        record.update(fields)
+        record = self._redactor.redact_value(record)
+        line = self._redactor.redact(json.dumps(record, ensure_ascii=False, default=str))
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            for listener in self._listeners:
+                listener(record)
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class RunLog:
+    """run.log: timestamped lines, every line passed through the redactor."""
+
+    def __init__(self, path: Path, redactor: Redactor) -> None:
+        self._file = path.open("a", encoding="utf-8")
+        self._redactor = redactor
+        self._lock = threading.Lock()
+
+    def write(self, message: str, step: str | None = None) -> None:
+        prefix = f"{utc_now()} [{step}] " if step else f"{utc_now()} "
+        text = self._redactor.redact(message)
+        with self._lock:
+            for line in text.splitlines() or [""]:
+                self._file.write(prefix + line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def write_json(path: Path, value: Any, redactor: Redactor) -> None:
+    """Write a redacted JSON document atomically (temp file + rename)."""
+    text = redactor.redact(json.dumps(redactor.redact_value(value), indent=2, ensure_ascii=False))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)

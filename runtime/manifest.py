@@ -1,0 +1,216 @@
+"""Load a compiled manifest, validate it against the contract, verify its fingerprints -> a frozen Plan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+from runtime.contract import manifest_digest, sha256_tag
+from runtime.drivers.registry import DRIVERS
+from runtime.errors import ManifestError
+
+MANIFEST_FILE = "manifest.yaml"
+Role = Literal["extractor", "processor", "writer"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One step of the plan with its cfg file loaded."""
+
+    id: str
+    component: str
+    component_version: str
+    driver: str
+    mode: str
+    role: Role
+    needs: tuple[str, ...]
+    inputs: Mapping[str, str]
+    connection: str | None
+    cfg_path: str
+    cfg_sha256: str
+    config: Mapping[str, Any]
+    cfg_bytes: bytes
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Every upstream step id (needs plus inputs), in manifest order, without repeats."""
+        seen = dict.fromkeys(self.needs)
+        seen.update(dict.fromkeys(self.inputs.values()))
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A verified manifest: what the engine executes."""
+
+    manifest_path: Path
+    root: Path
+    pipeline_name: str
+    fingerprint: str
+    modified: bool
+    manifest_bytes: bytes
+    steps: tuple[PlanStep, ...]
+
+    def step(self, step_id: str) -> PlanStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def downstream(self, step_id: str) -> tuple[str, ...]:
+        """Every step that depends on step_id, directly or transitively, in plan order."""
+        affected = {step_id}
+        result = []
+        for step in self.steps:
+            if any(u in affected for u in step.upstream):
+                affected.add(step.id)
+                result.append(step.id)
+        return tuple(result)
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    text = resources.files("specs").joinpath("manifest.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def manifest_file(path: Path) -> Path:
+    """MANIFEST may be the manifest.yaml or the directory that holds it."""
+    return path / MANIFEST_FILE if path.is_dir() else path
+
+
+def load_plan(path: Path | str, *, allow_modified: bool = False) -> Plan:
+    """Read, validate and verify; ManifestError (exit 3) on anything wrong.
+
+    allow_modified skips only the fingerprint comparison, never schema or structure checks.
+    """
+    file = manifest_file(Path(path))
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {file} does not exist") from None
+    except OSError as err:
+        raise ManifestError(f"cannot read manifest {file}: {err.strerror}") from None
+    try:
+        document = yaml.load(data, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        raise ManifestError(f"manifest {file} is not valid YAML") from None
+    _validate(document, file)
+    try:
+        digest = manifest_digest(document)
+    except (TypeError, ValueError):
+        raise ManifestError(f"manifest {file} holds values that are not plain JSON") from None
+    recorded = document["fingerprints"]["manifest"]
+    modified = digest != recorded
+    if modified and not allow_modified:
+        raise ManifestError(
+            f"manifest {file} was modified after compilation (fingerprint {recorded} "
+            f"!= content {digest}); recompile it, or pass --allow-modified"
+        )
+    root = file.parent
+    steps: list[PlanStep] = []
+    for raw in document["steps"]:
+        step, cfg_modified = _load_step(raw, root, allow_modified)
+        modified = modified or cfg_modified
+        steps.append(step)
+    _check_graph(steps, file)
+    return Plan(
+        manifest_path=file,
+        root=root,
+        pipeline_name=document["pipeline"]["name"],
+        fingerprint=recorded,
+        modified=modified,
+        manifest_bytes=data,
+        steps=tuple(steps),
+    )
+
+
+def _validate(document: Any, file: Path) -> None:
+    if not isinstance(document, dict):
+        raise ManifestError(f"manifest {file} must be a mapping")
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        shown = [
+            f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+            for e in errors[:5]
+        ]
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ManifestError(
+            f"manifest {file} does not match the manifest schema: " + "; ".join(shown) + more
+        )
+
+
+def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[PlanStep, bool]:
+    step_id = raw["id"]
+    if raw["driver"] not in DRIVERS:
+        raise ManifestError(
+            f"step {step_id}: driver {raw['driver']!r} is not known to this runtime"
+        )
+    cfg_file = root / raw["cfg"]
+    try:
+        cfg_data = cfg_file.read_bytes()
+    except OSError:
+        raise ManifestError(f"step {step_id}: cfg file {raw['cfg']} is missing") from None
+    modified = sha256_tag(cfg_data) != raw["cfg_sha256"]
+    if modified and not allow_modified:
+        raise ManifestError(
+            f"step {step_id}: {raw['cfg']} was modified after compilation "
+            f"(does not match cfg_sha256); recompile it, or pass --allow-modified"
+        )
+    try:
+        config = json.loads(cfg_data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ManifestError(f"step {step_id}: {raw['cfg']} is not valid JSON") from None
+    if not isinstance(config, dict):
+        raise ManifestError(f"step {step_id}: {raw['cfg']} must hold a JSON object")
+    step = PlanStep(
+        id=step_id,
+        component=raw["component"],
+        component_version=raw["component_version"],
+        driver=raw["driver"],
+        mode=raw["mode"],
+        role=raw["role"],
+        needs=tuple(raw["needs"]),
+        inputs=MappingProxyType(dict(raw["inputs"])),
+        connection=raw["connection"],
+        cfg_path=raw["cfg"],
+        cfg_sha256=raw["cfg_sha256"],
+        config=MappingProxyType(config),
+        cfg_bytes=cfg_data,
+    )
+    return step, modified
+
+
+def _check_graph(steps: list[PlanStep], file: Path) -> None:
+    seen: set[str] = set()
+    cfg_paths: set[str] = set()
+    for step in steps:
+        if step.id in seen:
+            raise ManifestError(f"manifest {file}: step id {step.id!r} appears twice")
+        if step.cfg_path in cfg_paths:
+            raise ManifestError(f"manifest {file}: {step.cfg_path} is used by two steps")
+        for upstream in step.upstream:
+            if upstream not in seen:
+                raise ManifestError(
+                    f"manifest {file}: step {step.id!r} depends on {upstream!r}, "
+                    "which is not an earlier step (steps must be in topological order)"
+                )
+        missing = sorted(set(step.inputs.values()) - set(step.needs))
+        if missing:
+            raise ManifestError(
+                f"manifest {file}: step {step.id!r} has inputs from {', '.join(missing)} "
+                "that are not listed in needs"
+            )
+        seen.add(step.id)
+        cfg_paths.add(step.cfg_path)

@@ -1,0 +1,69 @@
+"""The run directory: unique sortable run ids and the layout of runs/<run_id>/."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+RUNS_DIR = "runs"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """UTC timestamp + random suffix, e.g. 20261125T064512Z-3f9a1c: sorts by start time."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPaths:
+    """Where each artifact of one run lives."""
+
+    run_id: str
+    root: Path
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "run.duckdb"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.yaml"
+
+    def artifacts(self, step_id: str) -> Path:
+        return self.root / "artifacts" / step_id
+
+
+def create_run_dir(project_dir: Path, run_dir: Path | None = None) -> RunPaths:
+    """Make a fresh runs/<run_id>/ under project_dir, or use run_dir (must be new or empty)."""
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if any(run_dir.iterdir()):
+            raise FileExistsError(f"run directory {run_dir} is not empty")
+        return RunPaths(new_run_id(), run_dir.resolve())
+    parent = project_dir / RUNS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id()
+        try:
+            (parent / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return RunPaths(run_id, (parent / run_id).resolve())

@@ -1,0 +1,173 @@
+"""Secret handling: dotenv files, ${VAR} interpolation and the redactor that masks resolved secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+from runtime.errors import ConfigurationError
+
+MASK = "***"
+
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_NAME_PARTS = ("password", "secret", "token", "key", "dsn")
+_DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines: '#' comments, optional 'export ', single or double quotes."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigurationError(f"cannot read secrets file {path}: {err.strerror}") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _DOTENV_LINE.match(line)
+        if match is None:
+            raise ConfigurationError(f"{path}:{number}: expected KEY=VALUE")
+        key, value = match.group(1), match.group(2)
+        values[key] = _dotenv_value(value)
+    return values
+
+
+def _dotenv_value(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        if value[0] == '"':
+            inner = inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        return inner
+    # An unquoted value may carry a trailing ' # comment'.
+    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSource:
+    """Where ${VAR} values come from, highest precedence first."""
+
+    layers: tuple[Mapping[str, str], ...]
+
+    def lookup(self, name: str) -> str | None:
+        for layer in self.layers:
+            if name in layer:
+                return layer[name]
+        return None
+
+
+def interpolate(value: Any, source: VariableSource, where: str, field: str = "") -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string inside value ('$$' is a literal '$')."""
+    if isinstance(value, str):
+        return _interpolate_text(value, source, f"{where} (field {field})" if field else where)
+    if isinstance(value, Mapping):
+        return {
+            k: interpolate(v, source, where, f"{field}.{k}" if field else str(k))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate(v, source, where, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _interpolate_text(text: str, source: VariableSource, where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        found = source.lookup(name)
+        if found is not None and (found != "" or default is None):
+            return found
+        if default is not None:
+            return default
+        raise ConfigurationError(
+            f"{where}: variable {name} is not set (set it in the environment, "
+            f"a --secrets-file or .env beside the connections file)"
+        )
+
+    return _REFERENCE.sub(replace, text)
+
+
+def referenced_variables(value: Any) -> set[str]:
+    """Names of the ${VAR} references anywhere inside value."""
+    if isinstance(value, str):
+        return {m.group(1) for m in _REFERENCE.finditer(value) if m.group(1)}
+    if isinstance(value, Mapping):
+        return set().union(*(referenced_variables(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(referenced_variables(v) for v in value))
+    return set()
+
+
+def is_secret_field(name: str) -> bool:
+    """True for field names that by convention hold secrets."""
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_NAME_PARTS)
+
+
+def embedded_passwords(text: str) -> list[str]:
+    """Passwords inside a URL/DSN ('scheme://user:pw@host', 'password=pw ...')."""
+    found: list[str] = []
+    if "://" in text:
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    for match in _DSN_PASSWORD.finditer(text):
+        raw = match.group(1)
+        found.append(raw)
+        if len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0]:
+            found.append(raw[1:-1])
+    return [f for f in found if f]
+
+
+class Redactor:
+    """Masks every registered secret (and its URL- and JSON-escaped forms) with '***'."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._needles: tuple[str, ...] = ()
+        self._pattern: re.Pattern[str] | None = None
+
+    def register(self, secret: str) -> None:
+        if not secret:
+            return
+        forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        forms.update(embedded_passwords(secret))
+        with self._lock:
+            needles = set(self._needles) | {f for f in forms if f}
+            self._needles = tuple(sorted(needles, key=lambda s: (-len(s), s)))
+            self._pattern = re.compile("|".join(re.escape(n) for n in self._needles))
+
+    def register_all(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            self.register(secret)
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None or not text:
+            return text
+        return pattern.sub(MASK, text)
+
+    def redact_value(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {self.redact(str(k)): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_value(v) for v in value]
+        return value
+
+    @property
+    def active(self) -> bool:
+        return self._pattern is not None
