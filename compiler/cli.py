@@ -140,6 +140,33 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return compile_command(args)[0]
 
 
+def compile_for_run(args: argparse.Namespace, out_dir: Path) -> int:
+    """The compile half of `osiris run`: diagnostics printed only when there are any."""
+    from compiler.compile import compile_file, write_output
+    from compiler.frontend import load_connections
+
+    connections_path = args.connections
+    if connections_path is None:
+        from runtime.connections import default_connections_path
+
+        connections_path = default_connections_path(args.project_dir or Path.cwd(), os.environ)
+    connections, problems = load_connections(
+        Path(connections_path) if connections_path and Path(connections_path).is_file() else None
+    )
+    result = compile_file(
+        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
+    )
+    diagnostics = [*problems, *result.diagnostics]
+    if diagnostics or result.exit_code:
+        sources = {result.checked.file: result.checked.source}
+        _print_diagnostics(diagnostics, sources, args.format, sys.stdout)
+    if result.exit_code != EXIT_OK:
+        return result.exit_code
+    assert result.emitted is not None
+    write_output(result.emitted, out_dir)
+    return EXIT_OK
+
+
 def add_compile_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--param",
@@ -264,8 +291,12 @@ def osiris_main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
     from compiler.components_cmd import add_parser as add_components
+    from compiler.project_cmd import add_parsers as add_init
+    from compiler.project_cmd import add_run_parsers
 
     add_components(sub)
+    add_init(sub)
+    add_run_parsers(sub)
     return _run(parser, list(sys.argv[1:] if argv is None else argv))
 
 

@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "4 run failure, 5 configuration",
     )
     parser.add_argument("manifest", type=Path, help="manifest.yaml or the directory holding it")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = True) -> None:
+    """The run flags, shared by `oml-run` and `osiris run`."""
     parser.add_argument(
         "--connections", type=Path, help="osiris_connections.yaml (default: in the project dir)"
     )
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, help="directory for this run's records (default: runs/<run_id>)"
     )
     parser.add_argument("--engine", choices=["local"], default="local")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    if with_format:
+        parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument(
         "--allow-modified", action="store_true", help="run even if fingerprints do not match"
     )
@@ -58,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation", choices=VALIDATION_MODES, help="connection validation (default warn)"
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    return execute(args, args.manifest, out, err)
+
+
+def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) -> int:
+    """Run a manifest with the flags of add_run_arguments; print as --format says."""
     if args.max_parallel is not None and args.max_parallel < 1:
         print("oml-run: --max-parallel must be at least 1", file=err)
         return 5
@@ -90,7 +101,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         view = PlainView(out)
     with view:
         outcome = run_manifest(
-            args.manifest,
+            manifest,
             connections=args.connections,
             secrets_file=args.secrets_file,
             project_dir=args.project_dir,

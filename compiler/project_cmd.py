@@ -1,0 +1,139 @@
+"""`osiris init` scaffolds a working project; `osiris demo` scaffolds one and runs its pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+# template file -> path in the new project
+TEMPLATE_FILES = {
+    "pipeline.oml": "pipeline.oml",
+    "osiris_connections.yaml": "osiris_connections.yaml",
+    "env.example": ".env.example",
+    "gitignore": ".gitignore",
+}
+SAMPLE_DATA = ("orders.csv", "customers.csv")
+
+
+def scaffold(target: Path) -> tuple[list[str], list[str]]:
+    """Write the project files that are missing; returns (created, kept) relative paths."""
+    template = resources.files("compiler").joinpath("templates", "project")
+    data = resources.files("runtime").joinpath("data")
+    files = {dest: template.joinpath(src).read_bytes() for src, dest in TEMPLATE_FILES.items()}
+    files.update({f"data/{name}": data.joinpath(name).read_bytes() for name in SAMPLE_DATA})
+    created, kept = [], []
+    for rel, content in files.items():
+        path = target / rel
+        if path.exists():
+            kept.append(rel)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        created.append(rel)
+    return created, kept
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        print(f"osiris init: {args.dir} exists and is not a directory")
+        return 2
+    created, kept = scaffold(target)
+    for rel in created:
+        print(f"  created {target / rel}")
+    for rel in kept:
+        print(f"  kept    {target / rel} (already exists)")
+    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
+    print(f"\nNext: {where}osiris run pipeline.oml")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="scaffold a project: sample data, a pipeline, connections")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    p.set_defaults(func=cmd_init)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Compile a pipeline into a temporary directory and run the manifest."""
+    import sys
+    import tempfile
+
+    from compiler.cli import EXIT_OK, compile_for_run
+    from runtime.cli import execute
+
+    with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp:
+        code = compile_for_run(args, Path(tmp) / "build")
+        if code != EXIT_OK:
+            return code
+        return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import sys
+
+    target = Path(args.dir)
+    created, _ = scaffold(target)
+    print(f"demo project: {target.resolve()} ({len(created)} files created)")
+    run_args = argparse.Namespace(
+        file=str(target / "pipeline.oml"),
+        param=[],
+        profile=None,
+        connections=target / "osiris_connections.yaml",
+        secrets_file=None,
+        project_dir=target,
+        run_dir=None,
+        engine="local",
+        format="text",
+        allow_modified=False,
+        no_keep_intermediate=False,
+        max_parallel=None,
+        validation=None,
+    )
+    code = cmd_run(run_args)
+    if code == 0:
+        _preview(target / "output" / "revenue.parquet")
+        outputs = sorted(p for p in (target / "output").iterdir() if p.is_file())
+        print("outputs:\n" + "\n".join(f"  {os.path.relpath(p)}" for p in outputs))
+        osiris = "osiris" if shutil.which("osiris") else str(Path(sys.argv[0]).resolve())
+        print(
+            f"next: cd {os.path.relpath(target)} && {osiris} run pipeline.oml "
+            "--param since=2024-03-01"
+        )
+    return code
+
+
+def _preview(path: Path) -> None:
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    with duckdb.connect() as con:
+        rel = con.execute(
+            "SELECT * FROM read_parquet(?) ORDER BY revenue DESC LIMIT 5", [str(path)]
+        )
+        columns = [d[0] for d in rel.description]
+        rows = rel.fetchall()
+    table = Table(title="top 5 country/month groups by revenue (output/revenue.parquet)")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+
+
+def add_run_parsers(sub: argparse._SubParsersAction) -> None:
+    from runtime.cli import add_run_arguments
+
+    p = sub.add_parser("run", help="compile a pipeline and run it")
+    p.add_argument("file", metavar="PIPELINE.oml")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--profile", metavar="P")
+    add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
+    d = sub.add_parser("demo", help="scaffold the demo project and run its pipeline")
+    d.add_argument("--dir", default="osiris-demo", help="where to put the demo project")
+    d.set_defaults(func=cmd_demo)
