@@ -1,0 +1,206 @@
+"""`osiris components list|spec` through its own argparse wiring, in process and as a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compiler.components_cmd import add_parser
+from compiler.registry import load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTRACTORS = [
+    "duckdb.extractor",
+    "filesystem.csv_extractor",
+    "filesystem.parquet_extractor",
+    "mysql.extractor",
+    "postgres.extractor",
+    "supabase.extractor",
+]
+WRITERS = [
+    "duckdb.writer",
+    "filesystem.csv_writer",
+    "filesystem.parquet_writer",
+    "mysql.writer",
+    "postgres.writer",
+    "supabase.writer",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.setenv("OSIRIS_CACHE_DIR", str(tmp_path / "cache"))
+    load_registry.cache_clear()
+    yield
+    load_registry.cache_clear()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="osiris")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _names_in_table(out: str) -> list[str]:
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "MODES", "TITLE"]
+    return [line.split()[0] for line in lines[1:]]
+
+
+def test_list_shows_every_component(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "components", "list")
+    assert (code, err) == (0, "")
+    assert _names_in_table(out) == sorted(EXTRACTORS + WRITERS + ["duckdb.processor"])
+    assert "mysql.extractor               extract, discover  MySQL / MariaDB extractor" in out
+
+
+def test_bare_components_lists_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "components")
+    assert code == 0 and len(_names_in_table(out)) == 13
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("read", EXTRACTORS),
+        ("extract", EXTRACTORS),
+        ("discover", EXTRACTORS),
+        ("write", WRITERS),
+        ("transform", ["duckdb.processor"]),
+    ],
+)
+def test_list_by_mode(capsys: pytest.CaptureFixture[str], mode: str, expected: list[str]) -> None:
+    code, out, _ = run(capsys, "components", "list", "--mode", mode)
+    assert code == 0
+    assert _names_in_table(out) == expected
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "components", "list", "--mode", "read", "--format", "json")
+    assert code == 0
+    entries = json.loads(out)
+    assert [e["name"] for e in entries] == EXTRACTORS
+    mysql = next(e for e in entries if e["name"] == "mysql.extractor")
+    assert mysql["role"] == "extractor"
+    assert mysql["modes"] == ["extract", "discover"]
+    assert mysql["oml_modes"] == ["extract", "read"]
+    assert mysql["connection_family"] == "mysql"
+    assert mysql["capabilities"]["discover"] is True
+
+
+def test_spec_yaml_is_the_file_as_shipped(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "components", "spec", "mysql.writer")
+    assert (code, err) == (0, "")
+    shipped = resources.files("specs").joinpath("components/mysql.writer/spec.yaml").read_text()
+    assert out == shipped
+    assert yaml.safe_load(out)["name"] == "mysql.writer"
+
+
+def test_spec_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "components", "spec", "duckdb.processor", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["name"] == "duckdb.processor"
+    assert list(doc)[:2] == ["name", "version"]  # the file's key order, not sorted
+    assert doc["configSchema"]["required"] == ["query"]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("mysql.extracter", "did you mean mysql.extractor?"),
+        ("postgres.reader", "postgres.extractor"),
+        ("supabase", "did you mean one of: supabase.extractor, supabase.writer?"),
+        ("oracle.extractor", "unknown component 'oracle.extractor'"),
+    ],
+)
+def test_unknown_spec_exits_2_with_did_you_mean(
+    capsys: pytest.CaptureFixture[str], name: str, hint: str
+) -> None:
+    code, out, err = run(capsys, "components", "spec", name)
+    assert code == 2
+    assert out == ""
+    assert f"unknown component '{name}'" in err
+    assert hint in err
+
+
+@pytest.fixture
+def broken_root(tmp_path: Path) -> Path:
+    root = tmp_path / "specs"
+    shutil.copytree(
+        Path(str(resources.files("specs"))), root, ignore=shutil.ignore_patterns("*.py")
+    )
+    spec = root / "components/mysql.writer/spec.yaml"
+    spec.write_text(spec.read_text().replace("version: 1.0.0", "version: latest"))
+    return root
+
+
+def test_broken_spec_is_reported_by_list_and_spec(
+    capsys: pytest.CaptureFixture[str], broken_root: Path
+) -> None:
+    code, out, err = run(capsys, "components", "--specs-root", str(broken_root), "list")
+    assert code == 1
+    assert "mysql.writer" not in _names_in_table(out)
+    assert "components/mysql.writer/spec.yaml#/version" in err
+
+    code, out, err = run(
+        capsys, "components", "--specs-root", str(broken_root), "spec", "mysql.writer"
+    )
+    assert code == 1 and out == ""
+    assert "the spec of component 'mysql.writer' failed to load" in err
+    assert "'latest'" in err
+
+
+def test_missing_specs_root_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "components", "--specs-root", str(tmp_path / "nope"), "list")
+    assert code == 2 and out == ""
+    assert "not a directory" in err
+
+
+SCRIPT = """
+import argparse, sys
+from compiler.components_cmd import add_parser
+parser = argparse.ArgumentParser(prog="osiris")
+add_parser(parser.add_subparsers())
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["components", "spec", ""], 2),
+        (["components", "spec", "../../etc/passwd"], 2),
+        (["components", "spec", "mysql.extractor/../x"], 2),
+        (["components", "spec", "ünïcødé.☃"], 2),
+        (["components", "list", "--mode", "sideways"], 2),
+        (["components", "spec", "mysql.extractor", "--format", "toml"], 2),
+        (["components", "list", "--format", "json"], 0),
+    ],
+)
+def test_no_traceback_for_any_input(argv: list[str], code: int, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"OSIRIS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONIOENCODING": "utf-8"},
+        timeout=60,
+    )
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
