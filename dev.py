@@ -28,7 +28,7 @@ def _stamp(extras: str) -> str:
 
 def ensure_env(extras: str = "dev") -> None:
     """Create .venv and (re)install the project when pyproject.toml or the extras changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"Osiris needs Python >= 3.11 (this is {sys.version.split()[0]})")
     if not PY.exists():
         print(f"[dev] creating virtual environment in {VENV}", flush=True)
@@ -55,7 +55,9 @@ def main(argv: list[str]) -> int:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if task == "demo":
         ensure_env("all")
-        return run(str(BIN / "osiris"), "demo", *rest)
+        code = run(str(BIN / "osiris"), "demo", *rest)
+        print(f"[dev] the osiris, omlc, oml-run and oml-lsp commands are in {BIN.relative_to(ROOT)}/")
+        return code
     if task == "test":
         ensure_env("dev")
         return run(str(PY), "-m", "pytest", *rest)
