@@ -56,7 +56,9 @@ def main(argv: list[str]) -> int:
     if task == "demo":
         ensure_env("all")
         code = run(str(BIN / "osiris"), "demo", *rest)
-        print(f"[dev] the osiris, omlc, oml-run and oml-lsp commands are in {BIN.relative_to(ROOT)}/")
+        print(
+            f"[dev] the osiris, omlc, oml-run and oml-lsp commands are in {BIN.relative_to(ROOT)}/"
+        )
         return code
     if task == "test":
         ensure_env("dev")
