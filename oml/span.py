@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+# Position and Span are immutable value types created tens of thousands of times per check;
+# NamedTuple gives the frozen, slotted semantics at a fraction of a dataclass's construction cost.
+class Position(NamedTuple):
     """A point in a file: 1-based line and column (in characters), 0-based UTF-8 byte offset."""
 
     line: int
@@ -15,8 +17,7 @@ class Position:
     byte: int
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """A range in a file; start inclusive, end exclusive."""
 
     file: str
@@ -43,6 +44,7 @@ class SourceText:
     text: str
     _line_starts: list[int] = field(init=False, repr=False)  # character offset of each line
     _ascii: bool = field(init=False, repr=False)
+    _line_bytes: list[int] | None = field(init=False, repr=False)  # byte offset of each line
 
     def __post_init__(self) -> None:
         starts = [0]
@@ -53,6 +55,7 @@ class SourceText:
             i = find("\n", i + 1)
         self._line_starts = starts
         self._ascii = self.text.isascii()
+        self._line_bytes: list[int] | None = None
 
     @property
     def line_count(self) -> int:
@@ -69,13 +72,38 @@ class SourceText:
     def byte_offset(self, offset: int) -> int:
         if self._ascii:
             return offset
-        return len(self.text[:offset].encode("utf-8"))
+        line = bisect.bisect_right(self._line_starts, offset) - 1
+        return self._byte_of(line, offset)
+
+    def _byte_of(self, line: int, offset: int) -> int:
+        """UTF-8 byte offset of a character offset known to be on 0-based line."""
+        if self._line_bytes is None:
+            total, out = 0, []
+            for start, end in zip(
+                self._line_starts, [*self._line_starts[1:], len(self.text)], strict=True
+            ):
+                out.append(total)
+                total += len(self.text[start:end].encode("utf-8", "surrogatepass"))
+            self._line_bytes = out
+        start = self._line_starts[line]
+        return self._line_bytes[line] + len(
+            self.text[start:offset].encode("utf-8", "surrogatepass")
+        )
+
+    def position_at(self, line: int, column: int, offset: int) -> Position:
+        """Position from a 0-based line, column and character offset that agree (YAML marks)."""
+        if self._ascii:
+            return Position(line + 1, column + 1, offset)
+        if line >= len(self._line_starts):
+            return self.position(offset)
+        return Position(line + 1, column + 1, self._byte_of(line, offset))
 
     def position(self, offset: int) -> Position:
         """Position of a 0-based character offset."""
         offset = max(0, min(offset, len(self.text)))
         index = bisect.bisect_right(self._line_starts, offset) - 1
-        return Position(index + 1, offset - self._line_starts[index] + 1, self.byte_offset(offset))
+        byte = offset if self._ascii else self._byte_of(index, offset)
+        return Position(index + 1, offset - self._line_starts[index] + 1, byte)
 
     def offset_of(self, line: int, column: int) -> int:
         """Character offset of a 0-based line and column (as YAML marks give them)."""

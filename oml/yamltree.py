@@ -1,8 +1,10 @@
-"""YAML text to a tree of nodes with spans (ruamel.yaml composer); syntax errors become diagnostics."""
+"""YAML text to a tree of nodes with spans (libyaml composer, YAML 1.2 scalars); errors become diagnostics."""
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +101,15 @@ class _Builder:
         self._active: set[int] = set()
 
     def span(self, node: Any) -> Span:
-        return self.source.span(node.start_mark.index, node.end_mark.index)
+        start, end = node.start_mark, node.end_mark
+        return Span(
+            self.source.file,
+            self.source.position_at(start.line, start.column, start.index),
+            self.source.position_at(end.line, end.column, end.index),
+        )
 
     def build(self, node: Any) -> YNode:
-        from ruamel.yaml.nodes import MappingNode, SequenceNode
+        from yaml.nodes import MappingNode, SequenceNode
 
         if id(node) in self._active:
             self.diagnostics.error(
@@ -126,8 +133,9 @@ class _Builder:
             finally:
                 self._active.discard(id(node))
         style = node.style if node.style in ('"', "'", "|", ">") else None
-        text = node.value.replace("\a", "") if style == ">" else node.value  # ruamel fold marks
-        return YScalar(_scalar_value(node.tag, text), self.span(node), style, node.start_mark.index)
+        return YScalar(
+            _scalar_value(node.tag, node.value), self.span(node), style, node.start_mark.index
+        )
 
     def _mapping(self, node: Any) -> YMap:
         entries: list[YEntry] = []
@@ -168,13 +176,11 @@ class _Builder:
 
 def parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
     """Compose the single YAML document in source; None (with a diagnostic) when it is not YAML."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
+    import yaml
 
-    yaml = YAML(typ="rt", pure=True)
     try:
-        node = yaml.compose(source.text)
-    except MarkedYAMLError as err:
+        node = yaml.compose(source.text, Loader=_loader())
+    except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         offset = mark.index if mark is not None else 0
         problem = (err.problem or err.context or "invalid YAML").strip()
@@ -188,7 +194,7 @@ def parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
             "unclosed quote or bracket are the usual causes).",
         )
         return None
-    except Exception as err:  # reader errors (control characters, bad encoding) and the like
+    except yaml.YAMLError as err:  # reader errors: control characters and the like
         position = getattr(err, "position", 0) or 0
         diagnostics.error(
             "OML001",
@@ -209,6 +215,44 @@ def parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
         )
         return None
     return _Builder(source, diagnostics).build(node)
+
+
+@functools.cache
+def _loader() -> type:
+    """libyaml's composer with YAML 1.2 core-schema scalars (`yes`, `on`, `no` stay text)."""
+    import yaml
+    from yaml.nodes import ScalarNode, SequenceNode
+
+    by_first: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for kind, pattern, first in _CORE_SCHEMA:
+        for char in first:
+            by_first.setdefault(char, []).append((_TAG + kind, re.compile(pattern)))
+
+    def resolve(self: Any, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        # A lean resolver: only implicit scalar resolution is needed (no path resolvers).
+        if kind is ScalarNode:
+            if implicit[0]:
+                for tag, regexp in by_first.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return _TAG + "str"
+        return _TAG + ("seq" if kind is SequenceNode else "map")
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return type("OmlLoader", (base,), {"resolve": resolve})
+
+
+_CORE_SCHEMA = (
+    ("null", r"^(?:~|null|Null|NULL|)$", ("~", "n", "N", "")),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+)
 
 
 def _first_line(err: Exception) -> str:

@@ -1,0 +1,175 @@
+"""Per-document state (text, version, latest and last good check) and the workspace connections file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from oml.span import SourceText
+
+if TYPE_CHECKING:
+    from compiler.connections import ConnectionsIndex
+    from compiler.frontend import CheckResult
+    from compiler.lsp.context import Outline
+    from oml.ast import Document
+    from oml.diagnostics import Diagnostic
+
+
+def uri_to_path(uri: str) -> str:
+    """The file-system path of a file: URI (other URIs are kept as they are)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return uri
+    path = unquote(parsed.path)
+    if os.name == "nt" and path.startswith("/") and path[2:3] == ":":  # pragma: no cover
+        path = path[1:]
+    return path
+
+
+def path_to_uri(path: str) -> str:
+    return Path(path).absolute().as_uri()
+
+
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """A loaded connections file: its index (None when invalid), text and load problems."""
+
+    path: str
+    index: ConnectionsIndex | None
+    source: SourceText
+    problems: tuple[Diagnostic, ...] = ()
+
+
+class ConnectionsFile:
+    """The workspace's osiris_connections.yaml, re-read whenever its mtime or size changes."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._path = path
+        self._stamp: tuple[float, int] | None = None
+        self._loaded: Connections | None = None
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    def set_path(self, path: str | None) -> None:
+        with self._lock:
+            if path != self._path:
+                self._path, self._stamp, self._loaded = path, None, None
+
+    def get(self) -> Connections | None:
+        with self._lock:
+            if self._path is None:
+                return None
+            try:
+                stat = os.stat(self._path)
+            except OSError:
+                self._stamp, self._loaded = None, None
+                return None
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp != self._stamp or self._loaded is None:
+                self._loaded = _load(self._path)
+                self._stamp = stamp
+            return self._loaded
+
+
+def _load(path: str) -> Connections:
+    from compiler.connections import index_connections
+    from oml.diagnostics import DiagnosticList
+
+    diagnostics = DiagnosticList()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        diagnostics.error(
+            "OML040",
+            f"cannot read connections file {Path(path).name}: {err.__class__.__name__}",
+            None,
+            why="Connection references are checked against this file.",
+            fix="Check the osiris.connections setting, or remove it.",
+        )
+        return Connections(path, None, SourceText(path, ""), tuple(diagnostics.sorted()))
+    source = SourceText(path, text)
+    index = index_connections(source, diagnostics)
+    return Connections(path, index, source, tuple(diagnostics.sorted()))
+
+
+@dataclass(slots=True)
+class DocumentState:
+    """One open document: its current text and the checks computed for it."""
+
+    uri: str
+    text: str
+    version: int | None = None
+    encoding: str = "utf-16"
+    connections: Connections | None = None
+    result: CheckResult | None = None  # the latest check, of result_version
+    result_version: int | None = None
+    good: CheckResult | None = None  # the latest check whose text parsed to a Document
+    good_version: int | None = None
+    _source: SourceText | None = field(default=None, repr=False)
+    _outline: Outline | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> str:
+        return uri_to_path(self.uri)
+
+    def set_text(self, text: str, version: int | None) -> None:
+        self.text, self.version = text, version
+        self._source = self._outline = None
+
+    @property
+    def source(self) -> SourceText:
+        if self._source is None or self._source.text is not self.text:
+            self._source = SourceText(self.path, self.text)
+        return self._source
+
+    @property
+    def outline(self) -> Outline:
+        """The line-based outline of the current text (works while it does not parse)."""
+        from compiler.lsp.context import outline
+
+        current = self._outline
+        if current is None or current.text is not self.text:
+            current = self._outline = outline(self.text)
+        return current
+
+    @property
+    def fresh(self) -> bool:
+        return self.result is not None and self.result_version == self.version
+
+    def accept(self, result: CheckResult, version: int | None) -> bool:
+        """Record a check of `version`; True when it is the current version (so publishable)."""
+        current = version == self.version
+        if current:
+            self.result, self.result_version = result, version
+        if result.document is not None and (
+            self.good is None or _newer(version, self.good_version) or current
+        ):
+            self.good, self.good_version = result, version
+        return current
+
+    def current(self) -> CheckResult:
+        """The check of the current text, computed now when the latest one is older."""
+        if not self.fresh:
+            from compiler.lsp.features import analyse
+
+            self.accept(analyse(self.text, self.uri, self.connections), self.version)
+        assert self.result is not None
+        return self.result
+
+    @property
+    def document(self) -> Document | None:
+        """The current AST when the text parses, else the last good one (for completion/hover)."""
+        if self.fresh and self.result is not None and self.result.document is not None:
+            return self.result.document
+        return self.good.document if self.good is not None else None
+
+
+def _newer(version: int | None, than: int | None) -> bool:
+    return version is not None and (than is None or version >= than)

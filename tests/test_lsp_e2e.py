@@ -1,0 +1,140 @@
+"""oml-lsp end to end over stdio with pytest-lsp: the real server process, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = (ROOT / "golden/mysql_duckdb_supabase/pipeline.oml").read_text(encoding="utf-8")
+CONNECTIONS = """connections:
+  mysql:
+    shop: {host: db.internal, database: shop, user: reader, password: hunter2-secret}
+  supabase:
+    main: {url: "postgresql://warehouse/db", service_role_key: also-secret}
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    (tmp_path / "osiris_connections.yaml").write_text(CONNECTIONS, encoding="utf-8")
+    return tmp_path
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "compiler.lsp.server"])
+)
+async def client(lsp_client: LanguageClient, workspace: Path) -> AsyncIterator[None]:
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=workspace.as_uri(),
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def published(
+    client: LanguageClient,
+    uri: str,
+    ready: Callable[[Sequence[types.Diagnostic]], bool] = lambda _: True,
+) -> Sequence[types.Diagnostic]:
+    """Wait (through the client's notification helper) until uri's diagnostics satisfy ready."""
+    while uri not in client.diagnostics or not ready(client.diagnostics[uri]):
+        await asyncio.wait_for(
+            client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), timeout=20
+        )
+    return client.diagnostics[uri]
+
+
+def open_doc(client: LanguageClient, uri: str, text: str) -> None:
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="oml", version=1, text=text)
+        )
+    )
+
+
+def position_of(text: str, needle: str, offset: int = 0) -> types.Position:
+    index = text.index(needle) + offset
+    line = text[:index].count("\n")
+    return types.Position(line, index - (text.rfind("\n", 0, index) + 1))
+
+
+@pytest.mark.asyncio
+async def test_diagnostics_on_open_change_and_close(
+    client: LanguageClient, workspace: Path
+) -> None:
+    uri = (workspace / "pipeline.oml").as_uri()
+    bad = GOLDEN.replace("component: mysql.extractor", "component: mysql.extractr").replace(
+        "@mysql.shop", "@mysql.nope"
+    )
+    open_doc(client, uri, bad)
+    got = await published(client, uri, lambda d: len(d) > 0)
+    assert {d.code for d in got} == {"OML014"}
+    assert all(d.source == "osiris" for d in got)
+
+    at = position_of(bad, "mysql.extractr")
+    end = types.Position(at.line, at.character + len("mysql.extractr"))
+    client.text_document_did_change(  # an incremental edit
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(at, end), text="mysql.extractor"
+                )
+            ],
+        )
+    )
+    got = await published(client, uri, lambda d: [x.code for x in d] != ["OML014"])
+    assert [d.code for d in got] == ["OML027"]  # the workspace's connections file is used
+
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    assert list(await published(client, uri, lambda d: len(d) == 0)) == []
+
+
+@pytest.mark.asyncio
+async def test_completion_hover_definition_formatting(
+    client: LanguageClient, workspace: Path
+) -> None:
+    uri = (workspace / "pipeline.oml").as_uri()
+    open_doc(client, uri, GOLDEN)
+    await published(client, uri)
+    doc = types.TextDocumentIdentifier(uri=uri)
+
+    result = await client.text_document_completion_async(
+        types.CompletionParams(doc, position_of(GOLDEN, "mysql.extractor"))
+    )
+    assert result is not None
+    labels = [
+        i.label for i in (result.items if isinstance(result, types.CompletionList) else result)
+    ]
+    assert "mysql.extractor" in labels and "duckdb.processor" in labels
+
+    hovered = await client.text_document_hover_async(
+        types.HoverParams(doc, position_of(GOLDEN, "@mysql.shop", 3))
+    )
+    assert hovered is not None and isinstance(hovered.contents, types.MarkupContent)
+    assert "db.internal" in hovered.contents.value and "hunter2" not in hovered.contents.value
+
+    found = await client.text_document_definition_async(
+        types.DefinitionParams(doc, position_of(GOLDEN, "needs: [extract-orders]", 10))
+    )
+    assert isinstance(found, list) and len(found) == 1
+    assert isinstance(found[0], types.Location)
+    assert found[0].range.start == position_of(GOLDEN, "extract-orders")
+
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(doc, types.FormattingOptions(tab_size=2, insert_spaces=True))
+    )
+    assert not edits  # the golden file is already canonical
