@@ -91,35 +91,44 @@ def _print_diagnostics(
         stream.write(render_text(diagnostics, sources, color=_color(stream)))
 
 
-def compile_command(args: argparse.Namespace) -> tuple[int, Any]:
-    """Compile one pipeline per the flags; returns (exit code, CompileResult or None)."""
-    from compiler.check import find_connections_file
-    from compiler.compile import OutputRefused, compile_file, write_output
+def _compile(args: argparse.Namespace, connections_path: Path | None) -> tuple[int, Any, list[Any]]:
+    """Compile args.file; a broken connections file makes the result invalid (exit 2)."""
+    from compiler.compile import compile_file
     from compiler.frontend import load_connections
+
+    connections, problems = load_connections(connections_path)
+    result = compile_file(
+        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
+    )
+    code = result.exit_code
+    if code == EXIT_OK and any(d.severity.value == "error" for d in problems):
+        code = EXIT_INVALID
+    return code, result, [*problems, *result.diagnostics]
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    """`omlc FILE -o DIR` / `osiris compile`: write the manifest and/or print a stage."""
+    from compiler.check import find_connections_file
+    from compiler.compile import OutputRefused, write_output
 
     if not args.output and not args.emit:
         raise UsageError(
             "say where to write the manifest with -o DIR (or print a stage with --emit)"
         )
-    connections_path = find_connections_file(Path(args.connections) if args.connections else None)
-    connections, problems = load_connections(connections_path)
-    result = compile_file(
-        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
+    code, result, diagnostics = _compile(
+        args, find_connections_file(Path(args.connections) if args.connections else None)
     )
-    diagnostics = [*problems, *result.diagnostics]
-    sources = {result.checked.file: result.checked.source}
-    quiet_ok = args.emit and result.exit_code == EXIT_OK and not diagnostics
-    if not quiet_ok:
-        stream = sys.stderr if args.emit else sys.stdout
-        if args.format == "json" or diagnostics or result.exit_code:
-            _print_diagnostics(diagnostics, sources, args.format, stream)
+    if diagnostics or code or args.format == "json":
+        sources = {result.checked.file: result.checked.source}
+        _print_diagnostics(
+            diagnostics, sources, args.format, sys.stderr if args.emit else sys.stdout
+        )
     if args.emit == "ast" and result.checked.document is not None:
         from oml.dump import to_data
 
         print(json.dumps(to_data(result.checked.document), indent=2, ensure_ascii=False))
-    if result.exit_code != EXIT_OK:
-        return result.exit_code, result
-    assert result.emitted is not None and result.ir is not None
+    if code != EXIT_OK:
+        return code
     if args.emit == "ir":
         print(json.dumps(result.ir.to_dict(), indent=2, ensure_ascii=False, default=str))
     elif args.emit == "manifest":
@@ -130,41 +139,28 @@ def compile_command(args: argparse.Namespace) -> tuple[int, Any]:
         except OutputRefused as err:
             raise UsageError(str(err)) from None
         if args.format == "text" and not args.emit:
-            print(
-                f"compiled {result.ir.name}: {len(result.ir.order)} steps -> {args.output}/manifest.yaml"
-            )
-    return EXIT_OK, result
+            steps = len(result.ir.order)
+            print(f"compiled {result.ir.name}: {steps} steps -> {args.output}/manifest.yaml")
+    return EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    return compile_command(args)[0]
+    return compile_command(args)
 
 
 def compile_for_run(args: argparse.Namespace, out_dir: Path) -> int:
     """The compile half of `osiris run`: diagnostics printed only when there are any."""
-    from compiler.compile import compile_file, write_output
-    from compiler.frontend import load_connections
+    from compiler.compile import write_output
+    from runtime.connections import default_connections_path
 
-    connections_path = args.connections
-    if connections_path is None:
-        from runtime.connections import default_connections_path
-
-        connections_path = default_connections_path(args.project_dir or Path.cwd(), os.environ)
-    connections, problems = load_connections(
-        Path(connections_path) if connections_path and Path(connections_path).is_file() else None
-    )
-    result = compile_file(
-        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
-    )
-    diagnostics = [*problems, *result.diagnostics]
-    if diagnostics or result.exit_code:
+    path = args.connections or default_connections_path(args.project_dir or Path.cwd(), os.environ)
+    code, result, diagnostics = _compile(args, Path(path) if Path(path).is_file() else None)
+    if diagnostics or code:
         sources = {result.checked.file: result.checked.source}
         _print_diagnostics(diagnostics, sources, args.format, sys.stdout)
-    if result.exit_code != EXIT_OK:
-        return result.exit_code
-    assert result.emitted is not None
-    write_output(result.emitted, out_dir)
-    return EXIT_OK
+    if code == EXIT_OK:
+        write_output(result.emitted, out_dir)
+    return code
 
 
 def add_compile_flags(p: argparse.ArgumentParser) -> None:

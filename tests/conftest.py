@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Keep the spec-registry cache of test runs (and their subprocesses) out of the user's home.
+os.environ.setdefault("OSIRIS_CACHE_DIR", tempfile.mkdtemp(prefix="osiris-test-cache-"))
 REQUIRE_DBS = os.environ.get("OSIRIS_REQUIRE_DBS") == "1"
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
