@@ -60,14 +60,27 @@ class CheckContext:
     specs: dict[str, ComponentSpec] = field(default_factory=dict)  # step id -> its spec
     edges: list[Edge] = field(default_factory=list)
     param_uses: dict[str, list[Span]] = field(default_factory=dict)
+    param_steps: set[str] = field(default_factory=set)  # steps whose config uses a param
     unresolved: set[str] = field(default_factory=set)  # steps with a reference to an unknown step
+    _edges_into: dict[str, list[Edge]] | None = field(default=None, repr=False)
+    _edges_indexed: int = field(default=-1, repr=False)
 
     @property
     def source(self) -> Any:
         return self.document.source
 
     def upstream(self, step_id: str) -> list[str]:
-        return list(dict.fromkeys(e.upstream for e in self.edges if e.downstream == step_id))
+        """Distinct upstream step ids of a step, in declaration order."""
+        return list(dict.fromkeys(e.upstream for e in self.edges_into.get(step_id, ())))
+
+    @property
+    def edges_into(self) -> dict[str, list[Edge]]:
+        if self._edges_into is None or self._edges_indexed != len(self.edges):
+            index: dict[str, list[Edge]] = {}
+            for edge in self.edges:
+                index.setdefault(edge.downstream, []).append(edge)
+            self._edges_into, self._edges_indexed = index, len(self.edges)
+        return self._edges_into
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -217,7 +230,7 @@ def check_edges(ctx: CheckContext) -> None:
                 used = reference.step
                 if used is None:
                     continue
-                declared = any(e.upstream == used and e.downstream == me for e in ctx.edges)
+                declared = used in ctx.upstream(me)
                 if used not in ctx.steps:
                     _unknown_step(ctx, ids, used, span)
                 elif not declared:
@@ -411,6 +424,8 @@ def check_params(ctx: CheckContext) -> None:
                     )
                     continue
                 ctx.param_uses.setdefault(ref.param, []).append(span)
+                if step.id is not None:
+                    ctx.param_steps.add(step.id.value)
                 if ref.param not in declared:
                     _unknown_param(ctx, ref.param, span, declared, where=f"step '{step.key}'")
     for name, node in declared.items():
@@ -492,10 +507,15 @@ def check_connections(ctx: CheckContext) -> None:
         if ctx.connections is not None and ctx.connections.lookup(ref.family, ref.alias) is None:
             known = sorted(ctx.connections.aliases.get(ref.family, {}))
             matches = close_matches(ref.alias or "", known) if ref.alias else []
-            what = f"'{ref.alias}'" if ref.alias else "a default"
+            file = Path(ctx.connections.file).name
+            summary = (
+                f"{file} has no {ref.family} connection '{ref.alias}'"
+                if ref.alias
+                else f"{file} has no default {ref.family} connection"
+            )
             ctx.diagnostics.error(
                 "OML027",
-                f"{ctx.connections.file.rsplit('/', 1)[-1]} has no {ref.family} connection {what}",
+                summary,
                 node.span,
                 why=(
                     f"Known {ref.family} aliases: {', '.join(known)}."
@@ -551,19 +571,21 @@ def check_configs(ctx: CheckContext) -> None:
     for step_id, spec in ctx.specs.items():
         step = ctx.steps[step_id]
         config_node = step.config or YMap((), step.span)
-        dynamic: set[tuple[Any, ...]] = set()
-        config = _validation_value(ctx, config_node, (), dynamic)
-        check_config(
+        skip: set[tuple[Any, ...]] = set()
+        config = _validation_value(ctx, config_node, (), skip)
+        if spec.connection_family is not None and isinstance(config.get("connection"), str):
+            skip.add(("connection",))  # check_connections explains a bad reference better
+        failed = check_config(
             spec.name,
             spec.config_schema,
             ctx.registry.config_validator(spec.name),
             config_node,
             config,
-            dynamic,
+            skip,
             ctx.diagnostics,
         )
         check_constraints(
-            spec.name, spec.constraints, config_node, config, step.node, ctx.diagnostics
+            spec.name, spec.constraints, config_node, config, step.node, ctx.diagnostics, failed
         )
         _check_secrets(ctx, spec, config_node)
         _check_overrides(ctx, spec, config_node, config)
@@ -636,6 +658,8 @@ def check_processor_sql(ctx: CheckContext) -> None:
         ):
             continue
         scalar = entry.value
+        if _step_references_in_sql(ctx, step_id, scalar):
+            continue
         query = _sql_with_param_defaults(ctx, scalar.value)
         if query is None:
             continue
@@ -687,6 +711,26 @@ def check_processor_sql(ctx: CheckContext) -> None:
                     [m for m in matches if re.fullmatch(r"[A-Za-z_]\w*", m)], span
                 ),
             )
+
+
+def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) -> bool:
+    """A query that writes ${STEP.df} where a table name belongs (reported as OML037)."""
+    found = False
+    for reference, span in _references(ctx, scalar):
+        if reference.step is None or reference.step not in ctx.steps:
+            continue  # params are fine; unknown names are reported as OML032
+        found = True
+        table = '"' + reference.step + '"'
+        ctx.diagnostics.error(
+            "OML037",
+            f"the query of '{step_id}' reads '{reference.source}'; write its table name {table}",
+            span,
+            why="A duckdb.processor sees each input as a table named by the upstream step id "
+            "(or 'input' when there is one); ${STEP.df} is for a step's inputs: mapping.",
+            fix=f"Replace {reference.source} with {table}.",
+            suggestions=(Suggestion(f"Replace with {table}", table, span),),
+        )
+    return found
 
 
 def _sql_with_param_defaults(ctx: CheckContext, text: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -79,15 +80,23 @@ def check_config(
     validator: Any,
     config_node: YMap,
     config: dict[str, Any],
-    dynamic: set[tuple[Any, ...]],
+    skip: set[tuple[Any, ...]],
     diagnostics: DiagnosticList,
-) -> None:
-    """Validate one step's config; errors at paths whose value comes from a param are skipped."""
+) -> set[str]:
+    """Validate one step's config; returns the top-level fields that had errors.
+
+    Errors at paths in `skip` (values that come from params, or that a dedicated check
+    reports better) are left out.
+    """
+    failed: set[str] = set()
     for error in validator.iter_errors(config):
         path = tuple(error.absolute_path)
-        if any(path[: len(d)] == d for d in dynamic):
+        if any(path[: len(d)] == d for d in skip):
             continue
+        if path:
+            failed.add(str(path[0]))
         _report(component, schema, error, path, config_node, diagnostics)
+    return failed
 
 
 def _report(
@@ -193,18 +202,23 @@ def check_constraints(
     config: dict[str, Any],
     step_node: YNode,
     diagnostics: DiagnosticList,
+    failed_fields: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
-    """Spec constraints: when the `when` fields match, the config must satisfy `must`."""
-    from jsonschema import Draft202012Validator
+    """Spec constraints: when the `when` fields match, the config must satisfy `must`.
 
+    A constraint about a field that already failed its schema is not reported again.
+    """
     for constraint in constraints:
         when = constraint.get("when") or {}
         if any(config.get(k) != v for k, v in when.items()):
             continue
-        validator = Draft202012Validator(constraint.get("must") or {})
-        if validator.is_valid(config):
-            continue
         target = constraint.get("path")
+        if target in failed_fields:
+            continue
+        if _constraint_validator(json.dumps(constraint.get("must") or {}, sort_keys=True)).is_valid(
+            config
+        ):
+            continue
         span = None
         if target:
             span = key_span(config_node, (target,))
@@ -221,3 +235,10 @@ def check_constraints(
             + ".",
             fix="Change the config so that it satisfies the rule.",
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _constraint_validator(must: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(must))

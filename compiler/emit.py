@@ -35,9 +35,11 @@ def dump_yaml(value: Any) -> bytes:
     """Canonical YAML: sorted keys, block style, no line folding, UTF-8, '\\n' line ends."""
     import yaml
 
+    # libyaml's emitter writes the same bytes as the pure-Python one, ~10x faster.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text = yaml.dump(
         value,
-        Dumper=yaml.SafeDumper,
+        Dumper=dumper,
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,

@@ -1,4 +1,4 @@
-"""The IR: a networkx DiGraph of resolved step nodes, in deterministic topological order."""
+"""The IR: resolved step nodes and data-flow edges in deterministic order; a networkx DiGraph on request."""
 
 from __future__ import annotations
 
@@ -35,13 +35,27 @@ class PipelineIR:
     description: str | None
     profile: str | None
     params: Mapping[str, Any]
-    graph: nx.DiGraph  # node = step id with attribute "step": StepNode; edge = data flow
-    order: tuple[str, ...]
+    nodes: Mapping[str, StepNode]  # step id -> node
+    edges: tuple[tuple[str, str], ...]  # (upstream, downstream): data flow
+    order: tuple[str, ...]  # deterministic topological order, ties broken by source order
     specs: Mapping[str, str]  # component name -> spec sha256 of each component used
     span: Span
 
     def steps(self) -> list[StepNode]:
-        return [self.graph.nodes[step_id]["step"] for step_id in self.order]
+        return [self.nodes[step_id] for step_id in self.order]
+
+    def graph(self) -> nx.DiGraph:
+        """The DAG as a networkx DiGraph (node attribute "step"), for graph algorithms.
+
+        Built on request: importing networkx costs ~150 ms, more than a whole small compile.
+        """
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for step_id in self.order:
+            graph.add_node(step_id, step=self.nodes[step_id])
+        graph.add_edges_from(self.edges)
+        return graph
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view for `omlc --emit ir`."""
@@ -51,7 +65,7 @@ class PipelineIR:
             "profile": self.profile,
             "params": dict(self.params),
             "order": list(self.order),
-            "edges": sorted([u, v] for u, v in self.graph.edges),
+            "edges": sorted([u, v] for u, v in self.edges),
             "steps": [
                 {
                     "id": s.id,

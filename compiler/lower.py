@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -60,37 +61,56 @@ def _fill_defaults(
     return filled
 
 
+def topological_order(ids: list[str], edges: list[tuple[str, str]]) -> tuple[str, ...]:
+    """Kahn's algorithm; among ready steps the one earliest in the source goes first."""
+    position = {step_id: i for i, step_id in enumerate(ids)}
+    downstream: dict[str, list[str]] = {step_id: [] for step_id in ids}
+    waiting = dict.fromkeys(ids, 0)
+    for upstream, down in set(edges):
+        downstream[upstream].append(down)
+        waiting[down] += 1
+    ready = [position[s] for s in ids if waiting[s] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        step_id = ids[heapq.heappop(ready)]
+        order.append(step_id)
+        for down in downstream[step_id]:
+            waiting[down] -= 1
+            if waiting[down] == 0:
+                heapq.heappush(ready, position[down])
+    if len(order) != len(ids):
+        raise ValueError("the step graph has a cycle")  # the checker reports cycles first
+    return tuple(order)
+
+
 def lower(
     ctx: CheckContext, params: Mapping[str, Any], profile: str | None, diagnostics: DiagnosticList
 ) -> PipelineIR | None:
     """Build the IR of a document whose check produced no errors."""
-    import networkx as nx
-
     document = ctx.document
-    graph = nx.DiGraph()
-    position = {step_id: i for i, step_id in enumerate(ctx.steps)}
-    for step_id in ctx.steps:
-        graph.add_node(step_id)
-    for edge in ctx.edges:
-        graph.add_edge(edge.upstream, edge.downstream)
-    order = tuple(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    ids = list(ctx.steps)
+    edges = [(e.upstream, e.downstream) for e in ctx.edges]
+    order = topological_order(ids, edges)
     rank = {step_id: i for i, step_id in enumerate(order)}
-    for step_id, step in ctx.steps.items():
+    nodes: dict[str, StepNode] = {}
+    for step_id in order:
+        step = ctx.steps[step_id]
         spec = ctx.specs[step_id]
         config_node = step.config or YMap((), step.span)
         config = substitute(config_node, params)
         config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
-        _recheck(ctx, spec.name, config_node, config, diagnostics)
+        if step_id in ctx.param_steps:
+            _recheck(ctx, spec.name, config_node, config, diagnostics)
         inputs = tuple(
             sorted(
                 (e.input_name, e.upstream)
-                for e in ctx.edges
-                if e.downstream == step_id and e.input_name is not None
+                for e in ctx.edges_into.get(step_id, ())
+                if e.input_name is not None
             )
         )
-        needs = tuple(sorted(ctx.upstream(step_id), key=rank.__getitem__))
         connection = config.get("connection")
-        graph.nodes[step_id]["step"] = StepNode(
+        nodes[step_id] = StepNode(
             id=step_id,
             component=spec.name,
             component_version=spec.version,
@@ -100,13 +120,12 @@ def lower(
             config=config,
             connection=connection if isinstance(connection, str) else None,
             inputs=inputs,
-            needs=needs,
+            needs=tuple(sorted(ctx.upstream(step_id), key=rank.__getitem__)),
             description=step.description,
             span=step.span,
         )
     if diagnostics.has_errors:
         return None
-    specs = {spec.name: spec.sha256 for spec in ctx.specs.values()}
     assert document.name is not None and document.oml_version is not None
     return PipelineIR(
         name=document.name.value,
@@ -114,9 +133,10 @@ def lower(
         description=document.description,
         profile=profile,
         params=dict(params),
-        graph=graph,
+        nodes=nodes,
+        edges=tuple(sorted(set(edges), key=lambda e: (rank[e[1]], rank[e[0]]))),
         order=order,
-        specs=dict(sorted(specs.items())),
+        specs=dict(sorted({spec.name: spec.sha256 for spec in ctx.specs.values()}.items())),
         span=document.span,
     )
 

@@ -186,7 +186,7 @@ def resolve_params(
             wanted = (
                 f"one of {list(param.enum)}"
                 if param.enum and _type_ok(resolved.value, kind)
-                else f"a {kind}"
+                else _article(kind)
             )
             spans = uses.get(name, [])
             diagnostics.error(
@@ -216,8 +216,13 @@ def _set_text(
     except ValueError as err:
         diagnostics.error(
             "OML061",
-            f"{label}: {raw!r} is not a valid {kind} for param '{name}'",
+            f"{label}: {raw!r} is not {_article(kind)} for param '{name}'",
             None,
             why=f"'{name}' is declared {kind} ({err}).",
-            fix=f"Give a {kind} value.",
+            fix=f"Give {_article(kind)}.",
         )
+
+
+def _article(kind: str | None) -> str:
+    word = kind or "value"
+    return ("an " if word[0] in "aeiou" else "a ") + word

@@ -125,6 +125,12 @@ def parse_template(text: str) -> Template:
     """Split a string into text and ${...} references; raise ExpressionError on bad syntax."""
     if "$" not in text:
         return Template((Text(text, 0, len(text)),) if text else ())
+    return _parse_template(text)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_template(text: str) -> Template:
+    # Cached: every pass of the checker (and the editor, on each keystroke) asks again.
     import lark
 
     try:

@@ -150,3 +150,40 @@ def test_write_output_is_atomic_and_refuses_foreign_dirs(tmp_path: Path) -> None
         write_output(result.emitted, foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ir_graph_is_the_dag_in_order() -> None:
+    import networkx as nx
+
+    text = pipeline(
+        extract(step_id="b")
+        + extract(step_id="a")
+        + "- {id: p, component: duckdb.processor, mode: transform, needs: [a, b], config: {query: 'SELECT * FROM a, b'}}\n"
+        + "- {id: w, component: filesystem.csv_writer, mode: write, needs: [p], config: {path: o.csv}}\n"
+    )
+    ir = compile_text(text, "p.oml", environ={}).ir
+    graph = ir.graph()
+    assert nx.is_directed_acyclic_graph(graph)
+    assert sorted(graph.edges) == [("a", "p"), ("b", "p"), ("p", "w")]
+    assert list(nx.lexicographical_topological_sort(graph, key=ir.order.index)) == list(ir.order)
+    assert graph.nodes["p"]["step"].needs == ("b", "a")
+
+
+def test_pure_and_c_yaml_emitters_agree() -> None:
+    import yaml
+
+    from compiler.emit import dump_yaml
+
+    manifest = compile_text(CSV_TO_CSV, "p.oml", environ={}).emitted.manifest
+    manifest["pipeline"]["description"] = "ünïcode ☕ 'quotes' \"double\" : colon # hash\nnew line"
+    pure = yaml.dump(
+        manifest,
+        Dumper=yaml.SafeDumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1_000_000,
+        indent=2,
+        line_break="\n",
+    )
+    assert dump_yaml(manifest) == pure.encode()

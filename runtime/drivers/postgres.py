@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import uuid
 from collections.abc import Iterator, Mapping
@@ -11,6 +12,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from psycopg import sql as pgsql
+from psycopg.copy import LibpqWriter
 
 from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
 from runtime.drivers.sql_common import (
@@ -137,14 +139,21 @@ class _CopyStream(io.RawIOBase):
             chunk = self._copy.read()
             if not chunk:
                 self._done = True
-            self._buf = memoryview(bytes(chunk))
+            self._buf = memoryview(chunk)
 
     def readinto(self, b: Any) -> int:
-        self._fill()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+        """Fill b as far as the stream allows (COPY sends one message per row)."""
+        view = memoryview(b).cast("B")
+        filled = 0
+        while filled < len(view):
+            self._fill()
+            if not self._buf:
+                break
+            n = min(len(view) - filled, len(self._buf))
+            view[filled : filled + n] = self._buf[:n]
+            self._buf = self._buf[n:]
+            filled += n
+        return filled
 
 
 def _csv_type(dt: pa.DataType) -> pa.DataType:
@@ -176,9 +185,11 @@ class PostgresExtractor:
         select = opts.limited(opts.select_sql(table, quote))
         try:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")  # type: ignore[call-overload]
+                cur.execute(f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")
                 cols = cur.description or []
-            schema = pa.schema([(c.name, pg_to_arrow(c.type_code, c.precision, c.scale)) for c in cols])
+            schema = pa.schema(
+                [(c.name, pg_to_arrow(c.type_code, c.precision, c.scale)) for c in cols]
+            )
             conn.rollback()
         except psycopg.Error as err:
             conn.close()
@@ -197,7 +208,7 @@ class PostgresExtractor:
     ) -> Iterator[pa.RecordBatch]:
         names = [f"c{i}" for i in range(len(schema))]
         convert = pcsv.ConvertOptions(
-            column_types={n: _csv_type(f.type) for n, f in zip(names, schema)},
+            column_types={n: _csv_type(f.type) for n, f in zip(names, schema, strict=False)},
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             null_values=[""],
@@ -208,7 +219,7 @@ class PostgresExtractor:
         parse = pcsv.ParseOptions(newlines_in_values=True)
         rows = 0
         try:
-            with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[arg-type]
+            with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:
                 stream = _CopyStream(copy)
                 if stream.peek_empty():
                     return
@@ -217,7 +228,8 @@ class PostgresExtractor:
                 )
                 parsed = (
                     pa.RecordBatch.from_arrays(
-                        [_finish(col, f.type) for col, f in zip(b.columns, schema)], schema=schema
+                        [_finish(col, f.type) for col, f in zip(b.columns, schema, strict=False)],
+                        schema=schema,
                     )
                     for b in reader
                 )
@@ -228,7 +240,9 @@ class PostgresExtractor:
         except psycopg.Error as err:
             raise _fail(s, "extract", err) from None
         except (pa.ArrowException, ValueError) as err:
-            raise DriverError(f"PostgreSQL {describe(s)}: extract: value conversion: {err}") from None
+            raise DriverError(
+                f"PostgreSQL {describe(s)}: extract: value conversion: {err}"
+            ) from None
         finally:
             conn.close()
 
@@ -250,10 +264,8 @@ class PostgresWriter:
             conn.commit()
             return StepResult(rows_in=rows, rows_out=rows)
         except BaseException as err:
-            try:
+            with contextlib.suppress(psycopg.Error):  # a dead connection rolls back server-side
                 conn.rollback()
-            except psycopg.Error:
-                pass  # the connection is gone; the server rolls back on its own
             if isinstance(err, psycopg.Error):
                 raise _fail(s, f"load into {opts.table}", err) from None
             if isinstance(err, pa.ArrowException):
@@ -274,10 +286,12 @@ class PostgresWriter:
         exists = conn.execute("SELECT to_regclass(%s)", [target]).fetchone()
         if exists is None or exists[0] is None:
             if not opts.create_if_missing:
-                raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
+                raise DriverError(
+                    f"table {opts.table} does not exist and create_if_missing is false"
+                )
             ddl = create_table_ddl("postgres", target, data.schema, opts.primary_key, quote)
             write_ddl(ctx, opts.table, ddl)
-            conn.execute(ddl)  # type: ignore[call-overload]
+            conn.execute(ddl)
             return self._copy(ctx, conn, target, data)
         if opts.write_mode == "append":
             return self._copy(ctx, conn, target, data)
@@ -286,14 +300,25 @@ class PostgresWriter:
         return self._upsert(ctx, conn, opts, target, data)
 
     def _copy(
-        self, ctx: StepContext, conn: psycopg.Connection[Any], table: str, data: pa.RecordBatchReader
+        self,
+        ctx: StepContext,
+        conn: psycopg.Connection[Any],
+        table: str,
+        data: pa.RecordBatchReader,
     ) -> int:
         cols = ", ".join(quote(n) for n in data.schema.names)
         rows = 0
-        with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+        # LibpqWriter sends each block before the next one is encoded; psycopg's default
+        # queued writer buffers up to 1024 blocks in a thread, so memory grew with the table.
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)", writer=LibpqWriter(cur)
+            ) as copy,
+        ):
             for batch in data:
                 if batch.num_rows:
-                    copy.write(memoryview(encode_batch(batch, "postgres")))  # type: ignore[arg-type]
+                    copy.write(memoryview(encode_batch(batch, "postgres")))
                     rows += batch.num_rows
                     ctx.progress(rows)
         return rows
@@ -320,15 +345,15 @@ class PostgresWriter:
             "ORDER BY i.indexrelid",
             [target],
         ).fetchall()
-        conn.execute(  # type: ignore[call-overload]
+        conn.execute(
             f"CREATE TABLE {staging} (LIKE {target} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
             "INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
         )
         rows = self._copy(ctx, conn, staging, data)
-        conn.execute(f"DROP TABLE {target}")  # type: ignore[call-overload]
-        conn.execute(f"ALTER TABLE {staging} RENAME TO {quote(table)}")  # type: ignore[call-overload]
+        conn.execute(f"DROP TABLE {target}")
+        conn.execute(f"ALTER TABLE {staging} RENAME TO {quote(table)}")
         for name, definition in keys:
-            conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {definition}")  # type: ignore[call-overload]
+            conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {definition}")
         for (definition,) in indexes:
             conn.execute(definition)
         return rows
@@ -347,7 +372,7 @@ class PostgresWriter:
             raise DriverError(f"primary_key column(s) {missing} are not in the data {names}")
         cols = ", ".join(quote(n) for n in names)
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
-        conn.execute(  # type: ignore[call-overload]
+        conn.execute(
             f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
         )
         rows = self._copy(ctx, conn, staging, data)
@@ -355,5 +380,5 @@ class PostgresWriter:
         updates = [f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n not in opts.primary_key]
         action = "DO UPDATE SET " + ", ".join(updates) if updates else "DO NOTHING"
         merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({keys}) {action}"
-        conn.execute(pgsql.SQL(merge))  # type: ignore[arg-type]
+        conn.execute(pgsql.SQL(merge))
         return rows
