@@ -127,6 +127,10 @@ class LocalStepContext:
         self.rows_read = 0
         self.bytes_read = 0
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # Set by the engine when it needs the processor's main query profiled (see
+        # LocalEngine._execute_inplace); the processor leaves DuckDB's JSON profile here.
+        self.profile_main_query = False
+        self.main_query_profile: str | None = None
 
     def resolve_path(self, value: str | Path) -> Path:
         path = Path(value).expanduser()

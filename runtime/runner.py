@@ -18,7 +18,15 @@ from runtime.connections import (
     validation_mode,
 )
 from runtime.context import RunDatabase
-from runtime.engine import LocalEngine, StepOutcome, default_parallelism
+from runtime.engine import (
+    INPLACE_MIN_BYTES,
+    LocalEngine,
+    MaterializeMode,
+    StepOutcome,
+    default_parallelism,
+    inplace_min_bytes,
+    materialize_mode,
+)
 from runtime.errors import (
     EXIT_CONFIGURATION,
     EXIT_INTERNAL,
@@ -100,9 +108,14 @@ def run_manifest(
     validation: str | None = None,
     environ: Mapping[str, str] | None = None,
     observer: RunObserver | None = None,
+    materialize: str | None = None,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest with the local engine. Never raises for user
-    errors: the outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors)."""
+    errors: the outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
+
+    materialize: "auto" (default) lets plain extract -> write edges stream and single-use file
+    extracts be views over their files; "all" stores every step's output as a table in
+    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see runtime.engine)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -114,6 +127,10 @@ def run_manifest(
         mode = validation_mode(validation, env)
     except ConfigurationError as err:
         return RunOutcome("failed", err.exit_code, pipeline=plan.pipeline_name, error=str(err))
+    try:
+        materialization = materialize_mode(materialize, env)
+    except ValueError as err:
+        return RunOutcome("failed", EXIT_CONFIGURATION, pipeline=plan.pipeline_name, error=str(err))
     try:
         paths = create_run_dir(project, Path(run_dir) if run_dir else None)
     except OSError as err:
@@ -129,7 +146,10 @@ def run_manifest(
     )
     run = _Run(plan, paths, project, redactor, resolver, observer)
     return run.execute(
-        keep_intermediate=keep_intermediate, max_parallel=max_parallel or default_parallelism()
+        keep_intermediate=keep_intermediate,
+        max_parallel=max_parallel or default_parallelism(),
+        materialize=materialization,
+        inplace_min_bytes=inplace_min_bytes(env),
     )
 
 
@@ -159,7 +179,14 @@ class _Run:
         if observer is not None:
             self.events.subscribe(observer.on_event)
 
-    def execute(self, *, keep_intermediate: bool, max_parallel: int) -> RunOutcome:
+    def execute(
+        self,
+        *,
+        keep_intermediate: bool,
+        max_parallel: int,
+        materialize: MaterializeMode = "auto",
+        inplace_min_bytes: int = INPLACE_MIN_BYTES,
+    ) -> RunOutcome:
         steps: tuple[StepOutcome, ...] = ()
         try:
             self._copy_manifest()
@@ -170,6 +197,7 @@ class _Run:
                 modified=self.plan.modified,
                 engine="local",
                 max_parallel=max_parallel,
+                materialize=materialize,
                 steps=[{"id": s.id, "driver": s.driver, "role": s.role} for s in self.plan.steps],
             )
             self.log.write(f"run {self.paths.run_id}: pipeline {self.plan.pipeline_name}")
@@ -191,6 +219,8 @@ class _Run:
                     redactor=self.redactor,
                     max_parallel=max_parallel,
                     on_progress=self.observer.on_progress if self.observer else None,
+                    materialize=materialize,
+                    inplace_min_bytes=inplace_min_bytes,
                 )
                 steps = engine.run()
             finally:

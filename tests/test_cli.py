@@ -105,7 +105,7 @@ def test_fmt_check_and_rewrite(project: Path) -> None:
     assert omlc("fmt", "--check", "messy.oml", cwd=project).returncode == 1
     assert omlc("fmt", "messy.oml", cwd=project).returncode == 0
     text = messy.read_text()
-    assert text.startswith('oml_version: "0.1.0"\nname: t  # keep me\n')
+    assert text.startswith('name: t  # keep me\noml_version: "0.1.0"\n')
     assert "  - id: src\n    mode: read\n    component: filesystem.csv_extractor\n" in text
     assert omlc("fmt", "--check", "messy.oml", cwd=project).returncode == 0
 

@@ -67,7 +67,7 @@ def _example_breaks_constraint(doc: dict[str, Any]) -> None:
     ("change", "pointer", "words"),
     [
         (lambda d: d.pop("name"), "", "'name' is a required property"),
-        (lambda d: d.__setitem__("version", "1.0"), "/version", "does not match"),
+        (lambda d: d.__setitem__("version", "1.0"), "/version", "Semantic version"),
         (
             lambda d: d["configSchema"]["properties"]["limit"].__setitem__("type", "int"),
             "/configSchema/properties/limit/type",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -318,6 +319,25 @@ def processor_aliases(ctx: StepContext) -> dict[str, str]:
     return {a: t for a, t in aliases.items() if a != t and a not in upstream}
 
 
+# Only what the engine reads from a processor's profile (which files were scanned, how far):
+# no per-operator timing, so profiling costs next to nothing.
+_SCAN_METRICS = (
+    "['operator.type', 'operator.extra_info', 'operator.rows_scanned', 'operator.bytes_scanned']"
+)
+
+
+def _start_scan_profile(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # older DuckDB: profile everything
+        con.execute(f"SET tracked_metrics = {_SCAN_METRICS}")
+    con.execute("PRAGMA enable_profiling = 'no_output'")
+
+
+def _stop_scan_profile(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("PRAGMA disable_profiling")
+    with contextlib.suppress(duckdb.Error):
+        con.execute("RESET tracked_metrics")
+
+
 class DuckDBProcessor:
     """duckdb.processor: runs the step's query in the run database as CREATE TABLE <step_id>."""
 
@@ -336,12 +356,31 @@ class DuckDBProcessor:
                 )
                 created.append(alias)
             body = query.strip().rstrip(";")
-            con.execute(f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}")
+            profiled = getattr(ctx, "profile_main_query", False) is True
+            if profiled:
+                _start_scan_profile(con)
+            try:
+                con.execute(f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}")
+                if profiled:
+                    ctx.main_query_profile = con.get_profiling_information(format="json")  # type: ignore[attr-defined]
+            finally:
+                if profiled:
+                    _stop_scan_profile(con)
         finally:
             for alias in created:
                 con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
+        # Counting a table is free; counting a view (a file read in place) would read the file
+        # again, so views are left out here and the engine adds their known row counts.
+        tables = {
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+        }
         rows_in = 0
         for table in dict.fromkeys(ctx.inputs.values()):
+            if table not in tables:
+                continue
             found = con.execute(f"SELECT count(*) FROM main.{quote_ident(table)}").fetchone()
             rows_in += int(found[0]) if found else 0
         found = con.execute(f"SELECT count(*) FROM main.{quote_ident(ctx.step_id)}").fetchone()

@@ -110,7 +110,7 @@ def parquet_source_query(ctx: StepContext) -> str:
 def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
     """Run query on a private in-memory DuckDB and stream its rows; the connection lives
     exactly as long as the reader is being read."""
-    con = open_duckdb()
+    con = open_duckdb(streaming=True)
     try:
         reader = con.sql(query).to_arrow_reader(batch_size)
     except BaseException:
@@ -126,8 +126,23 @@ def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
+def source_bytes(ctx: StepContext) -> int:
+    """Total size of the files a file extractor reads (globs expanded)."""
+    total = 0
+    for path in _paths(ctx):
+        for match in glob.glob(path) if glob.has_magic(path) else [path]:
+            total += _size(Path(match))
+    return total
+
+
 class CsvExtractor:
     """filesystem.csv_extractor: CSV files (globs, compression) via DuckDB read_csv."""
+
+    def source_bytes(self, ctx: StepContext) -> int:
+        return source_bytes(ctx)
+
+    def source_files(self, ctx: StepContext) -> list[str]:
+        return _paths(ctx)
 
     def source_query(self, ctx: StepContext) -> str:
         return csv_source_query(ctx)
@@ -138,6 +153,12 @@ class CsvExtractor:
 
 class ParquetExtractor:
     """filesystem.parquet_extractor: Parquet files (globs) via DuckDB read_parquet."""
+
+    def source_bytes(self, ctx: StepContext) -> int:
+        return source_bytes(ctx)
+
+    def source_files(self, ctx: StepContext) -> list[str]:
+        return _paths(ctx)
 
     def source_query(self, ctx: StepContext) -> str:
         return parquet_source_query(ctx)

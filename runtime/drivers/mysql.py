@@ -69,6 +69,7 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
         "charset": s.get("charset") or "utf8mb4",
         "connect_timeout": int(s.get("connect_timeout") or 10),
     }
+    kw["read_timeout"] = kw["connect_timeout"]  # bounds the handshake; lifted once connected
     kw.update({k: v for k, v in s.items() if k.startswith("ssl_")})
     kw.update(extra)
     try:
@@ -76,6 +77,7 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
     except pymysql.MySQLError as err:
         reason = classify(str(err)) or scrub(str(err), s.get("password"))
         raise ConnectionFailure(f"cannot connect to MySQL {describe(s)}: {reason}") from None
+    conn._read_timeout = extra.get("read_timeout")
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
     return conn
@@ -135,9 +137,9 @@ def _columns(cur: Any, probe: str) -> list[MySQLColumn]:
 def _fetch_sql(sql: str, cols: Sequence[MySQLColumn], schema: pa.Schema) -> str:
     """The query we stream: types both readers get wrong arrive as text and are cast by Arrow."""
     exprs = []
-    for i, (col, field) in enumerate(zip(cols, schema)):
+    for i, (col, field) in enumerate(zip(cols, schema, strict=False)):
         ref = f"osiris_q.{quote(col.name)}"
-        if col.type_code in (MY_DECIMAL, MY_NEWDECIMAL, MY_TIME, MY_JSON) or is_uuid(field.type):
+        if col.type_code in (MY_DECIMAL, MY_NEWDECIMAL, MY_TIME, MY_JSON, 6) or is_uuid(field.type):
             ref = f"CAST({ref} AS CHAR)"
         elif col.type_code == MY_BIT:
             ref = f"CAST({ref} AS UNSIGNED)"
@@ -157,7 +159,9 @@ def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
         return pa.ExtensionArray.from_storage(target, pa.array(raw, pa.binary(16)))
     if pa.types.is_boolean(target) and not pa.types.is_boolean(arr.type):
         return pc.not_equal(arr.cast(pa.int64()), 0)
-    if pa.types.is_time64(target) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if pa.types.is_time64(target) and (
+        pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+    ):
         stamps = pc.binary_join_element_wise("1970-01-01 ", arr.cast(pa.string()), "")
         micros = stamps.cast(pa.timestamp("us")).cast(pa.int64())
         return micros.cast(pa.time64("us"))
@@ -166,16 +170,25 @@ def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
     return arr.cast(target)
 
 
-def _pymysql_batches(s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int) -> Iterator[list[pa.Array]]:
+def _pymysql_batches(
+    s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+) -> Iterator[list[pa.Array]]:
     conn = connect(s, cursorclass=pymysql.cursors.SSCursor, conv=RAW_CONV)
+    cur = conn.cursor()
     try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
-            while rows := cur.fetchmany(size):
-                yield [pa.array(col, kind) for col, kind in zip(zip(*rows), kinds)]
+        cur.execute(sql)
+        kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
+        while rows := cur.fetchmany(size):
+            yield [
+                pa.array(col, kind)
+                for col, kind in zip(zip(*rows, strict=False), kinds, strict=False)
+            ]
     finally:
-        conn.close()
+        result = getattr(cur, "_result", None)
+        if result is not None:  # never drain an abandoned or broken result: just hang up
+            result.unbuffered_active = False
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.Array]]:
@@ -207,7 +220,9 @@ class MySQLExtractor:
                 if opts.query:
                     cols = _columns(cur, f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")
                 else:  # a direct probe keeps each column's origin table (JSON/UUID detection)
-                    cols = _columns(cur, opts.select_sql(quote(opts.table or ""), quote) + " LIMIT 0")
+                    cols = _columns(
+                        cur, opts.select_sql(quote(opts.table or ""), quote) + " LIMIT 0"
+                    )
         except pymysql.MySQLError as err:
             raise _fail(s, "reading the result's columns", err) from None
         finally:
@@ -228,7 +243,8 @@ class MySQLExtractor:
         try:
             typed = (
                 pa.RecordBatch.from_arrays(
-                    [_coerce(a, f.type) for a, f in zip(arrays, schema)], schema=schema
+                    [_coerce(a, f.type) for a, f in zip(arrays, schema, strict=False)],
+                    schema=schema,
                 )
                 for arrays in source
             )
@@ -301,7 +317,9 @@ class MySQLWriter:
             raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
 
         def create(name: str) -> None:
-            ddl = create_table_ddl("mysql", name, data.schema, opts.primary_key, quote, mariadb=mariadb)
+            ddl = create_table_ddl(
+                "mysql", name, data.schema, opts.primary_key, quote, mariadb=mariadb
+            )
             write_ddl(ctx, opts.table, ddl)
             cur.execute(ddl)
             cleanup.append(f"DROP TABLE IF EXISTS {name}")
@@ -391,7 +409,9 @@ class MySQLWriter:
                 if cur._result is not None and cur._result.warning_count:
                     cur.execute("SHOW WARNINGS LIMIT 1")
                     level, code, message = cur.fetchone()
-                    raise DriverError(f"row rejected while loading {table}: {level} {code}: {message}")
+                    raise DriverError(
+                        f"row rejected while loading {table}: {level} {code}: {message}"
+                    )
                 rows += batch.num_rows
                 ctx.progress(rows)
         finally:

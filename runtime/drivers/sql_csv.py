@@ -28,21 +28,24 @@ def _uuid_text(arr: pa.Array) -> pa.Array:
 def is_binary(dt: pa.DataType) -> bool:
     t = pa.types
     return (
-        t.is_binary(dt) or t.is_large_binary(dt) or t.is_fixed_size_binary(dt) or t.is_binary_view(dt)
+        t.is_binary(dt)
+        or t.is_large_binary(dt)
+        or t.is_fixed_size_binary(dt)
+        or t.is_binary_view(dt)
     )
 
 
 def _encode_column(name: str, arr: pa.Array, dialect: Dialect) -> pa.Array:
     dt = arr.type
     if isinstance(dt, pa.DictionaryType):
-        arr = arr.cast(dt.value_type)  # type: ignore[union-attr]
+        arr = arr.cast(dt.value_type)
         dt = arr.type
     if is_json(dt):
-        return arr.storage.cast(pa.string())  # type: ignore[union-attr]
+        return arr.storage.cast(pa.string())
     if is_uuid(dt):
         return _uuid_text(arr)
     if isinstance(dt, pa.BaseExtensionType):
-        return _encode_column(name, arr.storage, dialect)  # type: ignore[union-attr]
+        return _encode_column(name, arr.storage, dialect)
     if pa.types.is_string_view(dt) or pa.types.is_large_string(dt) or pa.types.is_null(dt):
         return arr.cast(pa.string())
     if is_binary(dt):
@@ -65,7 +68,10 @@ def _encode_column(name: str, arr: pa.Array, dialect: Dialect) -> pa.Array:
 
 def encode_batch(batch: pa.RecordBatch, dialect: Dialect) -> pa.Buffer:
     """One CSV block (no header) of a batch, ready for COPY ... (FORMAT csv) or LOAD DATA."""
-    arrays = [_encode_column(f.name, col, dialect) for f, col in zip(batch.schema, batch.columns)]
+    arrays = [
+        _encode_column(f.name, col, dialect)
+        for f, col in zip(batch.schema, batch.columns, strict=False)
+    ]
     names = [f"c{i}" for i in range(len(arrays))]
     prepared = pa.RecordBatch.from_arrays(arrays, names=names)
     sink = pa.BufferOutputStream()

@@ -255,4 +255,3 @@ def create_table_ddl(
     kind = "TEMPORARY TABLE" if temporary else "TABLE"
     suffix = " CHARACTER SET utf8mb4" if dialect == "mysql" else ""
     return f"CREATE {kind} {qualified_name} (\n" + ",\n".join(lines) + f"\n){suffix}"
-
