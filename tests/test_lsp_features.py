@@ -319,7 +319,7 @@ def test_formatting_is_one_whole_document_edit() -> None:
     state, _ = at(GOLDEN + CURSOR)
     assert features.formatting(state) == []
     head, steps = GOLDEN.split("steps:\n", 1)
-    messy = head + "steps:\n" + "".join(line[2:] + "   \n" for line in steps.splitlines())
+    messy = head + "steps:\n" + "".join(line[2:] + "\n" for line in steps.splitlines())
     state.set_text(messy, 2)
     (edit,) = features.formatting(state)
     assert edit.new_text == GOLDEN
