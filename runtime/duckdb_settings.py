@@ -3,13 +3,19 @@
 Every DuckDB the runtime opens gets memory_limit ($OSIRIS_DUCKDB_MEMORY_LIMIT, default 256MB;
 beyond it DuckDB spills to disk). DuckDB's own threads default (one per core) is kept for the
 run database and writers. A private DuckDB that only streams a file to Python (a file extractor
-feeding a writer) runs with one thread and half the memory: its reader is consumed by one
-thread anyway, and each extra scanning thread holds its own read-ahead buffers (measured with
-bench/local_bench.py: peak RSS of a streamed 5M-row CSV 247 -> 205 MiB, no slower).
+feeding a writer) runs with one thread and 128MB: its reader is consumed by one thread anyway,
+and every scanning thread holds its own read-ahead buffers (streaming a 5M-row, 226 MiB CSV
+through Arrow: peak RSS 247 -> 205 MiB, no slower).
 
-preserve_insertion_order stays on (DuckDB's default): with it off, CREATE TABLE ... AS SELECT
-... ORDER BY in a processor no longer stores rows in order, so a writer after it would write
-unsorted files, and extracts would not keep the source's row order.
+Measured with bench/local_bench.py at 5M rows (2 cores): the default path peaks at ~260 MiB
+with 192MB, 256MB or 320MB alike; 160MB slows the group-by by a third (spilling) and 128MB can
+fail it (out of memory). With OSIRIS_MATERIALIZE=all the peak is 366 MiB at 256MB, 311 MiB at
+192MB, 281 MiB at 160MB - lower the limit there if memory matters more than time.
+
+preserve_insertion_order stays on (DuckDB's default). Turning it off would save the ~2 s
+checkpoint of a 5M-row extract table and ~100 MiB, but then CREATE TABLE ... AS SELECT ...
+ORDER BY in a processor no longer stores rows in order (a writer after it wrote an unsorted
+file: 684 inversions in 5M rows), and extracts would not keep the source's row order.
 """
 
 from __future__ import annotations

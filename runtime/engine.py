@@ -36,12 +36,16 @@ run.duckdb plus its checkpoint took ~3 s, the whole group-by in plain DuckDB ~1.
   while the source file exists (it re-reads the file: if the file changed, so does the view).
   Row counts stay exact: when that processor has no other input, the count comes from DuckDB's
   profile of the processor's own scan if it shows every READ_CSV scan read the whole source
-  (otherwise - LIMIT, several files, compressed input - the view is counted, which re-reads
+  (otherwise - a LIMIT that stopped early, compressed input - the view is counted, re-reading
   it; Parquet counts come from its metadata). Events: extractor ``step_started``
   (``read_in_place_by``), processor ``step_started`` (``reads_in_place``), extractor
-  ``step_finished``, processor ``step_finished``. A view does not type-check columns the
-  processor never reads (a table copy would fail on a bad value in any column). Sources that
-  cannot be re-read later (databases, APIs) are always materialised.
+  ``step_finished``, processor ``step_finished``. If the processor fails, the view is read in
+  full: when the file itself cannot be read, the extractor is reported failed (and is the
+  run's ``failed_step``), as it would have been when copying; otherwise it is ``ok``. A view
+  does not type-check columns the processor never reads (a table copy fails on a bad value in
+  any column), so such a run can succeed where a materialised one fails; use
+  ``OSIRIS_MATERIALIZE=all`` for the strict copy. Sources that cannot be re-read later
+  (databases, APIs) are always materialised.
 
 Both shortcuts apply to file sources of at least $OSIRIS_INPLACE_MIN_BYTES bytes (default 32
 MiB; sources of unknown size, i.e. databases, always stream): below that, copying is cheap and
@@ -565,7 +569,9 @@ class LocalEngine:
         ended = ready
         if rows is None:
             try:
-                rows = self.database.row_count(source.id)
+                # After a processor failure, read every column: if the file itself cannot be
+                # read, the extract failed, as it would have when copying the file.
+                rows = self._count_view(source.id, every_column=proc_error is not None)
             except Exception as err:  # the file cannot be read: that is the extract's failure
                 failed = self._failed(source, err, started)
                 cause = proc_error or err
@@ -577,6 +583,18 @@ class LocalEngine:
             return extracted, self._failed(processor, proc_error, proc_started)
         measured = _Measured(rows, measured.rows_out, measured.bytes)
         return extracted, self._succeeded(processor, measured, proc_started)
+
+    def _count_view(self, name: str, *, every_column: bool) -> int:
+        if not every_column:
+            return self.database.row_count(name)
+        cursor = self.database.new_cursor()
+        try:
+            found = cursor.execute(
+                f"SELECT count(*), count(COLUMNS(*)) FROM {quote_ident(name)}"
+            ).fetchone()
+        finally:
+            cursor.close()
+        return int(found[0]) if found else 0
 
     def _worth_streaming(self, source: PlanStep, sink: PlanStep) -> bool:
         source_ctx, sink_ctx = self._context(source), self._context(sink)

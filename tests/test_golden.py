@@ -250,4 +250,3 @@ def test_cli_matches_golden(tmp_path: Path) -> None:
         else:
             assert proc.stdout == outcome.files["diagnostics.json"]
             assert not out.exists()
-

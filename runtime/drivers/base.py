@@ -64,14 +64,18 @@ class StepContext(Protocol):
 @runtime_checkable
 class Extractor(Protocol):
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        """Return a reader of bounded batches; the engine materialises it as table <step_id>."""
+        """Return a reader of bounded batches; the engine materialises it as table <step_id>, or
+        hands it straight to the step's only consumer when that is a writer (see runtime.engine).
+        Raise from the reader (not only from extract()) when the source fails mid-stream."""
         ...
 
 
 @runtime_checkable
 class Writer(Protocol):
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
-        """Load data transactionally: on any failure the target is left as it was."""
+        """Load data transactionally: on any failure the target is left as it was. data may be
+        an upstream extractor's own live reader: an error raised while reading it must roll the
+        load back like any other failure."""
         ...
 
 

@@ -44,7 +44,7 @@ from runtime.drivers.sqltypes import (
 try:  # the fast reader (Rust, wheels on PyPI); pymysql is the pure-Python fallback
     import connectorx
 except ImportError:  # pragma: no cover - depends on the installed extras
-    connectorx = None
+    connectorx = None  # type: ignore[assignment]
 
 CONNECTION_ERRORS = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013, 1040, 1129, 1130}
 # encoders only: with no decoders pymysql hands us the text protocol's strings untouched
