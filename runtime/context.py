@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
-from runtime.duckdb_settings import open_duckdb
+from runtime.duckdb_settings import open_duckdb, plain_booleans
 from runtime.sql import quote_ident
 
 
@@ -158,7 +158,7 @@ class LocalStepContext:
         cursor = self._database.new_cursor()
         self._cursors.append(cursor)
         reader = cursor.sql(f"SELECT * FROM {quote_ident(table)}").to_arrow_reader(self.batch_size)
-        return counting_reader(reader, self._count_read)
+        return counting_reader(plain_booleans(reader), self._count_read)
 
     def _count_read(self, batch: pa.RecordBatch) -> None:
         self.rows_read += batch.num_rows

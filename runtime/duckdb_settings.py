@@ -21,9 +21,11 @@ file: 684 inversions in 5M rows), and extracts would not keep the source's row o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 DEFAULT_MEMORY_LIMIT = "256MB"
 STREAM_MEMORY_LIMIT = "128MB"
@@ -39,10 +41,40 @@ def open_duckdb(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (in memory when path is None) with the runtime's memory limit.
     streaming=True: a private database that only feeds an Arrow reader (one thread, less memory)."""
-    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit()}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit(),
+        # JSON and UUID leave DuckDB as Arrow extension types, so a writer downstream of the
+        # run database creates json/uuid columns instead of text.
+        "arrow_lossless_conversion": True,
+    }
     if streaming:
         if not os.environ.get("OSIRIS_DUCKDB_MEMORY_LIMIT"):
             config["memory_limit"] = STREAM_MEMORY_LIMIT
         config["threads"] = 1
     target = ":memory:" if path is None else str(path)
     return duckdb.connect(target, read_only=read_only, config=config)
+
+
+def plain_booleans(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """DuckDB's lossless Arrow export (kept for JSON and UUID) turns BOOLEAN into the arrow.bool8
+    extension; drivers expect Arrow's own bool."""
+    bool8 = [
+        i
+        for i, field in enumerate(reader.schema)
+        if isinstance(field.type, pa.BaseExtensionType)
+        and field.type.extension_name == "arrow.bool8"
+    ]
+    if not bool8:
+        return reader
+    schema = reader.schema
+    for i in bool8:
+        schema = schema.set(i, schema.field(i).with_type(pa.bool_()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            columns = list(batch.columns)
+            for i in bool8:
+                columns[i] = columns[i].storage.cast(pa.bool_())
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())

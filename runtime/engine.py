@@ -83,6 +83,7 @@ from runtime.drivers.base import (
     Writer,
 )
 from runtime.drivers.registry import load_driver
+from runtime.errors import ConfigurationError
 from runtime.events import STEP_FAILED, STEP_FINISHED, STEP_SKIPPED, STEP_STARTED, EventLog, RunLog
 from runtime.manifest import Plan, PlanStep
 from runtime.rundir import RunPaths
@@ -141,6 +142,7 @@ class StepOutcome:
     error: str | None = None
     error_type: str | None = None
     cause: str | None = None  # for a skipped step: the failed step that caused it
+    configuration: bool = False  # failed for a configuration reason (exit 5), e.g. credentials
 
     @property
     def rows_per_s(self) -> float:
@@ -347,6 +349,7 @@ class LocalEngine:
             duration_ms=duration,
             error=text,
             error_type=type(err).__name__,
+            configuration=isinstance(err, ConfigurationError),
         )
 
     def _succeeded(

@@ -229,7 +229,8 @@ class _Run:
             if failed:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
-                outcome = self._finish("failed", EXIT_RUN_FAILED, steps, error, first.step_id)
+                code = EXIT_CONFIGURATION if first.configuration else EXIT_RUN_FAILED
+                outcome = self._finish("failed", code, steps, error, first.step_id)
             else:
                 outcome = self._finish("ok", EXIT_OK, steps, None, None)
         except ConfigurationError as err:

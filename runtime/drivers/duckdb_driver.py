@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
-from runtime.duckdb_settings import open_duckdb
+from runtime.duckdb_settings import open_duckdb, plain_booleans
 from runtime.sql import ident_list, qualified, quote_ident, quote_literal
 
 _SOURCE_ALIAS = "osiris_source"
@@ -124,7 +124,7 @@ class DuckDBExtractor:
         with lock:
             con = _attach_read_only(path)
             try:
-                schema = con.sql(query).limit(0).to_arrow_table().schema
+                schema = plain_booleans(con.sql(query).limit(0).to_arrow_reader(1)).schema
             finally:
                 con.close()
         batch_size = ctx.batch_size
@@ -134,7 +134,7 @@ class DuckDBExtractor:
             with lock:
                 source = _attach_read_only(path)
                 try:
-                    yield from source.sql(query).to_arrow_reader(batch_size)
+                    yield from plain_booleans(source.sql(query).to_arrow_reader(batch_size))
                 finally:
                     source.close()
 

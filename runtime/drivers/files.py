@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
-from runtime.duckdb_settings import open_duckdb
+from runtime.duckdb_settings import open_duckdb, plain_booleans
 from runtime.sql import ident_list, quote_ident, quote_literal
 
 _INPUT_VIEW = "osiris_input"
@@ -112,7 +112,7 @@ def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
     exactly as long as the reader is being read."""
     con = open_duckdb(streaming=True)
     try:
-        reader = con.sql(query).to_arrow_reader(batch_size)
+        reader = plain_booleans(con.sql(query).to_arrow_reader(batch_size))
     except BaseException:
         con.close()
         raise
