@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from oml.span import Span
 
@@ -49,6 +50,15 @@ class Diagnostic:
         return (self.span.file, self.span.start.byte, self.span.end.byte, self.code)
 
 
+class Detail(TypedDict, total=False):
+    """The optional parts of a diagnostic, as keyword arguments."""
+
+    why: str
+    fix: str
+    example: str
+    suggestions: tuple[Suggestion, ...]
+
+
 @dataclass(slots=True)
 class DiagnosticList:
     """Collects diagnostics across stages; errors are gathered, never raised one by one."""
@@ -58,35 +68,11 @@ class DiagnosticList:
     def add(self, diagnostic: Diagnostic) -> None:
         self.items.append(diagnostic)
 
-    def error(
-        self,
-        code: str,
-        summary: str,
-        span: Span | None,
-        *,
-        why: str = "",
-        fix: str = "",
-        example: str = "",
-        suggestions: tuple[Suggestion, ...] = (),
-    ) -> None:
-        self.items.append(
-            Diagnostic(code, Severity.ERROR, summary, span, why, fix, example, suggestions)
-        )
+    def error(self, code: str, summary: str, span: Span | None, **detail: Unpack[Detail]) -> None:
+        self.items.append(Diagnostic(code, Severity.ERROR, summary, span, **detail))
 
-    def warning(
-        self,
-        code: str,
-        summary: str,
-        span: Span | None,
-        *,
-        why: str = "",
-        fix: str = "",
-        example: str = "",
-        suggestions: tuple[Suggestion, ...] = (),
-    ) -> None:
-        self.items.append(
-            Diagnostic(code, Severity.WARNING, summary, span, why, fix, example, suggestions)
-        )
+    def warning(self, code: str, summary: str, span: Span | None, **detail: Unpack[Detail]) -> None:
+        self.items.append(Diagnostic(code, Severity.WARNING, summary, span, **detail))
 
     def extend(self, more: Iterable[Diagnostic]) -> None:
         self.items.extend(more)

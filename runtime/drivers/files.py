@@ -135,36 +135,36 @@ def source_bytes(ctx: StepContext) -> int:
     return total
 
 
-class CsvExtractor:
+class _FileExtractor:
+    """A file source DuckDB reads natively: streamed, copied or viewed in the run database."""
+
+    @staticmethod
+    def query(ctx: StepContext) -> str:
+        raise NotImplementedError
+
+    def source_bytes(self, ctx: StepContext) -> int:
+        return source_bytes(ctx)
+
+    def source_files(self, ctx: StepContext) -> list[str]:
+        return _paths(ctx)
+
+    def source_query(self, ctx: StepContext) -> str:
+        return self.query(ctx)
+
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        return _stream(self.query(ctx), ctx.batch_size)
+
+
+class CsvExtractor(_FileExtractor):
     """filesystem.csv_extractor: CSV files (globs, compression) via DuckDB read_csv."""
 
-    def source_bytes(self, ctx: StepContext) -> int:
-        return source_bytes(ctx)
-
-    def source_files(self, ctx: StepContext) -> list[str]:
-        return _paths(ctx)
-
-    def source_query(self, ctx: StepContext) -> str:
-        return csv_source_query(ctx)
-
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        return _stream(csv_source_query(ctx), ctx.batch_size)
+    query = staticmethod(csv_source_query)
 
 
-class ParquetExtractor:
+class ParquetExtractor(_FileExtractor):
     """filesystem.parquet_extractor: Parquet files (globs) via DuckDB read_parquet."""
 
-    def source_bytes(self, ctx: StepContext) -> int:
-        return source_bytes(ctx)
-
-    def source_files(self, ctx: StepContext) -> list[str]:
-        return _paths(ctx)
-
-    def source_query(self, ctx: StepContext) -> str:
-        return parquet_source_query(ctx)
-
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        return _stream(parquet_source_query(ctx), ctx.batch_size)
+    query = staticmethod(parquet_source_query)
 
 
 # ---------------------------------------------------------------- atomic file output
