@@ -92,6 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         no_keep_intermediate=False,
         max_parallel=None,
         validation=None,
+        materialize=None,
     )
     code = cmd_run(run_args)
     if code == 0:

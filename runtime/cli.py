@@ -65,6 +65,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
     parser.add_argument(
         "--validation", choices=VALIDATION_MODES, help="connection validation (default warn)"
     )
+    parser.add_argument(
+        "--materialize",
+        choices=["auto", "all"],
+        help="all: copy every step's output into run.duckdb, no streaming or in-place views "
+        "(default auto, or $OSIRIS_MATERIALIZE)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +116,7 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
             keep_intermediate=not args.no_keep_intermediate,
             max_parallel=args.max_parallel,
             validation=args.validation,
+            materialize=args.materialize,
             observer=view,
         )
     if args.format == "json":

@@ -509,3 +509,24 @@ def test_unreadable_file_read_in_place_fails_the_extract(tmp_path: Path) -> None
     assert steps["calc"].status == "failed"
     failed = [e["step"] for e in read_events(run_dir) if e["event"] == "step_failed"]
     assert failed == ["orders", "calc"]
+
+
+def test_materialize_flag_on_the_command_line(tmp_path: Path) -> None:
+    from runtime_helpers import run_cli, write_manifest
+
+    _csv(tmp_path / "orders.csv", 100)
+    steps = [
+        step("orders", CSV, "extractor", {"path": "orders.csv"}),
+        step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["orders"]),
+    ]
+    manifest = write_manifest(tmp_path / "build", steps)
+    env = dict(SHORTCUTS)
+    streamed = run_cli([str(manifest), "--format", "json"], cwd=tmp_path, env=env)
+    copied = run_cli(
+        [str(manifest), "--format", "json", "--materialize", "all"], cwd=tmp_path, env=env
+    )
+    assert streamed.returncode == 0 and copied.returncode == 0, streamed.stderr + copied.stderr
+    streamed_dir = Path(json.loads(streamed.stdout)["run_dir"])
+    copied_dir = Path(json.loads(copied.stdout)["run_dir"])
+    assert "orders" not in _tables(streamed_dir)
+    assert _tables(copied_dir) == {"orders": "table"}
