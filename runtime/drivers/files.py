@@ -230,14 +230,21 @@ def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
         con.close()
 
 
-class CsvWriter:
-    """filesystem.csv_writer: COPY ... TO a temp file beside the target, then os.replace."""
+class _FileWriter:
+    """A file target written with DuckDB's COPY, from an Arrow stream or straight from the run db."""
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         return _with_registered(data, lambda con, view: self._write(ctx, con, view))
 
     def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
         return self._write(ctx, ctx.run_db(), table)
+
+    def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
+        raise NotImplementedError
+
+
+class CsvWriter(_FileWriter):
+    """filesystem.csv_writer: COPY ... TO a temp file beside the target, then os.replace."""
 
     def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
         cfg = ctx.config
@@ -279,14 +286,8 @@ class CsvWriter:
         return StepResult(rows_in=rows, rows_out=rows, bytes=written)
 
 
-class ParquetWriter:
+class ParquetWriter(_FileWriter):
     """filesystem.parquet_writer: COPY ... TO (FORMAT parquet) beside the target, then swap in."""
-
-    def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
-        return _with_registered(data, lambda con, view: self._write(ctx, con, view))
-
-    def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
-        return self._write(ctx, ctx.run_db(), table)
 
     def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
         cfg = ctx.config
