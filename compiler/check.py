@@ -37,7 +37,6 @@ PLACEHOLDERS: dict[str, Any] = {
     "array": [],
     "object": {},
 }
-PROCESSOR_ALIASES = ("input", "input_df")
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,14 +167,3 @@ def parse_connection_ref(text: str) -> ConnectionRef:
         raise _error(err, text, "connection reference") from None
     tokens = [str(t) for t in tree.children]
     return ConnectionRef(tokens[0], tokens[1] if len(tokens) > 1 else None)
-
-
-def render(template: Template, values: dict[str, object]) -> str:
-    """Interpolate references whose source text is a key of values (used by lowering)."""
-    out = []
-    for part in template.parts:
-        if isinstance(part, Text):
-            out.append(part.text)
-        else:
-            out.append(str(values[".".join(part.path)]))
-    return "".join(out)
