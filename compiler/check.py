@@ -659,7 +659,7 @@ def check_processor_sql(ctx: CheckContext) -> None:
         scalar = entry.value
         if _step_references_in_sql(ctx, step_id, scalar):
             continue
-        query = _sql_with_param_defaults(ctx, scalar.value)
+        query = sql_with_param_defaults(ctx.document, scalar.value)
         if query is None:
             continue
         from compiler.check_sql import query_tables
@@ -732,7 +732,8 @@ def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) ->
     return found
 
 
-def _sql_with_param_defaults(ctx: CheckContext, text: str) -> str | None:
+def sql_with_param_defaults(document: Document, text: str) -> str | None:
+    """A processor query with ${...} replaced by param defaults ("0" when unknown), for parsing."""
     if "$" not in text:
         return text
     try:
@@ -742,7 +743,7 @@ def _sql_with_param_defaults(ctx: CheckContext, text: str) -> str | None:
     out = []
     for part in template.parts:
         if isinstance(part, Reference):
-            param = ctx.document.param(part.param) if part.param else None
+            param = document.param(part.param) if part.param else None
             default = param.default.to_python() if param and param.default else None
             out.append(str(default) if default is not None else "0")
         else:

@@ -36,9 +36,13 @@ def query_reads(state: DocumentState, target: Target) -> bool:
     query = getattr(entry.value, "value", None) if entry is not None else None
     if not isinstance(query, str):
         return True  # nothing to check against (e.g. the text does not parse yet)
+    from compiler.check import sql_with_param_defaults
     from compiler.check_sql import query_tables
 
-    tables = query_tables(re.sub(r"(?<!\$)\$\{[^}]*\}", "0", query))
+    parseable = sql_with_param_defaults(document, query) if document is not None else None
+    if parseable is None:
+        return True
+    tables = query_tables(parseable)
     if tables.error is not None:
         return True
     word = state.outline.lines[target.line][target.start : target.end].lower()
