@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from runtime.cache import cache_dir
 from runtime.contract import canonical_json, sha256_tag
 from runtime.drivers.registry import DRIVERS
 
@@ -755,15 +756,8 @@ def _own_source() -> bytes:
 
 def _cache_path(key: str) -> Path | None:
     """Where the parsed documents of a fully valid set of spec files live (None = caching off)."""
-    configured = os.environ.get("OSIRIS_CACHE_DIR")
-    if configured == "":
-        return None
-    if configured is not None:
-        base = Path(configured)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "osiris"
-    return base / "spec-registry" / f"{key}.json"
+    base = cache_dir()
+    return None if base is None else base / "spec-registry" / f"{key}.json"
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, Any]] | None:

@@ -16,14 +16,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, TextIO
 
 from runtime.connections import VALIDATION_MODES
 from runtime.console import LiveView, PlainView, QuietView, summary_table
 from runtime.errors import EXIT_INTERNAL
 from runtime.runner import RunOutcome, run_manifest
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,13 +99,14 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
         print("oml-run: --max-parallel must be at least 1", file=err)
         return 5
     view: LiveView | PlainView | QuietView
-    console = Console(file=out)
+    console: Console | None = None
     if args.format == "json":
         view = QuietView(err)
-    elif out.isatty():
-        view = LiveView(console)
     else:
-        view = PlainView(out)
+        from rich.console import Console  # not loaded for --format json
+
+        console = Console(file=out)
+        view = LiveView(console) if out.isatty() else PlainView(out)
     with view:
         outcome = run_manifest(
             manifest,
@@ -121,7 +123,7 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
         )
     if args.format == "json":
         print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)
-    else:
+    elif console is not None:
         _print_text(outcome, console, err)
     return outcome.exit_code
 

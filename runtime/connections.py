@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 import yaml
 
 from runtime.errors import ConfigurationError
@@ -265,6 +264,8 @@ def _coerce_scalars(fields: dict[str, Any], schema: Mapping[str, Any]) -> dict[s
 
 def _schema_problems(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Schema violations described by field and rule only: never quoting a value."""
+    import jsonschema  # ~55 ms of start-up: only for runs with connections
+
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(dict(fields)), key=lambda e: list(e.path)):

@@ -1,18 +1,19 @@
-"""Terminal output for oml-run: a Rich live view on a TTY, plain lines otherwise, and the summary."""
+"""Terminal output for oml-run: a Rich live view on a TTY, plain lines otherwise, and the summary.
+
+Rich is imported where it draws, so `--format json` runs never load it (~30 ms of start-up)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runtime.runner import RunOutcome
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _STYLE = {
     "ok": "green",
@@ -84,6 +85,9 @@ class _StepBoard:
                 self.lines[step_id].rows = rows
 
     def table(self) -> Table:
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, pad_edge=False, title=f"run {self.run_id}", title_justify="left")
         for header, justify in (
             ("", "left"),
@@ -113,6 +117,8 @@ class LiveView:
     """One line per step, refreshed in place (stdout is a terminal)."""
 
     def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
         self.console = console
         self.board = _StepBoard()
         self.live = Live(
@@ -137,6 +143,8 @@ class LiveView:
         self.board.progress(step_id, rows)
 
     def on_warning(self, message: str) -> None:
+        from rich.text import Text
+
         self.console.print(Text(f"warning: {message}", style="yellow"))
 
 
@@ -210,6 +218,9 @@ class QuietView:
 
 def summary_table(outcome: RunOutcome) -> Table:
     """The end-of-run table: one row per step."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(
         title=f"{outcome.pipeline} — run {outcome.run_id}: {outcome.status}", title_justify="left"
     )

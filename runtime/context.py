@@ -127,8 +127,8 @@ class LocalStepContext:
         self.rows_read = 0
         self.bytes_read = 0
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        # Set by the engine when it needs the processor's main query profiled (see
-        # LocalEngine._execute_inplace); the processor leaves DuckDB's JSON profile here.
+        # Set by the engine when it counts rows of files read in place from the step's main
+        # query (LocalEngine._execute_chain); the driver leaves DuckDB's JSON profile here.
         self.profile_main_query = False
         self.main_query_profile: str | None = None
 

@@ -20,9 +20,11 @@ file: 684 inversions in 5M rows), and extracts would not keep the source's row o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -53,6 +55,40 @@ def open_duckdb(
         config["threads"] = 1
     target = ":memory:" if path is None else str(path)
     return duckdb.connect(target, read_only=read_only, config=config)
+
+
+# Only what the engine reads from a profile (which files were scanned, how far): no per-operator
+# timing, so profiling costs next to nothing.
+_SCAN_METRICS = (
+    "['operator.type', 'operator.extra_info', 'operator.rows_scanned', 'operator.bytes_scanned']"
+)
+
+
+def execute_main_query(
+    con: duckdb.DuckDBPyConnection, ctx: Any, sql: str
+) -> tuple[Any, ...] | None:
+    """Run a step's main statement and return its first result row. When the engine asked for it
+    (ctx.profile_main_query), DuckDB's JSON profile of the statement is left on
+    ctx.main_query_profile: the engine counts the rows of files read in place from it.
+    The result is fetched to the end: DuckDB 2 refuses relational calls on a connection with an
+    unfinished result."""
+    if getattr(ctx, "profile_main_query", False) is not True:
+        return _first(con.execute(sql).fetchall())
+    with contextlib.suppress(duckdb.Error):  # older DuckDB: profile everything
+        con.execute(f"SET tracked_metrics = {_SCAN_METRICS}")
+    con.execute("PRAGMA enable_profiling = 'no_output'")
+    try:
+        found = _first(con.execute(sql).fetchall())
+        ctx.main_query_profile = con.get_profiling_information(format="json")
+        return found
+    finally:
+        con.execute("PRAGMA disable_profiling")
+        with contextlib.suppress(duckdb.Error):
+            con.execute("RESET tracked_metrics")
+
+
+def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    return rows[0] if rows else None
 
 
 def plain_booleans(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -4,7 +4,7 @@ Where step outputs live
 -----------------------
 Every extractor and processor output is a relation in the run's own on-disk DuckDB database
 (``runs/<run_id>/run.duckdb``) named after the step, so intermediate results can be inspected
-afterwards. By default (``materialize="auto"``) two shortcuts apply where copying into run.duckdb
+afterwards. By default (``materialize="auto"``) three shortcuts apply where copying into run.duckdb
 measured far slower than the job itself (bench/local_bench.py, 5M-row CSV: CREATE TABLE in
 run.duckdb plus its checkpoint took ~3 s, the whole group-by in plain DuckDB ~1.1 s):
 
@@ -47,12 +47,28 @@ run.duckdb plus its checkpoint took ~3 s, the whole group-by in plain DuckDB ~1.
   ``OSIRIS_MATERIALIZE=all`` for the strict copy. Sources that cannot be re-read later
   (databases, APIs) are always materialised.
 
-Both shortcuts apply to file sources of at least $OSIRIS_INPLACE_MIN_BYTES bytes (default 32
-MiB; sources of unknown size, i.e. databases, always stream): below that, copying is cheap and
-the copy is a snapshot that stays inspectable even if the file changes or disappears.
+* **Processors read by one writer are views.** A processor (``duckdb.processor``) whose only
+  consumer is a writer with no other input becomes VIEW <step_id> in run.duckdb (its aliases -
+  ``input``, ``df_<id>``, ... - are CTEs inside it) and the writer reads the view, so extract
+  -> processor -> writer over a large file is one DuckDB query, ``COPY (...) TO``, as plain
+  DuckDB would run it (bench/local_bench.py, 1M rows: 0.40 s -> 0.27 s for the two steps, no
+  table to write and checkpoint). The view stays inspectable: its inputs are in run.duckdb.
+  The processor's rows_out is what the writer read. Events: each view's ``step_started``
+  (``read_in_place_by``; its reader's carries ``reads_in_place``), then every
+  ``step_finished`` in order, each view's lasting until its reader finished. Failures: a
+  query that does not bind fails the processor and skips the writer; when the write fails,
+  each view is read in full, in order, and the first that cannot be read is the failed step
+  (the steps after it fail with "its input, step ... failed"); if all can be read, the
+  writer failed and the views are ``ok``. File writers are atomic and database writers
+  transactional, so a failing query leaves the target as it was.
+
+The first two shortcuts apply to file sources of at least $OSIRIS_INPLACE_MIN_BYTES bytes
+(default 32 MiB; sources of unknown size, i.e. databases, always stream): below that, copying
+is cheap and the copy is a snapshot that stays inspectable even if the file changes or
+disappears. A processor view needs no such threshold: what it reads is in run.duckdb.
 
 ``materialize="all"`` (``run_manifest(materialize="all")``, or ``OSIRIS_MATERIALIZE=all`` in the
-environment, e.g. ``OSIRIS_MATERIALIZE=all oml-run build/``) turns both shortcuts off: every
+environment, e.g. ``OSIRIS_MATERIALIZE=all oml-run build/``) turns the shortcuts off: every
 extractor and processor output is then a table in run.duckdb, for inspection and debugging.
 """
 
@@ -80,6 +96,7 @@ from runtime.drivers.base import (
     RunDatabaseSink,
     RunDatabaseSource,
     StepResult,
+    ViewProcessor,
     Writer,
 )
 from runtime.drivers.registry import load_driver
@@ -201,41 +218,62 @@ class LocalEngine:
         self.materialize = materialize
         self.inplace_min_bytes = inplace_min_bytes
         self._rows_out: dict[str, int] = {}
-        self.streams, self.views = self._shortcuts()
-        # a view read by a processor with no other input: the processor's scan counts its rows
-        self.inplace: dict[str, PlanStep] = {
-            step.id: consumer
-            for step in plan.steps
-            if step.id in self.views
-            for consumer in plan.steps
-            if consumer.upstream == (step.id,)
-        }
+        self.streams, self.views, self.processor_views = self._shortcuts()
+        self.chains = self._chains()
 
     # ------------------------------------------------------------------ planning
 
-    def _shortcuts(self) -> tuple[dict[str, PlanStep], frozenset[str]]:
-        """Which extractors stream into their writer, and which are views over their files."""
+    def _shortcuts(self) -> tuple[dict[str, PlanStep], frozenset[str], frozenset[str]]:
+        """Which extractors stream into their writer, which are views over their files, and
+        which processors are views read by their writer."""
         if self.materialize == "all":
-            return {}, frozenset()
+            return {}, frozenset(), frozenset()
         consumers: dict[str, list[PlanStep]] = {s.id: [] for s in self.plan.steps}
         for step in self.plan.steps:
             for upstream in step.upstream:
                 consumers.setdefault(upstream, []).append(step)
         streams: dict[str, PlanStep] = {}
         views: set[str] = set()
+        processor_views: set[str] = set()
         for step in self.plan.steps:
-            if step.role != "extractor" or len(consumers[step.id]) != 1:
+            if step.role not in ("extractor", "processor") or len(consumers[step.id]) != 1:
                 continue
             (consumer,) = consumers[step.id]
-            extractor = _driver_or_none(step.driver)
-            if consumer.role == "writer" and consumer.upstream == (step.id,):
-                if isinstance(extractor, Extractor) and isinstance(
+            driver = _driver_or_none(step.driver)
+            if step.role == "processor":
+                if (
+                    consumer.role == "writer"
+                    and consumer.upstream == (step.id,)
+                    and isinstance(driver, ViewProcessor)
+                ):
+                    processor_views.add(step.id)
+            elif consumer.role == "writer" and consumer.upstream == (step.id,):
+                if isinstance(driver, Extractor) and isinstance(
                     _driver_or_none(consumer.driver), Writer
                 ):
                     streams[step.id] = consumer
-            elif consumer.role == "processor" and isinstance(extractor, RunDatabaseSource):
+            elif consumer.role == "processor" and isinstance(driver, RunDatabaseSource):
                 views.add(step.id)
-        return streams, frozenset(views)
+        return streams, frozenset(views), frozenset(processor_views)
+
+    def _chains(self) -> dict[str, tuple[PlanStep, ...]]:
+        """Runs of steps executed together, keyed by their first step: views, each read only by
+        the next step, ending in the one step whose query reads them all (module doc)."""
+        by_upstream = {s.upstream: s for s in self.plan.steps if len(s.upstream) == 1}
+        viewed = self.views | self.processor_views
+        chains: dict[str, tuple[PlanStep, ...]] = {}
+        claimed: set[str] = set()
+        for step in self.plan.steps:
+            if step.id in claimed:
+                continue
+            chain = [step]
+            # a view read together with other inputs ends the chain: it is made on its own
+            while chain[-1].id in viewed and (chain[-1].id,) in by_upstream:
+                chain.append(by_upstream[(chain[-1].id,)])
+            if len(chain) > 1:
+                chains[step.id] = tuple(chain)
+                claimed.update(s.id for s in chain)
+        return chains
 
     # ------------------------------------------------------------------ scheduling
 
@@ -256,13 +294,14 @@ class LocalEngine:
                     if all(outcomes.get(u, _NOT_DONE).status == "ok" for u in step.upstream):
                         pending.remove(step)
                         writer = self.streams.get(step.id)
-                        reader = self.inplace.get(step.id)
+                        chain = self.chains.get(step.id, ())
                         if writer is not None and writer in pending:
                             pending.remove(writer)
                             running[pool.submit(self._execute_stream, step, writer)] = step
-                        elif reader is not None and reader in pending:
-                            pending.remove(reader)
-                            running[pool.submit(self._execute_inplace, step, reader)] = step
+                        elif chain and all(later in pending for later in chain[1:]):
+                            for later in chain[1:]:
+                                pending.remove(later)
+                            running[pool.submit(self._execute_chain, chain)] = step
                         else:
                             running[pool.submit(self._execute_one, step)] = step
                 if not running:
@@ -434,9 +473,10 @@ class LocalEngine:
         table = quote_ident(step.id)
         query = driver.source_query(ctx) if isinstance(driver, RunDatabaseSource) else None
         if query:
-            as_view = step.id in self.views and self._large_source(driver, ctx)
-            kind = "VIEW" if as_view else "TABLE"
-            cursor.execute(f"CREATE {kind} {table} AS {query}")
+            if step.id in self.views and self._large_source(driver, ctx):
+                cursor.execute(f"CREATE VIEW {table} AS {driver.view_query(ctx, cursor)}")
+            else:
+                cursor.execute(f"CREATE TABLE {table} AS {query}")
             rows = self.database.row_count(step.id)
             ctx.progress(rows)
             return _Measured(rows, rows, 0)
@@ -528,64 +568,133 @@ class LocalEngine:
         written = _Measured(tap.rows, result.rows_out, result.bytes or tap.bytes)
         return source_outcome, self._succeeded(sink, written, sink_started)
 
-    # ------------------------------------------------------------------ file -> processor
+    # ------------------------------------------------------------------ views -> their reader
 
-    def _execute_inplace(self, source: PlanStep, processor: PlanStep) -> tuple[StepOutcome, ...]:
-        """A file extract whose only consumer, a processor with no other input, reads the file
-        in place through a view; the extract's row count comes from the processor's own scan of
-        the file when DuckDB's profile shows one complete scan, else from counting the view."""
-        started = time.perf_counter()
-        src_ctx = self._context(source)
-        try:
-            driver: Any = load_driver(source.driver)
-            query = driver.source_query(src_ctx) if isinstance(driver, RunDatabaseSource) else None
-            large = bool(query) and self._large_source(driver, src_ctx)
-            files = driver.source_files(src_ctx) if large else []
-            size = int(driver.source_bytes(src_ctx)) if large else 0
-        except Exception:  # the extractor step reports it, the ordinary way
-            large = False
-        if not large:
-            src_ctx.close()
-            first = self._execute(source)
-            return (first,) if first.status != "ok" else (first, self._execute(processor))
-        self._started(source, read_in_place_by=processor.id)
-        try:
-            src_ctx.run_db().execute(f"CREATE VIEW {quote_ident(source.id)} AS {query}")
-        except Exception as err:
-            return (self._failed(source, err, started),)
-        finally:
-            src_ctx.close()
-        ready = time.perf_counter()
-        proc_started = time.perf_counter()
-        self._started(processor, reads_in_place=source.id)
-        ctx = self._context(processor)
+    def _execute_chain(self, chain: tuple[PlanStep, ...]) -> tuple[StepOutcome, ...]:
+        """Steps whose outputs are views (a file read in place, a processor's query), each read
+        only by the next, run with the last step, whose one query reads them all (module doc)."""
+        done: list[StepOutcome] = []
+        source = self._inplace_source(chain[0]) if chain[0].role == "extractor" else None
+        if chain[0].role == "extractor" and source is None:  # small or unreadable: a table
+            first = self._execute(chain[0])
+            if first.status != "ok":
+                return (first,)
+            done.append(first)
+            chain = chain[1:]
+        if len(chain) == 1:
+            return (*done, self._execute(chain[0]))
+        *views, last = chain
+        rows_in = done[0].rows_out if done else None  # into the first view
+        started: dict[str, float] = {}
+        for index, step in enumerate(views):
+            started[step.id] = time.perf_counter()
+            fields = {"read_in_place_by": chain[index + 1].id}
+            if index:
+                fields["reads_in_place"] = views[index - 1].id
+            self._started(step, **fields)
+            ctx = self._context(step)
+            try:
+                self._define_view(step, ctx, source)
+            except Exception as err:
+                return (*done, self._failed(step, err, started[step.id]))
+            finally:
+                ctx.close()
+        last_started = time.perf_counter()
+        self._started(last, reads_in_place=views[-1].id)
+        ctx = self._context(last)
         ctx.profile_main_query = True
+        error: Exception | None = None
+        measured = _Measured(0, 0, 0)
         try:
-            measured = self._run_role(processor, ctx)
+            measured = self._run_role(last, ctx)
         except Exception as err:
-            proc_error: Exception | None = err
-        else:
-            proc_error = None
+            error = err
         finally:
             ctx.close()
-        rows = scanned_rows(ctx.main_query_profile, files, size) if proc_error is None else None
-        ended = ready
-        if rows is None:
-            try:
-                # After a processor failure, read every column: if the file itself cannot be
-                # read, the extract failed, as it would have when copying the file.
-                rows = self._count_view(source.id, every_column=proc_error is not None)
-            except Exception as err:  # the file cannot be read: that is the extract's failure
-                failed = self._failed(source, err, started)
-                cause = proc_error or err
-                return failed, self._failed(processor, cause, proc_started)
-            ended = time.perf_counter()
-        src_ctx.progress(rows)
-        extracted = self._succeeded(source, _Measured(rows, rows, 0), started, ended=ended)
-        if proc_error is not None:
-            return extracted, self._failed(processor, proc_error, proc_started)
-        measured = _Measured(rows, measured.rows_out, measured.bytes)
-        return extracted, self._succeeded(processor, measured, proc_started)
+        ended = time.perf_counter()
+        rows: dict[str, int] = {}
+        for index, step in enumerate(views):
+            counted: int | None = None
+            if error is None and step.role == "processor":
+                counted = measured.rows_in  # what its reader read
+            elif error is None and source is not None:
+                counted = scanned_rows(ctx.main_query_profile, source[1], source[2])
+            if counted is None:
+                try:
+                    # After a failure, read every column: the first view that cannot be read
+                    # is the step that failed, as it would have when copying.
+                    counted = self._count_view(step.id, every_column=error is not None)
+                except Exception as err:
+                    outcomes = self._view_outcomes(views[:index], rows, started, ended, rows_in)
+                    failed = self._failed(step, err, started[step.id])
+                    cause = f"its input, step '{step.id}', failed: {failed.error}"
+                    after = [
+                        self._failed(later, err, started[later.id], message=cause)
+                        for later in views[index + 1 :]
+                    ]
+                    return (
+                        *done,
+                        *outcomes,
+                        failed,
+                        *after,
+                        self._failed(last, error or err, last_started, message=cause),
+                    )
+                ended = time.perf_counter()
+            rows[step.id] = counted
+        outcomes = self._view_outcomes(views, rows, started, ended, rows_in)
+        if error is not None:
+            return (*done, *outcomes, self._failed(last, error, last_started))
+        measured = _Measured(rows[views[-1].id], measured.rows_out, measured.bytes)
+        return (*done, *outcomes, self._succeeded(last, measured, last_started))
+
+    def _inplace_source(self, step: PlanStep) -> tuple[str, list[str], int] | None:
+        """(query, files, bytes) of a file extract large enough to read in place, else None."""
+        ctx = self._context(step)
+        try:
+            driver: Any = load_driver(step.driver)
+            query = driver.source_query(ctx) if isinstance(driver, RunDatabaseSource) else None
+            if not query or not self._large_source(driver, ctx):
+                return None
+            return query, driver.source_files(ctx), int(driver.source_bytes(ctx))
+        except Exception:  # the extractor step reports it, the ordinary way
+            return None
+        finally:
+            ctx.close()
+
+    def _define_view(
+        self, step: PlanStep, ctx: LocalStepContext, source: tuple[str, list[str], int] | None
+    ) -> None:
+        driver: Any = load_driver(step.driver)
+        if step.role == "extractor" and source is not None:
+            con = ctx.run_db()
+            con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {driver.view_query(ctx, con)}")
+            return
+        if not isinstance(driver, ViewProcessor):
+            raise DriverError(f"driver {step.driver} cannot define a view")
+        driver.define_view(ctx)
+
+    def _view_outcomes(
+        self,
+        views: list[PlanStep],
+        rows: Mapping[str, int],
+        started: Mapping[str, float],
+        ended: float,
+        rows_in: int | None,
+    ) -> list[StepOutcome]:
+        """Outcomes of views read by their chain's last step: each ran as long as that read.
+        rows_in: rows into the first view when known (else from the upstream outcomes)."""
+        outcomes = []
+        for step in views:
+            count = rows[step.id]
+            into = count if step.role == "extractor" else rows_in
+            if into is None:
+                into = self._upstream_rows(step) or 0
+            measured = _Measured(into, count, 0)
+            if self.on_progress is not None:
+                self.on_progress(step.id, count)
+            outcomes.append(self._succeeded(step, measured, started[step.id], ended=ended))
+            rows_in = count
+        return outcomes
 
     def _count_view(self, name: str, *, every_column: bool) -> int:
         if not every_column:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,9 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import jsonschema
 import yaml
 
+from runtime.cache import cache_dir
 from runtime.contract import manifest_digest, sha256_tag
 from runtime.drivers.registry import DRIVERS
 from runtime.errors import ManifestError
@@ -79,9 +81,13 @@ class Plan:
 
 @cache
 def manifest_schema() -> dict[str, Any]:
-    text = resources.files("specs").joinpath("manifest.schema.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = json.loads(_manifest_schema_bytes())
     return loaded
+
+
+@cache
+def _manifest_schema_bytes() -> bytes:
+    return resources.files("specs").joinpath("manifest.schema.json").read_bytes()
 
 
 def manifest_file(path: Path) -> Path:
@@ -105,7 +111,7 @@ def load_plan(path: Path | str, *, allow_modified: bool = False) -> Plan:
         document = yaml.load(data, Loader=yaml.CSafeLoader)
     except yaml.YAMLError:
         raise ManifestError(f"manifest {file} is not valid YAML") from None
-    _validate(document, file)
+    _validate(document, file, data)
     try:
         digest = manifest_digest(document)
     except (TypeError, ValueError):
@@ -135,9 +141,14 @@ def load_plan(path: Path | str, *, allow_modified: bool = False) -> Plan:
     )
 
 
-def _validate(document: Any, file: Path) -> None:
+def _validate(document: Any, file: Path, data: bytes) -> None:
     if not isinstance(document, dict):
         raise ManifestError(f"manifest {file} must be a mapping")
+    marker = _validated_marker(data)
+    if marker is not None and marker.is_file():
+        return
+    import jsonschema  # ~55 ms of start-up: only for a manifest not validated before
+
     validator = jsonschema.Draft202012Validator(manifest_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
@@ -149,6 +160,20 @@ def _validate(document: Any, file: Path) -> None:
         raise ManifestError(
             f"manifest {file} does not match the manifest schema: " + "; ".join(shown) + more
         )
+    if marker is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no error
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+
+def _validated_marker(data: bytes) -> Path | None:
+    """A cache entry recording that these exact manifest bytes passed this exact schema:
+    validation is a pure function of the two, so a scheduled rerun skips it."""
+    base = cache_dir()
+    if base is None:
+        return None
+    key = hashlib.sha256(_manifest_schema_bytes() + b"\0" + data).hexdigest()
+    return base / "valid-manifests" / key
 
 
 def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[PlanStep, bool]:

@@ -93,7 +93,11 @@ def run_cli(
     args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """`oml-run ARGS` in a subprocess (python -m runtime.cli), capturing text output."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OSIRIS_") or k == "OSIRIS_CACHE_DIR"  # the test session's cache
+    }
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "runtime.cli", *args],

@@ -134,6 +134,50 @@ def test_manifest_invalid_exit_3(tmp_path: Path) -> None:
     assert missing.returncode == 3 and "does not exist" in missing.stderr
 
 
+_LOADED = """
+import json, sys
+from runtime.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"exit": code, "loaded": sorted(m for m in ("rich", "jsonschema") if m in sys.modules)}))
+"""
+
+
+def test_json_runs_load_rich_never_and_jsonschema_once_per_manifest(tmp_path: Path) -> None:
+    # no connections: validating those needs jsonschema on every run
+    (tmp_path / "orders.csv").write_bytes((DATA / "orders.csv").read_bytes())
+    steps = [
+        step("orders", "filesystem.csv_extractor", "extractor", {"path": "orders.csv"}),
+        step("out", "filesystem.parquet_writer", "writer", {"path": "o.parquet"}, needs=["orders"]),
+    ]
+    write_manifest(tmp_path / "build", steps)
+    cache = tmp_path / "cache"
+
+    def run(*args: str, cache_dir: str = str(cache)) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, *args],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "OSIRIS_CACHE_DIR": cache_dir, "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        last: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        return last
+
+    # the first run validates the manifest against its schema and remembers these exact bytes
+    assert run("build", "--format", "json") == {"exit": 0, "loaded": ["jsonschema"]}
+    assert len(list((cache / "valid-manifests").iterdir())) == 1
+    assert run("build", "--format", "json") == {"exit": 0, "loaded": []}
+    # other bytes are validated again: an invalid manifest is still refused
+    manifest = tmp_path / "build" / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("manifest_version:", "manifest_versio:"))
+    assert run("build", "--format", "json") == {"exit": 3, "loaded": ["jsonschema"]}
+    assert len(list((cache / "valid-manifests").iterdir())) == 1
+    # OSIRIS_CACHE_DIR="" turns the cache off
+    write_manifest(tmp_path / "build", steps)
+    assert run("build", "--format", "json", cache_dir="") == {"exit": 0, "loaded": ["jsonschema"]}
+
+
 def test_tampered_manifest_cli(tmp_path: Path) -> None:
     manifest = demo_project(tmp_path)
     cfg = manifest.parent / "cfg/to-csv.json"

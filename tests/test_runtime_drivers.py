@@ -382,3 +382,64 @@ def test_duckdb_writer_refuses_read_only_connection(tmp_path: Path) -> None:
     )
     assert outcome.exit_code == 4 and "read_only" in (outcome.error or "")
     assert not (tmp_path / "t.duckdb").exists()
+
+
+class _FileCtx:
+    """Just enough StepContext for the CSV query builders."""
+
+    def __init__(self, project: Path, config: dict[str, Any]) -> None:
+        self.step_id = "orders"
+        self.config = config
+        self.project_dir = project
+
+    def resolve_path(self, value: str) -> Path:
+        return self.project_dir / value
+
+
+_LATE_QUOTE = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(60_000)) + '60000,"x,y"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "fails"),
+    [
+        ("id,when,price,ok\n1,2024-01-02 03:04:05,1.5,true\n2,,2.25,false\n", {}, False),
+        ("a;b\n1;x\n2;NA\n", {"delimiter": ";", "null_value": "NA"}, False),
+        ("junk\n1,2\n3,4\n", {"header": False, "skip_rows": 1}, False),
+        ('id,t\n1,"a, ""quoted"" one"\n2,plain\n', {"column_types": {"id": "VARCHAR"}}, False),
+        ("id,name\n1,ü😀\n2,x\n", {"columns": ["name"]}, False),
+        ("d\n01/02/2024\n13/12/2024\n", {}, False),
+        (_LATE_QUOTE, {}, True),  # quotes only past the sniffed sample: both fail alike
+    ],
+)
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_pinned_csv_query_reads_what_read_csv_reads(
+    tmp_path: Path, text: str, options: dict[str, Any], fails: bool, gzipped: bool
+) -> None:
+    from runtime.drivers.files import csv_source_query, pinned_csv_query
+
+    name = "data.csv.gz" if gzipped else "data.csv"
+    data = text.encode()
+    (tmp_path / name).write_bytes(gzip.compress(data) if gzipped else data)
+    ctx: Any = _FileCtx(tmp_path, {"path": name, **options})
+    detected, pinned = csv_source_query(ctx), pinned_csv_query(ctx, duckdb.connect())
+    assert "auto_detect=false" in pinned and "auto_detect" not in detected
+
+    def read(query: str) -> Any:
+        try:
+            rel = duckdb.connect().sql(query)
+            return rel.columns, rel.types, rel.fetchall()
+        except duckdb.Error as err:
+            return type(err).__name__
+
+    expected = read(detected)
+    assert isinstance(expected, str) == fails, expected
+    assert read(pinned) == expected
+
+
+def test_pinned_csv_query_leaves_globs_to_read_csv(tmp_path: Path) -> None:
+    from runtime.drivers.files import csv_source_query, pinned_csv_query
+
+    for part in ("a", "b"):
+        (tmp_path / f"part-{part}.csv").write_text("id\n1\n")
+    ctx: Any = _FileCtx(tmp_path, {"path": "part-*.csv"})
+    assert pinned_csv_query(ctx, duckdb.connect()) == csv_source_query(ctx)

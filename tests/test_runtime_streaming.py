@@ -327,10 +327,26 @@ def test_large_file_extract_read_by_one_processor_is_a_view(tmp_path: Path) -> N
     steps = {s.step_id: s for s in outcome.steps}
     assert steps["orders"].rows_out == 50_000  # exact, counted through the view
     assert steps["agg"].rows_in == 50_000 and steps["agg"].rows_out == 7
-    assert _tables(run_dir) == {"orders": "view", "agg": "table"}
+    assert (steps["out"].rows_in, steps["out"].rows_out) == (7, 7)
+    # the processor feeds one writer: a view too, so the whole chain is one DuckDB query
+    assert _tables(run_dir) == {"orders": "view", "agg": "view"}
     # inspectable afterwards while the source file is there
     assert _duckdb_rows(run_dir / "run.duckdb", "SELECT count(*) FROM orders") == [(50_000,)]
+    assert _duckdb_rows(run_dir / "run.duckdb", "SELECT count(*) FROM agg") == [(7,)]
     assert (tmp_path / "agg.csv").read_text().splitlines()[:2] == ["name,n", "n0,7143"]
+    events = [(e["event"], e.get("step")) for e in read_events(run_dir) if e.get("step")]
+    assert events == [
+        ("step_started", "orders"),
+        ("step_started", "agg"),
+        ("step_started", "out"),
+        ("step_finished", "orders"),
+        ("step_finished", "agg"),
+        ("step_finished", "out"),
+    ]
+    started = {e["step"]: e for e in read_events(run_dir) if e["event"] == "step_started"}
+    assert started["agg"]["reads_in_place"] == "orders"
+    assert started["agg"]["read_in_place_by"] == "out"
+    assert started["out"]["reads_in_place"] == "agg"
 
 
 def test_small_file_sources_are_still_copied(tmp_path: Path) -> None:
@@ -530,3 +546,106 @@ def test_materialize_flag_on_the_command_line(tmp_path: Path) -> None:
     copied_dir = Path(json.loads(copied.stdout)["run_dir"])
     assert "orders" not in _tables(streamed_dir)
     assert _tables(copied_dir) == {"orders": "table"}
+
+
+def _processor_chain(query: str, writer: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A small (copied) CSV extract -> processor -> one writer."""
+    return [
+        step("orders", CSV, "extractor", {"path": "orders.csv"}),
+        step("agg", "duckdb.processor", "processor", {"query": query}, needs=["orders"]),
+        writer
+        or step("out", "filesystem.csv_writer", "writer", {"path": "agg.csv"}, needs=["agg"]),
+    ]
+
+
+def test_processor_read_by_one_writer_is_a_view(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 1000)
+    query = (
+        "WITH t AS (SELECT name, count(*) AS n FROM input GROUP BY name) -- trailing comment\n"
+        "SELECT t.name, t.n, (SELECT count(*) FROM input_df) AS total FROM t ORDER BY name DESC"
+    )
+    outcome, run_dir = _run(tmp_path, _processor_chain(query))
+    assert outcome.exit_code == 0, outcome.error
+    steps = {s.step_id: s for s in outcome.steps}
+    assert (steps["agg"].rows_in, steps["agg"].rows_out) == (1000, 7)
+    assert (steps["out"].rows_in, steps["out"].rows_out) == (7, 7)
+    assert _tables(run_dir) == {"orders": "table", "agg": "view"}
+    lines = (tmp_path / "agg.csv").read_text().splitlines()
+    assert lines[0] == "name,n,total" and lines[1:] == [
+        f"n{i},{143 if i < 6 else 142},1000" for i in range(6, -1, -1)
+    ]
+    # the aliases (input, input_df) live in the view itself: it can be queried afterwards
+    assert _duckdb_rows(run_dir / "run.duckdb", "SELECT sum(n) FROM agg") == [(1000,)]
+    # materialize=all: a table, same output
+    (tmp_path / "agg.csv").unlink()
+    outcome, run_dir = _run(tmp_path, _processor_chain(query), materialize="all")
+    assert outcome.exit_code == 0 and _tables(run_dir)["agg"] == "table"
+    assert (tmp_path / "agg.csv").read_text().splitlines() == lines
+
+
+def test_processor_view_into_duckdb_writer_and_self_join(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 500)
+    writer = step(
+        "out",
+        "duckdb.writer",
+        "writer",
+        {"path": "t.duckdb", "table": "pairs", "write_mode": "replace"},
+        needs=["agg"],
+    )
+    query = "SELECT a.name, count(*) AS pairs FROM input a JOIN input b USING (name) GROUP BY 1"
+    outcome, run_dir = _run(tmp_path, _processor_chain(query, writer))
+    assert outcome.exit_code == 0, outcome.error
+    assert _tables(run_dir)["agg"] == "view"
+    assert _duckdb_rows(tmp_path / "t.duckdb", "SELECT sum(pairs) FROM pairs") == [
+        (sum((500 // 7 + (1 if i < 500 % 7 else 0)) ** 2 for i in range(7)),)
+    ]
+
+
+def test_processor_view_that_does_not_bind_skips_the_writer(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 100)
+    outcome, run_dir = _run(tmp_path, _processor_chain("SELECT nope FROM input"))
+    assert outcome.exit_code == 4 and outcome.failed_step == "agg"
+    steps = {s.step_id: s for s in outcome.steps}
+    assert steps["agg"].status == "failed" and "nope" in (steps["agg"].error or "")
+    assert steps["out"].status == "skipped" and not (tmp_path / "agg.csv").exists()
+    assert [e["event"] for e in _events(run_dir, "out")] == ["step_skipped"]
+
+
+def test_processor_view_failing_while_written_keeps_the_target(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 100)
+    (tmp_path / "agg.csv").write_text("before\n")
+    query = "SELECT CAST(name AS INTEGER) AS n FROM input"  # binds, fails on the first row
+    outcome, run_dir = _run(tmp_path, _processor_chain(query))
+    assert outcome.exit_code == 4 and outcome.failed_step == "agg"
+    steps = {s.step_id: s for s in outcome.steps}
+    assert steps["agg"].status == "failed" and "n0" in (steps["agg"].error or "")
+    assert steps["out"].status == "failed"
+    assert (steps["out"].error or "").startswith("its input, step 'agg', failed")
+    assert (tmp_path / "agg.csv").read_text() == "before\n"
+    assert [e["event"] for e in _events(run_dir, "out")] == ["step_started", "step_failed"]
+    assert list(tmp_path.glob("*.part*")) == [] and list(tmp_path.glob(".*agg*")) == []
+
+
+def test_writer_failing_on_a_processor_view_reports_the_processor_ok(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 100)
+    (tmp_path / "agg.csv").mkdir()  # the writer cannot replace a directory
+    outcome, _ = _run(tmp_path, _processor_chain("SELECT DISTINCT name FROM input"))
+    assert outcome.exit_code == 4 and outcome.failed_step == "out"
+    steps = {s.step_id: s for s in outcome.steps}
+    assert steps["agg"].status == "ok" and steps["agg"].rows_out == 7
+    assert steps["out"].status == "failed"
+
+
+def test_large_file_unreadable_through_a_processor_view_fails_the_extract(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 5000, bad_at=4000)
+    steps = _processor_chain("SELECT sum(id) AS s FROM input")
+    steps[0] = step(
+        "orders", CSV, "extractor", {"path": "orders.csv", "column_types": {"id": "INTEGER"}}
+    )
+    outcome, run_dir = _run(tmp_path, steps, environ=SHORTCUTS)
+    assert outcome.exit_code == 4 and outcome.failed_step == "orders"
+    failed = [e["step"] for e in read_events(run_dir) if e["event"] == "step_failed"]
+    assert failed == ["orders", "agg", "out"]
+    errors = {s.step_id: s.error or "" for s in outcome.steps}
+    assert "oops" in errors["orders"] and errors["agg"].startswith("its input, step 'orders'")
+    assert not (tmp_path / "agg.csv").exists()

@@ -87,12 +87,27 @@ class Processor(Protocol):
 
 
 @runtime_checkable
+class ViewProcessor(Protocol):
+    """Optional: a processor whose output can be a view, computed when its reader reads it."""
+
+    def define_view(self, ctx: StepContext) -> None:
+        """Create view <step_id> in the run database over the step's inputs (nothing runs yet;
+        a query that does not bind raises here)."""
+        ...
+
+
+@runtime_checkable
 class RunDatabaseSource(Protocol):
     """Optional fast path for extractors whose source DuckDB can read natively (files)."""
 
     def source_query(self, ctx: StepContext) -> str | None:
         """A DuckDB SELECT yielding exactly the rows extract() would; the engine runs it inside
         the run database as CREATE TABLE <step_id> AS .... None means: use extract()."""
+        ...
+
+    def view_query(self, ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
+        """source_query for CREATE VIEW <step_id>: the same rows, in a form that is cheap to
+        bind again and again (each query reading the view binds it)."""
         ...
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import threading
@@ -15,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
-from runtime.duckdb_settings import open_duckdb, plain_booleans
+from runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from runtime.sql import ident_list, qualified, quote_ident, quote_literal
 
 _SOURCE_ALIAS = "osiris_source"
@@ -319,32 +318,12 @@ def processor_aliases(ctx: StepContext) -> dict[str, str]:
     return {a: t for a, t in aliases.items() if a != t and a not in upstream}
 
 
-# Only what the engine reads from a processor's profile (which files were scanned, how far):
-# no per-operator timing, so profiling costs next to nothing.
-_SCAN_METRICS = (
-    "['operator.type', 'operator.extra_info', 'operator.rows_scanned', 'operator.bytes_scanned']"
-)
-
-
-def _start_scan_profile(con: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # older DuckDB: profile everything
-        con.execute(f"SET tracked_metrics = {_SCAN_METRICS}")
-    con.execute("PRAGMA enable_profiling = 'no_output'")
-
-
-def _stop_scan_profile(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("PRAGMA disable_profiling")
-    with contextlib.suppress(duckdb.Error):
-        con.execute("RESET tracked_metrics")
-
-
 class DuckDBProcessor:
-    """duckdb.processor: runs the step's query in the run database as CREATE TABLE <step_id>."""
+    """duckdb.processor: runs the step's query in the run database as CREATE TABLE <step_id>
+    (or, when the engine asks for it, defines it as VIEW <step_id>)."""
 
     def transform(self, ctx: StepContext) -> StepResult:
-        query = ctx.config.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise DriverError(f"step {ctx.step_id}: 'query' is required")
+        body = _processor_query(ctx)
         con = ctx.run_db()
         aliases = processor_aliases(ctx)
         created: list[str] = []
@@ -355,17 +334,9 @@ class DuckDBProcessor:
                     f"SELECT * FROM main.{quote_ident(table)}"
                 )
                 created.append(alias)
-            body = query.strip().rstrip(";")
-            profiled = getattr(ctx, "profile_main_query", False) is True
-            if profiled:
-                _start_scan_profile(con)
-            try:
-                con.execute(f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}")
-                if profiled:
-                    ctx.main_query_profile = con.get_profiling_information(format="json")  # type: ignore[attr-defined]
-            finally:
-                if profiled:
-                    _stop_scan_profile(con)
+            found = execute_main_query(
+                con, ctx, f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}"
+            )
         finally:
             for alias in created:
                 con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
@@ -381,8 +352,26 @@ class DuckDBProcessor:
         for table in dict.fromkeys(ctx.inputs.values()):
             if table not in tables:
                 continue
-            found = con.execute(f"SELECT count(*) FROM main.{quote_ident(table)}").fetchone()
-            rows_in += int(found[0]) if found else 0
-        found = con.execute(f"SELECT count(*) FROM main.{quote_ident(ctx.step_id)}").fetchone()
-        rows_out = int(found[0]) if found else 0
-        return StepResult(rows_in=rows_in, rows_out=rows_out)
+            counted = con.execute(f"SELECT count(*) FROM main.{quote_ident(table)}").fetchone()
+            rows_in += int(counted[0]) if counted else 0
+        return StepResult(rows_in=rows_in, rows_out=int(found[0]) if found else 0)
+
+    def define_view(self, ctx: StepContext) -> None:
+        body = _processor_query(ctx)
+        aliases = processor_aliases(ctx)
+        if aliases:
+            # A view outlives this connection's temp views, so the aliases become CTEs; NOT
+            # MATERIALIZED keeps a self-join from copying its input into memory.
+            ctes = ", ".join(
+                f"{quote_ident(alias)} AS NOT MATERIALIZED (SELECT * FROM main.{quote_ident(table)})"
+                for alias, table in aliases.items()
+            )
+            body = f"WITH {ctes} SELECT * FROM (\n{body}\n) AS osiris_query"
+        ctx.run_db().execute(f"CREATE VIEW main.{quote_ident(ctx.step_id)} AS {body}")
+
+
+def _processor_query(ctx: StepContext) -> str:
+    query = ctx.config.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise DriverError(f"step {ctx.step_id}: 'query' is required")
+    return query.strip().rstrip(";")

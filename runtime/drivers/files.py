@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
-from runtime.duckdb_settings import open_duckdb, plain_booleans
+from runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from runtime.sql import ident_list, quote_ident, quote_literal
 
 _INPUT_VIEW = "osiris_input"
@@ -77,6 +77,26 @@ def _projection(ctx: StepContext) -> str:
 
 def csv_source_query(ctx: StepContext) -> str:
     """SELECT ... FROM read_csv(...) for a csv_extractor config."""
+    return f"SELECT {_projection(ctx)} FROM read_csv({_csv_arguments(ctx, _paths(ctx))})"
+
+
+def pinned_csv_query(ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
+    """csv_source_query with what DuckDB detects (dialect, header, column types) spelled out,
+    taken from DuckDB's own sniff_csv. read_csv sniffs the file on every bind (~30 ms), and a
+    view over it is bound again by each query that reads it; the pinned form binds in ~1 ms
+    and reads exactly the same rows. Globs and lists stay unpinned: read_csv sniffs their
+    first file only, which sniff_csv cannot be told."""
+    paths = _paths(ctx)
+    if len(paths) != 1 or glob.has_magic(paths[0]):
+        return csv_source_query(ctx)
+    found = con.execute(f"SELECT Prompt FROM sniff_csv({_csv_arguments(ctx, paths[0])})").fetchall()
+    prompt = str(found[0][0]).strip().rstrip(";") if found and found[0][0] else ""
+    if not prompt.startswith("FROM read_csv("):  # another DuckDB's shape: do not guess
+        return csv_source_query(ctx)
+    return f"SELECT {_projection(ctx)} {prompt}"
+
+
+def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
     cfg = ctx.config
     options: dict[str, Any] = {}
     mapping = {
@@ -96,10 +116,7 @@ def csv_source_query(ctx: StepContext) -> str:
     if compression not in _CSV_READ_COMPRESSION:
         raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
     options["compression"] = _CSV_READ_COMPRESSION[compression]
-    args = ", ".join(
-        [sql_value(_paths(ctx)), *(f"{k} = {sql_value(v)}" for k, v in options.items())]
-    )
-    return f"SELECT {_projection(ctx)} FROM read_csv({args})"
+    return ", ".join([sql_value(paths), *(f"{k} = {sql_value(v)}" for k, v in options.items())])
 
 
 def parquet_source_query(ctx: StepContext) -> str:
@@ -151,6 +168,9 @@ class _FileExtractor:
     def source_query(self, ctx: StepContext) -> str:
         return self.query(ctx)
 
+    def view_query(self, ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
+        return self.query(ctx)
+
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         return _stream(self.query(ctx), ctx.batch_size)
 
@@ -159,6 +179,9 @@ class CsvExtractor(_FileExtractor):
     """filesystem.csv_extractor: CSV files (globs, compression) via DuckDB read_csv."""
 
     query = staticmethod(csv_source_query)
+
+    def view_query(self, ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
+        return pinned_csv_query(ctx, con)
 
 
 class ParquetExtractor(_FileExtractor):
@@ -212,10 +235,15 @@ def _select_for_write(ctx: StepContext, table: str) -> str:
 
 
 def _copy(
-    con: duckdb.DuckDBPyConnection, query: str, dest: Path, options: Mapping[str, Any]
+    ctx: StepContext,
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    dest: Path,
+    options: Mapping[str, Any],
 ) -> int:
     rendered = ", ".join(f"{k} {v}" for k, v in options.items())
-    found = con.execute(f"COPY ({query}) TO {quote_literal(str(dest))} ({rendered})").fetchone()
+    sql = f"COPY ({query}) TO {quote_literal(str(dest))} ({rendered})"
+    found = execute_main_query(con, ctx, sql)
     return int(found[0]) if found else 0
 
 
@@ -270,7 +298,7 @@ class CsvWriter(_FileWriter):
         part = _temp_sibling(target, "part")
         combined = _temp_sibling(target, "tmp")
         try:
-            rows = _copy(con, _select_for_write(ctx, table), part, options)
+            rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
             written = part.stat().st_size
             if appending:
                 # gzip and zstd both allow concatenated streams, so appending bytes is valid.
@@ -314,7 +342,7 @@ class ParquetWriter(_FileWriter):
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = _temp_sibling(target, "tmp")
         try:
-            rows = _copy(con, _select_for_write(ctx, table), staged, options)
+            rows = _copy(ctx, con, _select_for_write(ctx, table), staged, options)
             written = _size(staged)
             _swap_into_place(staged, target)
         finally:
