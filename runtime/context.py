@@ -7,14 +7,16 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
 from runtime.duckdb_settings import open_duckdb, plain_booleans
 from runtime.sql import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class RunDatabase:
@@ -81,6 +83,7 @@ def counting_reader(
     reader: pa.RecordBatchReader, on_batch: Callable[[pa.RecordBatch], None]
 ) -> pa.RecordBatchReader:
     """Pass batches through unchanged, calling on_batch for each (row counts, progress)."""
+    import pyarrow as pa
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in reader:

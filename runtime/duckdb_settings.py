@@ -24,10 +24,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_MEMORY_LIMIT = "256MB"
 STREAM_MEMORY_LIMIT = "128MB"
@@ -94,6 +96,8 @@ def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
 def plain_booleans(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     """DuckDB's lossless Arrow export (kept for JSON and UUID) turns BOOLEAN into the arrow.bool8
     extension; drivers expect Arrow's own bool."""
+    import pyarrow as pa
+
     bool8 = [
         i
         for i, field in enumerate(reader.schema)

@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
 from runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from runtime.sql import ident_list, qualified, quote_ident, quote_literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _SOURCE_ALIAS = "osiris_source"
 _INPUT_VIEW = "osiris_input"
@@ -115,6 +117,8 @@ class DuckDBExtractor:
     """duckdb.extractor: reads a table or query from a DuckDB file attached read-only."""
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+        import pyarrow as pa
+
         path = database_path(ctx)
         if not path.is_file():
             raise DriverError(f"step {ctx.step_id}: DuckDB database {path} does not exist")

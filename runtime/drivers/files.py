@@ -8,14 +8,16 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from runtime.drivers.base import DriverError, StepContext, StepResult
 from runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from runtime.sql import ident_list, quote_ident, quote_literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _INPUT_VIEW = "osiris_input"
 _CSV_READ_COMPRESSION = {"auto": "auto", "none": "none", "gzip": "gzip", "zstd": "zstd"}
@@ -127,6 +129,8 @@ def parquet_source_query(ctx: StepContext) -> str:
 def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
     """Run query on a private in-memory DuckDB and stream its rows; the connection lives
     exactly as long as the reader is being read."""
+    import pyarrow as pa
+
     con = open_duckdb(streaming=True)
     try:
         reader = plain_booleans(con.sql(query).to_arrow_reader(batch_size))
