@@ -178,6 +178,19 @@ def test_write_modes(pg_db: dict[str, Any], tmp_path: Path) -> None:
     assert rows(pg_db, "SELECT count(*) FROM o") == [(2,)]
 
 
+def test_created_table_gets_its_key_after_the_load(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    w = PostgresWriter()
+    cfg = {"table": "k", "primary_key": ["id"]}
+    with pytest.raises(DriverError, match="k_pkey|duplicate|unique"):  # duplicate key in the data
+        w.write(make_ctx(tmp_path, "w", cfg, pg_db), _orders([1, 2, 1], "a"))
+    assert rows(pg_db, "SELECT to_regclass('k') IS NULL") == [(True,)]  # nothing left behind
+    w.write(make_ctx(tmp_path, "w", cfg, pg_db), _orders([1, 2], "a"))
+    key = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'k'::regclass"
+    assert rows(pg_db, key) == [("PRIMARY KEY (id)",)]
+    nullable = "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'k' AND column_name = 'id'"
+    assert rows(pg_db, nullable) == [("NO",)]
+
+
 def test_missing_table_without_create(pg_db: dict[str, Any], tmp_path: Path) -> None:
     cfg = {"table": "nope", "create_if_missing": False}
     with pytest.raises(DriverError, match="does not exist"):

@@ -236,8 +236,11 @@ def create_table_ddl(
     *,
     mariadb: bool = False,
     temporary: bool = False,
+    key_constraint: bool = True,
 ) -> str:
-    """CREATE TABLE statement for an Arrow schema (dialect 'postgres' or 'mysql')."""
+    """CREATE TABLE statement for an Arrow schema (dialect 'postgres' or 'mysql').
+    key_constraint=False leaves out the PRIMARY KEY clause (key columns stay NOT NULL), for a
+    loader that adds the key after the bulk load."""
     missing = [k for k in primary_key if k not in schema.names]
     if missing:
         raise DriverError(f"primary_key column(s) {missing} are not in the data {schema.names}")
@@ -250,7 +253,7 @@ def create_table_ddl(
             sql_type = mysql_column_type(field, key=key, mariadb=mariadb)
         null = " NOT NULL" if key else ""
         lines.append(f"  {quote(field.name)} {sql_type}{null}")
-    if primary_key:
+    if primary_key and key_constraint:
         lines.append(f"  PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
     kind = "TEMPORARY TABLE" if temporary else "TABLE"
     suffix = " CHARACTER SET utf8mb4" if dialect == "mysql" else ""
