@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,103 +119,101 @@ def raw_pipe(table: str) -> tuple[float, int]:
     return timed(cmd, shell=True)
 
 
-def oml_run(table: str, python: str, project: Path) -> tuple[float, int]:
+def _pipeline(table: str, case: str) -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from runtime_helpers import step, write_manifest
+    from runtime_helpers import step
 
-    psql(f"DROP TABLE IF EXISTS oml_{table}")
+    if case == "pg-duckdb":
+        return [
+            step(
+                "extract",
+                "postgres.extractor",
+                "extractor",
+                {"table": f"raw_{table}"},
+                connection="@postgres.bench",
+            ),
+            step(
+                "load",
+                "duckdb.writer",
+                "writer",
+                {"path": "out.duckdb", "table": "orders", "write_mode": "replace"},
+                needs=["extract"],
+            ),
+        ]
+    extract = step(
+        "extract", "mysql.extractor", "extractor", {"table": table}, connection="@mysql.bench"
+    )
+    if case == "parquet":
+        writer = step(
+            "load",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": "orders.parquet"},
+            needs=["extract"],
+        )
+    else:
+        writer = step(
+            "load",
+            "postgres.writer",
+            "writer",
+            {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
+            needs=["extract"],
+            connection="@postgres.bench",
+        )
+    return [extract, writer]
+
+
+def oml_run(table: str, case: str, python: str, project: Path) -> tuple[float, int]:
+    """`oml-run` of a two-step pipeline (case: pg, parquet or pg-duckdb) in its own process."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from runtime_helpers import write_manifest
+
+    if case == "pg":
+        psql(f"DROP TABLE IF EXISTS oml_{table}")
     (project / "osiris_connections.yaml").write_text(
         json.dumps({"connections": {"mysql": {"bench": MYSQL}, "postgres": {"bench": PG}}}),
         encoding="utf-8",
     )
-    manifest = write_manifest(
-        project / "build",
-        [
-            step(
-                "extract",
-                "mysql.extractor",
-                "extractor",
-                {"table": table},
-                connection="@mysql.bench",
-            ),
-            step(
-                "load",
-                "postgres.writer",
-                "writer",
-                {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
-                inputs={"df": "extract"},
-                connection="@postgres.bench",
-            ),
-        ],
-    )
+    manifest = write_manifest(project / f"build-{case}", _pipeline(table, case))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
     env["PYTHONPATH"] = str(ROOT)
     cmd = [python, "-m", "runtime.cli", str(manifest), "--project-dir", str(project)]
+    cmd += ["--no-keep-intermediate", "--format", "json"]
     return timed(cmd, env=env)
 
 
-def in_process(case: str, table: str, python: str) -> tuple[float, int]:
-    """A driver-only case in a fresh interpreter (see --case)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return timed([python, __file__, "--case", case, "--table", table], env=env)
-
-
-def run_case(case: str, table: str) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    import pyarrow.parquet as pq
-    from drivers_ctx import make_ctx
-
-    from runtime.drivers.mysql import MySQLExtractor
-    from runtime.drivers.postgres import PostgresExtractor, PostgresWriter
-
-    tmp = Path(tempfile.mkdtemp(prefix="osiris-bench-"))
-    if case == "stream":  # extract -> write straight through, no run database
-        reader = MySQLExtractor().extract(make_ctx(tmp, "e", {"table": table}, MYSQL))
-        cfg = {"table": f"stream_{table}", "write_mode": "replace", "primary_key": ["id"]}
-        PostgresWriter().write(make_ctx(tmp, "w", cfg, PG), reader)
-    elif case == "parquet":
-        reader = MySQLExtractor().extract(make_ctx(tmp, "e", {"table": table}, MYSQL))
-        with pq.ParquetWriter(tmp / "orders.parquet", reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-    elif case == "pg-duckdb":
-        import duckdb
-
-        reader = PostgresExtractor().extract(make_ctx(tmp, "e", {"table": f"raw_{table}"}, PG))
-        con = duckdb.connect(str(tmp / "out.duckdb"), config={"memory_limit": "256MB"})
-        con.register("incoming", reader)
-        con.execute("CREATE TABLE orders AS SELECT * FROM incoming")
+CASES = (
+    ("raw mariadb | psql \\copy", None),
+    ("oml-run MariaDB -> PostgreSQL", "pg"),
+    ("oml-run MariaDB -> Parquet", "parquet"),
+    ("oml-run PostgreSQL -> DuckDB", "pg-duckdb"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 5_000_000])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter for oml-run / drivers"
     )
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.case:
-        run_case(args.case, args.table)
-        return
-    print(f"python: {args.python}")
+    print(f"python: {args.python}; median of {args.repeat} runs, cases interleaved")
     results: list[dict[str, Any]] = []
     for rows in args.rows:
         table = prepare(rows)
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name, _ in CASES}
         with tempfile.TemporaryDirectory() as project:
-            raw_s, raw_rss = raw_pipe(table)
-            oml_s, oml_rss = oml_run(table, args.python, Path(project))
-        stream_s, stream_rss = in_process("stream", table, args.python)
-        pq_s, pq_rss = in_process("parquet", table, args.python)
-        duck_s, duck_rss = in_process("pg-duckdb", table, args.python)
-        for name, secs, rss in [
-            ("raw mariadb | psql \\copy", raw_s, raw_rss),
-            ("oml-run MariaDB -> PostgreSQL", oml_s, oml_rss),
-            ("drivers streamed MariaDB -> PG", stream_s, stream_rss),
-            ("drivers MariaDB -> Parquet", pq_s, pq_rss),
-            ("drivers PostgreSQL -> DuckDB", duck_s, duck_rss),
-        ]:
+            for _ in range(args.repeat):
+                for name, case in CASES:
+                    if case is None:
+                        runs[name].append(raw_pipe(table))
+                    else:
+                        runs[name].append(oml_run(table, case, args.python, Path(project)))
+        raw_s = statistics.median(s for s, _ in runs[CASES[0][0]])
+        for name, _ in CASES:
+            secs = statistics.median(s for s, _ in runs[name])
+            rss = max(r for _, r in runs[name])
             results.append(
                 {
                     "rows": rows,
@@ -226,8 +225,8 @@ def main() -> None:
                 }
             )
             print(
-                f"{rows:>9,} {name:34s} {secs:7.2f}s {rows / secs:>11,.0f} rows/s "
-                f"ratio {raw_s / secs:4.2f}  peak RSS {rss} MiB",
+                f"{rows:>9,} {name:32s} {secs:7.2f}s {rows / secs:>11,.0f} rows/s "
+                f"ratio {raw_s / secs:4.2f}  peak RSS {rss} MiB (max of runs)",
                 flush=True,
             )
     print(json.dumps(results))

@@ -181,7 +181,7 @@ def test_write_modes(pg_db: dict[str, Any], tmp_path: Path) -> None:
 def test_created_table_gets_its_key_after_the_load(pg_db: dict[str, Any], tmp_path: Path) -> None:
     w = PostgresWriter()
     cfg = {"table": "k", "primary_key": ["id"]}
-    with pytest.raises(DriverError, match="k_pkey|duplicate|unique"):  # duplicate key in the data
+    with pytest.raises(DriverError, match=r"k_pkey|duplicate|unique"):  # duplicate key in the data
         w.write(make_ctx(tmp_path, "w", cfg, pg_db), _orders([1, 2, 1], "a"))
     assert rows(pg_db, "SELECT to_regclass('k') IS NULL") == [(True,)]  # nothing left behind
     w.write(make_ctx(tmp_path, "w", cfg, pg_db), _orders([1, 2], "a"))

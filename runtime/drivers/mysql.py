@@ -17,6 +17,7 @@ import pymysql.converters
 import pymysql.cursors
 
 from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from runtime.drivers.readahead import Spilled
 from runtime.drivers.sql_common import (
     ExtractOptions,
     WriteOptions,
@@ -203,7 +204,8 @@ def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.A
         batch_size=size,
         pre_execution_query=["SET time_zone = '+00:00'"],
     )
-    for batch in reader:
+    # connectorx reads ahead without limit: Spilled keeps its backlog on disk, not in memory
+    for batch in Spilled(iter(reader), reader.schema):
         yield list(batch.columns)
 
 
