@@ -125,3 +125,48 @@ def test_mysql_connection_killed_mid_extract(
         PostgresWriter().write(make_ctx(tmp_path, "w2", load_cfg, pg_db), rerun).rows_out == 200_000
     )
     admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # fails after ~150k rows have been streamed: the error comes at the end of the COPY
+        (
+            {"query": "SELECT g, 1 / (g - 150000) AS x FROM generate_series(1, 200000) g"},
+            "division by zero",
+        ),
+        ({"table": "numbers", "where": "nope > 1"}, "nope"),  # fails before the first row
+    ],
+)
+def test_pg_extract_server_errors_are_one_line(
+    pg_db: dict[str, Any], tmp_path: Path, config: dict[str, Any], expected: str
+) -> None:
+    from runtime.drivers.postgres import PostgresExtractor
+
+    with _pg(pg_db) as conn:
+        conn.execute("CREATE TABLE numbers (n int)")
+    with pytest.raises(DriverError) as info:
+        for _ in PostgresExtractor().extract(make_ctx(tmp_path, "e", config, pg_db)):
+            pass
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.postgres
+def test_pg_backend_terminated_mid_extract(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    from runtime.drivers.postgres import PostgresExtractor
+
+    config = {
+        "query": "SELECT g, repeat('x', 100) AS pad, pg_sleep(0.00001) FROM generate_series(1, 300000) g",
+        "batch_size": 1_000,
+    }
+    reader = PostgresExtractor().extract(make_ctx(tmp_path, "e", config, pg_db))
+    killer = _terminate_copy_soon(pg_db)
+    seen = 0
+    with pytest.raises(DriverError) as info:
+        for batch in reader:
+            seen += batch.num_rows
+    killer.join(5)
+    message = str(info.value)
+    assert "connection lost" in message and "administrator command" in message
+    assert "\n" not in message and seen < 300_000

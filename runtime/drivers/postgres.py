@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
+from psycopg import pq
 from psycopg import sql as pgsql
 from psycopg.copy import LibpqWriter
 
@@ -120,10 +121,17 @@ def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
 
 
 class _CopyStream(io.RawIOBase):
-    """A COPY TO STDOUT as a readable binary file (what Arrow's CSV reader consumes)."""
+    """`COPY ... TO STDOUT` as a readable binary file (what Arrow's CSV reader consumes).
 
-    def __init__(self, copy: psycopg.Copy) -> None:
-        self._copy = copy
+    Reads libpq's copy data straight off psycopg's PGconn: COPY sends one message per row, and
+    psycopg's Copy.read() costs a generator round trip per message (5M rows: 9.3 s through
+    Copy.read(), 3.3 s like this, as fast as psql's \\copy)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], sql: str) -> None:
+        self._pg = conn.pgconn
+        started = self._pg.exec_(sql.encode(conn.info.encoding))
+        if started.status != pq.ExecStatus.COPY_OUT:
+            raise _result_error(self._pg, started)
         self._buf = memoryview(b"")
         self._done = False
 
@@ -136,24 +144,61 @@ class _CopyStream(io.RawIOBase):
 
     def _fill(self) -> None:
         while not self._buf and not self._done:
-            chunk = self._copy.read()
-            if not chunk:
-                self._done = True
-            self._buf = memoryview(chunk)
+            size, chunk = self._pg.get_copy_data(0)
+            if size >= 0:
+                self._buf = memoryview(chunk)
+            else:
+                self._end(size)
+
+    def _end(self, size: int) -> None:
+        self._done = True
+        if size == -2:  # the connection failed
+            raise psycopg.OperationalError(_message(self._pg.error_message))
+        finished = self._pg.get_result()
+        if finished is not None and finished.status != pq.ExecStatus.COMMAND_OK:
+            raise _result_error(self._pg, finished)
 
     def readinto(self, b: Any) -> int:
-        """Fill b as far as the stream allows (COPY sends one message per row)."""
+        """Fill b as far as the stream allows (the hot loop: one pass per row)."""
         view = memoryview(b).cast("B")
+        room = len(view)
         filled = 0
-        while filled < len(view):
-            self._fill()
-            if not self._buf:
-                break
-            n = min(len(view) - filled, len(self._buf))
-            view[filled : filled + n] = self._buf[:n]
+        if self._buf:
+            n = min(room, len(self._buf))
+            view[:n] = self._buf[:n]
             self._buf = self._buf[n:]
-            filled += n
+            filled = n
+        get = self._pg.get_copy_data
+        while filled < room and not self._done:
+            size, chunk = get(0)
+            if size < 0:
+                self._buf = memoryview(b"")
+                self._end(size)
+                break
+            if filled + size <= room:
+                view[filled : filled + size] = chunk
+                filled += size
+            else:
+                n = room - filled
+                rest = memoryview(chunk)
+                view[filled:] = rest[:n]
+                self._buf = rest[n:]
+                filled = room
         return filled
+
+
+def _message(raw: bytes | None) -> str:
+    return (raw or b"").decode("utf-8", "replace").strip() or "unknown error"
+
+
+def _result_error(pg: Any, result: Any) -> psycopg.Error:
+    """The error a failed COPY result carries; FATAL ones end the session (connection lost)."""
+    primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY)
+    text = _message(primary or result.error_message or pg.error_message)
+    severity = result.error_field(pq.DiagnosticField.SEVERITY_NONLOCALIZED)
+    if pg.status != pq.ConnStatus.OK or severity in (b"FATAL", b"PANIC"):
+        return psycopg.OperationalError(text)
+    return psycopg.DatabaseError(text)
 
 
 def _csv_type(dt: pa.DataType) -> pa.DataType:
@@ -219,24 +264,23 @@ class PostgresExtractor:
         parse = pcsv.ParseOptions(newlines_in_values=True)
         rows = 0
         try:
-            with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:
-                stream = _CopyStream(copy)
-                if stream.peek_empty():
-                    return
-                reader = pcsv.open_csv(
-                    stream, read_options=read, parse_options=parse, convert_options=convert
+            stream = _CopyStream(conn, f"COPY ({select}) TO STDOUT (FORMAT csv)")
+            if stream.peek_empty():
+                return
+            reader = pcsv.open_csv(
+                stream, read_options=read, parse_options=parse, convert_options=convert
+            )
+            parsed = (
+                pa.RecordBatch.from_arrays(
+                    [_finish(col, f.type) for col, f in zip(b.columns, schema, strict=False)],
+                    schema=schema,
                 )
-                parsed = (
-                    pa.RecordBatch.from_arrays(
-                        [_finish(col, f.type) for col, f in zip(b.columns, schema, strict=False)],
-                        schema=schema,
-                    )
-                    for b in reader
-                )
-                for batch in rebatch(parsed, batch_size):
-                    rows += batch.num_rows
-                    ctx.progress(rows)
-                    yield batch
+                for b in reader
+            )
+            for batch in rebatch(parsed, batch_size):
+                rows += batch.num_rows
+                ctx.progress(rows)
+                yield batch
         except psycopg.Error as err:
             raise _fail(s, "extract", err) from None
         except (pa.ArrowException, ValueError) as err:
