@@ -9,28 +9,30 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
 from runtime.duckdb_settings import open_duckdb, plain_booleans
 from runtime.sql import quote_ident
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 
 class RunDatabase:
-    """runs/<id>/run.duckdb: one shared database, one cursor per thread."""
+    """runs/<id>/run.duckdb: one shared database, one cursor per thread. Opened by the first
+    step that uses it: a run that only streams between databases never loads DuckDB."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._con = open_duckdb(path)
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
+            if self._con is None:
+                self._con = open_duckdb(self.path)
             cursor = self._con.cursor()
             self._cursors.append(cursor)
             return cursor
@@ -65,6 +67,10 @@ class RunDatabase:
         """Close every cursor; discard=True drops the tables first so closing skips the
         checkpoint (the file is about to be deleted)."""
         with self._lock:
+            if self._con is None:  # never opened
+                return
+            import duckdb
+
             for cursor in self._cursors:
                 with contextlib.suppress(duckdb.Error):
                     cursor.close()
@@ -77,6 +83,7 @@ class RunDatabase:
                     for (name,) in names:
                         self._con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
             self._con.close()
+            self._con = None
 
 
 def counting_reader(
@@ -184,7 +191,7 @@ class LocalStepContext:
 
     def close(self) -> None:
         for cursor in self._cursors:
-            with contextlib.suppress(duckdb.Error):
+            with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
                 cursor.close()
         self._cursors.clear()
 

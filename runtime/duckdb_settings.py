@@ -26,9 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 DEFAULT_MEMORY_LIMIT = "256MB"
@@ -55,6 +54,8 @@ def open_duckdb(
         if not os.environ.get("OSIRIS_DUCKDB_MEMORY_LIMIT"):
             config["memory_limit"] = STREAM_MEMORY_LIMIT
         config["threads"] = 1
+    import duckdb  # ~65 ms: not loaded by runs that never touch DuckDB (database to database)
+
     target = ":memory:" if path is None else str(path)
     return duckdb.connect(target, read_only=read_only, config=config)
 
@@ -74,6 +75,8 @@ def execute_main_query(
     ctx.main_query_profile: the engine counts the rows of files read in place from it.
     The result is fetched to the end: DuckDB 2 refuses relational calls on a connection with an
     unfinished result."""
+    import duckdb
+
     if getattr(ctx, "profile_main_query", False) is not True:
         return _first(con.execute(sql).fetchall())
     with contextlib.suppress(duckdb.Error):  # older DuckDB: profile everything

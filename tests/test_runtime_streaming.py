@@ -36,6 +36,8 @@ def _csv(path: Path, rows: int, *, bad_at: int | None = None) -> None:
 
 
 def _tables(run_dir: Path) -> dict[str, str]:
+    if not (run_dir / "run.duckdb").exists():  # opened only by a step that needed it
+        return {}
     con = duckdb.connect(str(run_dir / "run.duckdb"), read_only=True)
     try:
         found = con.execute(
@@ -80,8 +82,8 @@ def test_csv_to_duckdb_writer_streams(tmp_path: Path) -> None:
     assert (steps["orders"].rows_in, steps["orders"].rows_out) == (120_000, 120_000)
     assert (steps["load"].rows_in, steps["load"].rows_out) == (120_000, 120_000)
     assert steps["orders"].bytes > 0
-    # nothing of the streamed extract is stored in the run database
-    assert "orders" not in _tables(run_dir)
+    # nothing of the streamed extract is stored: no step needed the run database at all
+    assert not (run_dir / "run.duckdb").exists()
     rows = _duckdb_rows(
         tmp_path / "target.duckdb", "SELECT count(*), sum(id), min(id), max(id) FROM orders"
     )
