@@ -603,8 +603,12 @@ class LocalEngine:
             ctx = self._context(step)
             try:
                 self._define_view(step, ctx, source)
-            except Exception as err:
-                return (*done, self._failed(step, err, started[step.id]))
+            except Exception as err:  # its reader never starts: it is skipped by the caller
+                return (
+                    *done,
+                    *self._views_before(views[:index], started, rows_in),
+                    self._failed(step, err, started[step.id]),
+                )
             finally:
                 ctx.close()
         last_started = time.perf_counter()
@@ -654,6 +658,22 @@ class LocalEngine:
             return (*done, *outcomes, self._failed(last, error, last_started))
         measured = _Measured(rows[views[-1].id], measured.rows_out, measured.bytes)
         return (*done, *outcomes, self._succeeded(last, measured, last_started))
+
+    def _views_before(
+        self, views: list[PlanStep], started: Mapping[str, float], rows_in: int | None
+    ) -> list[StepOutcome]:
+        """Outcomes of views made before a later one in their chain failed to bind: each is read
+        in full once (a file that cannot be read fails its extract, as copying would)."""
+        rows: dict[str, int] = {}
+        for index, step in enumerate(views):
+            try:
+                rows[step.id] = self._count_view(step.id, every_column=True)
+            except Exception as err:
+                done = self._view_outcomes(
+                    views[:index], rows, started, time.perf_counter(), rows_in
+                )
+                return [*done, self._failed(step, err, started[step.id])]
+        return self._view_outcomes(views, rows, started, time.perf_counter(), rows_in)
 
     def _inplace_source(self, step: PlanStep) -> tuple[str, list[str], int] | None:
         """(query, files, bytes) of a file extract large enough to read in place, else None."""

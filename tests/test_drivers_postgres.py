@@ -228,3 +228,30 @@ def test_supabase_rest_only_credentials_are_a_configuration_error(tmp_path: Path
     assert isinstance(info.value, ConfigurationError) and info.value.exit_code == 5
     assert "Project Settings -> Database" in str(info.value)
     assert "eyJ-secret-key" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", "", None, "  spaced  ", "ü😀"],  # unquoted batch: '' stays '', None is NULL
+        ["\\N", "\\.", "", None],  # markers: the batch is quoted, the markers stay text
+        ["a,b", 'q"z', "multi\nline", "cr\rhere", None],  # need quotes
+        ["\\."],  # alone on its line: must not end the COPY
+    ],
+)
+def test_strings_round_trip_exactly(
+    pg_db: dict[str, Any], tmp_path: Path, values: list[str | None]
+) -> None:
+    import datetime as dt_
+
+    stamps = [dt_.datetime(2024, 1, 1, 0, 0, i) for i in range(len(values))]
+    if len(values) > 1:
+        stamps[1] = dt_.datetime(2024, 1, 1, 0, 0, 1, 250)  # a fraction keeps microseconds
+    table = pa.table(
+        {"s": pa.array(values, pa.string())}
+        if len(values) == 1
+        else {"s": pa.array(values, pa.string()), "ts": pa.array(stamps, pa.timestamp("us"))}
+    )
+    PostgresWriter().write(make_ctx(tmp_path, "w", {"table": "strs"}, pg_db), _reader(table))
+    back = PostgresExtractor().extract(make_ctx(tmp_path, "r", {"table": "strs"}, pg_db))
+    assert back.read_all().equals(table)

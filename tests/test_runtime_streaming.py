@@ -651,3 +651,21 @@ def test_large_file_unreadable_through_a_processor_view_fails_the_extract(tmp_pa
     errors = {s.step_id: s.error or "" for s in outcome.steps}
     assert "oops" in errors["orders"] and errors["agg"].startswith("its input, step 'orders'")
     assert not (tmp_path / "agg.csv").exists()
+
+
+def test_large_file_then_processor_that_does_not_bind(tmp_path: Path) -> None:
+    _csv(tmp_path / "orders.csv", 5000)
+    outcome, run_dir = _run(tmp_path, _processor_chain("SELECT nope FROM input"), environ=SHORTCUTS)
+    assert outcome.exit_code == 4 and outcome.failed_step == "agg"
+    steps = {s.step_id: s for s in outcome.steps}
+    assert steps["orders"].status == "ok" and steps["orders"].rows_out == 5000
+    assert steps["agg"].status == "failed" and "nope" in (steps["agg"].error or "")
+    assert steps["out"].status == "skipped"
+    events = [(e["event"], e.get("step")) for e in read_events(run_dir) if e.get("step")]
+    assert events == [
+        ("step_started", "orders"),
+        ("step_started", "agg"),
+        ("step_finished", "orders"),
+        ("step_failed", "agg"),
+        ("step_skipped", "out"),
+    ]

@@ -366,7 +366,8 @@ class PostgresWriter:
         with (
             conn.cursor() as cur,
             cur.copy(
-                f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)", writer=LibpqWriter(cur)
+                f"COPY {table} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')",
+                writer=LibpqWriter(cur),
             ) as copy,
         ):
             for batch in data:
