@@ -79,10 +79,10 @@ def execute_main_query(
     ctx.main_query_profile: the engine counts the rows of files read in place from it.
     The result is fetched to the end: DuckDB 2 refuses relational calls on a connection with an
     unfinished result."""
-    import duckdb
-
     if getattr(ctx, "profile_main_query", False) is not True:
         return _first(con.execute(sql).fetchall())
+    import duckdb
+
     with contextlib.suppress(duckdb.Error):  # older DuckDB: profile everything
         con.execute(f"SET tracked_metrics = {_SCAN_METRICS}")
     con.execute("PRAGMA enable_profiling = 'no_output'")

@@ -602,7 +602,7 @@ class LocalEngine:
             self._started(step, **fields)
             ctx = self._context(step)
             try:
-                self._define_view(step, ctx, source)
+                self._define_view(step, ctx)
             except Exception as err:  # its reader never starts: it is skipped by the caller
                 return (
                     *done,
@@ -630,7 +630,7 @@ class LocalEngine:
             if error is None and step.role == "processor":
                 counted = measured.rows_in  # what its reader read
             elif error is None and source is not None:
-                counted = scanned_rows(ctx.main_query_profile, source[1], source[2])
+                counted = scanned_rows(ctx.main_query_profile, *source)
             if counted is None:
                 try:
                     # After a failure, read every column: the first view that cannot be read
@@ -675,25 +675,23 @@ class LocalEngine:
                 return [*done, self._failed(step, err, started[step.id])]
         return self._view_outcomes(views, rows, started, time.perf_counter(), rows_in)
 
-    def _inplace_source(self, step: PlanStep) -> tuple[str, list[str], int] | None:
-        """(query, files, bytes) of a file extract large enough to read in place, else None."""
+    def _inplace_source(self, step: PlanStep) -> tuple[list[str], int] | None:
+        """(files, bytes) of a file extract large enough to read in place, else None."""
         ctx = self._context(step)
         try:
             driver: Any = load_driver(step.driver)
             query = driver.source_query(ctx) if isinstance(driver, RunDatabaseSource) else None
             if not query or not self._large_source(driver, ctx):
                 return None
-            return query, driver.source_files(ctx), int(driver.source_bytes(ctx))
+            return driver.source_files(ctx), int(driver.source_bytes(ctx))
         except Exception:  # the extractor step reports it, the ordinary way
             return None
         finally:
             ctx.close()
 
-    def _define_view(
-        self, step: PlanStep, ctx: LocalStepContext, source: tuple[str, list[str], int] | None
-    ) -> None:
+    def _define_view(self, step: PlanStep, ctx: LocalStepContext) -> None:
         driver: Any = load_driver(step.driver)
-        if step.role == "extractor" and source is not None:
+        if step.role == "extractor":  # a file large enough to read in place
             con = ctx.run_db()
             con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {driver.view_query(ctx, con)}")
             return
