@@ -17,8 +17,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def p50(samples: Sequence[float]) -> float:
@@ -223,7 +221,7 @@ def omlc_cmd() -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+        "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
     ]
 
 

@@ -42,7 +42,7 @@ def main() -> int:
 
     import yaml
 
-    from compiler.frontend import check_text
+    from osiris.compiler.frontend import check_text
 
     print(f"check benchmark (python {sys.version.split()[0]}, p50)")
     missed = []

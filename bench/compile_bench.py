@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip osiris 0.5.7")
     args = parser.parse_args()
 
-    from compiler.compile import compile_text
+    from osiris.compiler.compile import compile_text
 
     print(f"compile benchmark (python {sys.version.split()[0]}, p50)")
     missed = []

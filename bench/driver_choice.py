@@ -269,11 +269,10 @@ def main() -> None:
     print("-- PostgreSQL read -> Arrow")
     timed("psycopg COPY binary rows()", lambda: read_pg("binary"))
     timed("ADBC fetch_record_batch", lambda: read_pg("adbc"))
-    sys.path.insert(0, ".")
     import tempfile
     from pathlib import Path
 
-    from runtime.drivers.postgres import PostgresExtractor
+    from osiris.runtime.drivers.postgres import PostgresExtractor
 
     sys.path.insert(0, "tests")
     from drivers_ctx import make_ctx

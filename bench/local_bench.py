@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from runtime.contract import cfg_bytes, manifest_digest, sha256_tag
+from osiris.runtime.contract.manifest import cfg_bytes, manifest_digest, sha256_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP_BY = (
@@ -166,7 +166,7 @@ def plain_duckdb_child(project: Path) -> Measurement:
 
 
 def bench_once(project: Path, manifest: Path, rows: int, env: dict[str, str]) -> dict[str, float]:
-    command = [sys.executable, "-m", "runtime.cli", str(manifest), "--format", "json"]
+    command = [sys.executable, "-m", "osiris.runtime.cli", str(manifest), "--format", "json"]
     run = measure(command, project, env)
     if run.exit_code != 0:
         raise SystemExit(f"oml-run failed (exit {run.exit_code}):\n{run.output}")

@@ -176,7 +176,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,1000", help="step counts (comma separated)")
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument(
-        "--server", default=f"{sys.executable} -m compiler.lsp.server", help="server command"
+        "--server", default=f"{sys.executable} -m osiris.compiler.lsp.server", help="server command"
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

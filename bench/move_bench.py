@@ -185,8 +185,7 @@ def oml_run(table: str, case: str, python: str, project: Path) -> tuple[float, i
     )
     manifest = write_manifest(project / f"build-{case}", _pipeline(table, case))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
-    env["PYTHONPATH"] = str(ROOT)
-    cmd = [python, "-m", "runtime.cli", str(manifest), "--project-dir", str(project)]
+    cmd = [python, "-m", "osiris.runtime.cli", str(manifest), "--project-dir", str(project)]
     cmd += ["--no-keep-intermediate", "--format", "json"]
     return timed(cmd, env=env)
 

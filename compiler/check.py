@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compiler.check_config import check_config, check_constraints
-from compiler.connections import ConnectionsIndex
-from compiler.locate import inner_span, key_span, node_at
-from oml.ast import Document, Name, Step
-from oml.diagnostics import DiagnosticList, Suggestion
-from oml.expr import ExpressionError, Reference, parse_connection_ref, parse_template
-from oml.span import Span
-from oml.suggest import close_matches, did_you_mean, replacements
-from oml.yamltree import YMap, YNode, YScalar, YSeq
+from osiris.compiler.check_config import check_config, check_constraints
+from osiris.compiler.connections import ConnectionsIndex
+from osiris.compiler.locate import inner_span, key_span, node_at
+from osiris.oml.ast import Document, Name, Step
+from osiris.oml.diagnostics import DiagnosticList, Suggestion
+from osiris.oml.expr import ExpressionError, Reference, parse_connection_ref, parse_template
+from osiris.oml.span import Span
+from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.yamltree import YMap, YNode, YScalar, YSeq
 
 if TYPE_CHECKING:
-    from compiler.registry import ComponentSpec, Registry
+    from osiris.compiler.registry import ComponentSpec, Registry
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -662,7 +662,7 @@ def check_processor_sql(ctx: CheckContext) -> None:
         query = sql_with_param_defaults(ctx.document, scalar.value)
         if query is None:
             continue
-        from compiler.check_sql import query_tables
+        from osiris.compiler.check_sql import query_tables
 
         result = query_tables(query)
         if result.error is not None:
@@ -776,11 +776,3 @@ def check(
     for run in PASSES:
         run(ctx)
     return ctx
-
-
-def find_connections_file(explicit: Path | None, cwd: Path | None = None) -> Path | None:
-    """--connections, else ./osiris_connections.yaml when it exists."""
-    if explicit is not None:
-        return explicit
-    candidate = (cwd or Path.cwd()) / "osiris_connections.yaml"
-    return candidate if candidate.is_file() else None

@@ -7,10 +7,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from compiler.locate import key_span, node_at
-from oml.diagnostics import DiagnosticList
-from oml.suggest import close_matches, did_you_mean, replacements
-from oml.yamltree import YMap, YNode
+from osiris.compiler.locate import key_span, node_at
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.yamltree import YMap, YNode
 
 _JSON_TYPES = {
     "string": "a string",

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from osiris.runtime.contract.project import connections_file
+from osiris.runtime.contract.version import add_version_flag
+
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_COMPILE, EXIT_RUN, EXIT_CONFIG = 0, 1, 2, 3, 4, 5
 OML_SUFFIXES = (".oml", ".yaml", ".yml")
 
@@ -47,16 +50,18 @@ def expand_paths(paths: Sequence[str]) -> list[tuple[Path, str]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from compiler.check import find_connections_file
-    from compiler.frontend import check_file, load_connections
-    from oml.render import render_json, render_text
+    from osiris.compiler.frontend import check_file, load_connections
+    from osiris.oml.render import render_json, render_text
 
-    connections_path = find_connections_file(Path(args.connections) if args.connections else None)
-    connections, problems = load_connections(connections_path)
-    diagnostics = list(problems)
+    diagnostics: list[Any] = []
     sources = {}
+    loaded: dict[Path | None, Any] = {}  # each connections file is read (and reported) once
     for path, display in expand_paths(args.files):
-        result = check_file(path, display, connections=connections)
+        connections_path = connections_file(args.connections, os.environ, path)
+        if connections_path not in loaded:
+            loaded[connections_path], problems = load_connections(connections_path)
+            diagnostics.extend(problems)
+        result = check_file(path, display, connections=loaded[connections_path])
         diagnostics.extend(result.diagnostics)
         sources[result.file] = result.source
     errors = sum(1 for d in diagnostics if d.severity.value == "error")
@@ -72,7 +77,10 @@ def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="OML files or directories")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
-        "--connections", metavar="FILE", help="osiris_connections.yaml to check aliases against"
+        "--connections",
+        metavar="FILE",
+        help="osiris_connections.yaml to check aliases against (default: $OSIRIS_CONNECTIONS, "
+        "else the project's)",
     )
     p.set_defaults(func=cmd_check)
 
@@ -83,7 +91,7 @@ def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
 def _print_diagnostics(
     diagnostics: Sequence[Any], sources: dict[str, Any], fmt: str, stream: Any
 ) -> None:
-    from oml.render import render_json, render_text
+    from osiris.oml.render import render_json, render_text
 
     if fmt == "json":
         print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False), file=stream)
@@ -91,12 +99,13 @@ def _print_diagnostics(
         stream.write(render_text(diagnostics, sources, color=_color(stream)))
 
 
-def _compile(args: argparse.Namespace, connections_path: Path | None) -> tuple[int, Any, list[Any]]:
+def _compile(args: argparse.Namespace) -> tuple[int, Any, list[Any]]:
     """Compile args.file; a broken connections file makes the result invalid (exit 2)."""
-    from compiler.compile import compile_file
-    from compiler.frontend import load_connections
+    from osiris.compiler.compile import compile_file
+    from osiris.compiler.frontend import load_connections
 
-    connections, problems = load_connections(connections_path)
+    path = connections_file(args.connections, os.environ, Path(args.file))
+    connections, problems = load_connections(path)
     result = compile_file(
         Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
     )
@@ -108,23 +117,20 @@ def _compile(args: argparse.Namespace, connections_path: Path | None) -> tuple[i
 
 def compile_command(args: argparse.Namespace) -> int:
     """`omlc FILE -o DIR` / `osiris compile`: write the manifest and/or print a stage."""
-    from compiler.check import find_connections_file
-    from compiler.compile import OutputRefused, write_output
+    from osiris.compiler.compile import OutputRefused, write_output
 
     if not args.output and not args.emit:
         raise UsageError(
             "say where to write the manifest with -o DIR (or print a stage with --emit)"
         )
-    code, result, diagnostics = _compile(
-        args, find_connections_file(Path(args.connections) if args.connections else None)
-    )
+    code, result, diagnostics = _compile(args)
     if diagnostics or code or args.format == "json":
         sources = {result.checked.file: result.checked.source}
         _print_diagnostics(
             diagnostics, sources, args.format, sys.stderr if args.emit else sys.stdout
         )
     if args.emit == "ast" and result.checked.document is not None:
-        from oml.dump import to_data
+        from osiris.oml.dump import to_data
 
         print(json.dumps(to_data(result.checked.document), indent=2, ensure_ascii=False))
     if code != EXIT_OK:
@@ -150,11 +156,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def compile_for_run(args: argparse.Namespace, out_dir: Path) -> int:
     """The compile half of `osiris run`: diagnostics printed only when there are any."""
-    from compiler.compile import write_output
-    from runtime.connections import default_connections_path
+    from osiris.compiler.compile import write_output
 
-    path = args.connections or default_connections_path(args.project_dir or Path.cwd(), os.environ)
-    code, result, diagnostics = _compile(args, Path(path) if Path(path).is_file() else None)
+    code, result, diagnostics = _compile(args)
     if diagnostics or code:
         sources = {result.checked.file: result.checked.source}
         _print_diagnostics(diagnostics, sources, args.format, sys.stdout)
@@ -175,7 +179,7 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--connections",
         metavar="FILE",
-        help="osiris_connections.yaml (default ./osiris_connections.yaml)",
+        help="osiris_connections.yaml (default: $OSIRIS_CONNECTIONS, else the project's)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -190,8 +194,8 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
-    from compiler.frontend import read_source
-    from oml.format import format_text
+    from osiris.compiler.frontend import read_source
+    from osiris.oml.format import format_text
 
     changed, failed = [], False
     for path, display in expand_paths(args.files):
@@ -203,7 +207,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             continue
         formatted, diagnostics = format_text(text, display)
         if formatted is None:
-            from oml.span import SourceText
+            from osiris.oml.span import SourceText
 
             _print_diagnostics(
                 diagnostics.sorted(), {display: SourceText(display, text)}, "text", sys.stderr
@@ -269,11 +273,12 @@ def _common_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_fmt(sub)
 
 
-OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help")
+OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help", "--version")
 
 
 def omlc_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omlc", description="The OML compiler.")
+    add_version_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
     args = list(sys.argv[1:] if argv is None else argv)
@@ -284,11 +289,12 @@ def omlc_main(argv: Sequence[str] | None = None) -> int:
 
 def osiris_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="osiris", description="Osiris pipeline toolchain.")
+    add_version_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
-    from compiler.components_cmd import add_parser as add_components
-    from compiler.project_cmd import add_parsers as add_init
-    from compiler.project_cmd import add_run_parsers
+    from osiris.compiler.components_cmd import add_parser as add_components
+    from osiris.compiler.project_cmd import add_parsers as add_init
+    from osiris.compiler.project_cmd import add_run_parsers
 
     add_components(sub)
     add_init(sub)

@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.connections import ConnectionsIndex
-from compiler.emit import Emitted, emit
-from compiler.frontend import CheckResult, check_file, check_text
-from compiler.ir import PipelineIR
-from compiler.lower import lower
-from compiler.params import parse_cli_params, resolve_params
-from oml.diagnostics import Diagnostic, DiagnosticList
+from osiris.compiler.connections import ConnectionsIndex
+from osiris.compiler.emit import Emitted, emit
+from osiris.compiler.frontend import CheckResult, check_file, check_text
+from osiris.compiler.ir import PipelineIR
+from osiris.compiler.lower import lower
+from osiris.compiler.params import parse_cli_params, resolve_params
+from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 
 EXIT_OK, EXIT_INVALID, EXIT_COMPILE = 0, 2, 3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from compiler.registry import ComponentSpec, Registry
+    from osiris.compiler.registry import ComponentSpec, Registry
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a shipped spec is broken
@@ -103,7 +103,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Registry | None:
-    from compiler.registry import load_registry
+    from osiris.compiler.registry import load_registry
 
     root: Path | None = getattr(args, "specs_root", None)
     if root is not None and not root.is_dir():

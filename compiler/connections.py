@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oml.diagnostics import DiagnosticList
-from oml.span import SourceText, Span
-from oml.yamltree import YMap, parse_yaml
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.span import SourceText, Span
+from osiris.oml.yamltree import YMap, parse_yaml
 
-DEFAULT_FILE = "osiris_connections.yaml"
 _SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
 
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from compiler.ir import PipelineIR
-from compiler.version import TOOLCHAIN_NAME, TOOLCHAIN_VERSION
-from runtime.contract import (
+from osiris.compiler.ir import PipelineIR
+from osiris.runtime.contract.manifest import (
     MANIFEST_VERSION,
     canonical_json,
     cfg_bytes,
     manifest_digest,
     sha256_tag,
 )
+from osiris.runtime.contract.version import TOOLCHAIN_NAME, toolchain_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def toolchain_fingerprint() -> str:
         canonical_json(
             {
                 "name": TOOLCHAIN_NAME,
-                "version": TOOLCHAIN_VERSION,
+                "version": toolchain_version(),
                 "manifest_version": MANIFEST_VERSION,
             }
         )
@@ -116,7 +116,7 @@ def emit(ir: PipelineIR, specs_fingerprint: str) -> Emitted:
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "pipeline": pipeline,
-        "toolchain": {"name": TOOLCHAIN_NAME, "version": TOOLCHAIN_VERSION},
+        "toolchain": {"name": TOOLCHAIN_NAME, "version": toolchain_version()},
         "params": dict(ir.params),
         "fingerprints": {
             "oml": oml_fingerprint(ir),
@@ -137,7 +137,7 @@ def _manifest_validator() -> Any:
     from jsonschema import Draft202012Validator
 
     schema = json.loads(
-        resources.files("specs").joinpath("manifest.schema.json").read_text("utf-8")
+        resources.files("osiris.specs").joinpath("manifest.schema.json").read_text("utf-8")
     )
     return Draft202012Validator(schema)
 

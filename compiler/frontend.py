@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compiler.connections import ConnectionsIndex, load_connections_index
-from oml.ast import Document
-from oml.diagnostics import Diagnostic, DiagnosticList, Severity
-from oml.parser import parse
-from oml.span import SourceText
+from osiris.compiler.connections import ConnectionsIndex, load_connections_index
+from osiris.oml.ast import Document
+from osiris.oml.diagnostics import Diagnostic, DiagnosticList, Severity
+from osiris.oml.parser import parse
+from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
-    from compiler.check import CheckContext
-    from compiler.registry import Registry
+    from osiris.compiler.check import CheckContext
+    from osiris.compiler.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,8 @@ def check_text(
     connections: ConnectionsIndex | None = None,
 ) -> CheckResult:
     """Parse and check OML source text."""
-    from compiler.check import check
-    from compiler.registry import load_registry
+    from osiris.compiler.check import check
+    from osiris.compiler.registry import load_registry
 
     diagnostics = DiagnosticList()
     document, _ = parse(text, file, diagnostics)
@@ -52,7 +52,7 @@ def check_text(
 
 def read_source(path: Path, display: str) -> tuple[str | None, Diagnostic | None]:
     """File text, or an OML000 diagnostic when it cannot be read as UTF-8."""
-    from oml.span import Position, Span
+    from osiris.oml.span import Position, Span
 
     try:
         data = path.read_bytes()

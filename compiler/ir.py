@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oml.span import Span
+from osiris.oml.span import Span
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oml.span import SourceText, Span
-from oml.yamltree import YMap, YNode, YScalar, YSeq
+from osiris.oml.span import SourceText, Span
+from osiris.oml.yamltree import YMap, YNode, YScalar, YSeq
 
 
 def inner_span(source: SourceText, scalar: YScalar, start: int, end: int) -> Span:

@@ -7,14 +7,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from compiler.check_config import check_config
-from compiler.ir import PipelineIR, StepNode
-from oml.diagnostics import Diagnostic, DiagnosticList
-from oml.expr import ExpressionError, Text, parse_template
-from oml.yamltree import YMap, YNode, YSeq
+from osiris.compiler.check_config import check_config
+from osiris.compiler.ir import PipelineIR, StepNode
+from osiris.oml.diagnostics import Diagnostic, DiagnosticList
+from osiris.oml.expr import ExpressionError, Text, parse_template
+from osiris.oml.yamltree import YMap, YNode, YSeq
 
 if TYPE_CHECKING:
-    from compiler.check import CheckContext
+    from osiris.compiler.check import CheckContext
 
 
 def _as_text(value: Any) -> str:

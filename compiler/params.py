@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oml.ast import Document, Param
-from oml.diagnostics import DiagnosticList
-from oml.span import Span
-from oml.suggest import close_matches, did_you_mean
+from osiris.oml.ast import Document, Param
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.span import Span
+from osiris.oml.suggest import close_matches, did_you_mean
 
 ENV_PREFIX = "OSIRIS_PARAM_"
 _TRUE = {"true", "1", "yes", "on"}

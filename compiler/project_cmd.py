@@ -18,10 +18,11 @@ SAMPLE_DATA = ("orders.csv", "customers.csv")
 
 def scaffold(target: Path) -> tuple[list[str], list[str]]:
     """Write the project files that are missing; returns (created, kept) relative paths."""
-    template = resources.files("compiler").joinpath("templates", "project")
-    data = resources.files("runtime").joinpath("data")
+    template = resources.files("osiris.compiler").joinpath("templates", "project")
     files = {dest: template.joinpath(src).read_bytes() for src, dest in TEMPLATE_FILES.items()}
-    files.update({f"data/{name}": data.joinpath(name).read_bytes() for name in SAMPLE_DATA})
+    files.update(
+        {f"data/{name}": template.joinpath("data", name).read_bytes() for name in SAMPLE_DATA}
+    )
     created, kept = [], []
     for rel, content in files.items():
         path = target / rel
@@ -60,9 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from compiler.cli import EXIT_OK, compile_for_run
-    from runtime.cli import execute
+    from osiris.compiler.cli import EXIT_OK, compile_for_run
+    from osiris.runtime.cli import execute
+    from osiris.runtime.contract.project import project_dir
 
+    # relative paths resolve against the pipeline's project, wherever the command runs
+    args.project_dir = args.project_dir or project_dir(Path(args.file))
     with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp:
         code = compile_for_run(args, Path(tmp) / "build")
         if code != EXIT_OK:
@@ -127,7 +131,7 @@ def _preview(path: Path) -> None:
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
-    from runtime.cli import add_run_arguments
+    from osiris.runtime.cli import add_run_arguments
 
     p = sub.add_parser("run", help="compile a pipeline and run it")
     p.add_argument("file", metavar="PIPELINE.oml")

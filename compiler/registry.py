@@ -15,9 +15,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from runtime.cache import cache_dir
-from runtime.contract import canonical_json, sha256_tag
-from runtime.drivers.registry import DRIVERS
+from osiris.runtime.contract.cache import cache_dir
+from osiris.runtime.contract.drivers import DRIVER_IDS
+from osiris.runtime.contract.manifest import canonical_json, sha256_tag
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -269,7 +269,7 @@ class Registry:
 
 def default_root() -> Traversable:
     """The installed `specs` package (a directory in a checkout, wheel or editable install)."""
-    return resources.files("specs")
+    return resources.files("osiris.specs")
 
 
 @functools.cache
@@ -297,7 +297,7 @@ class _Loader:
         self.docs: dict[str, tuple[str, bytes, dict[str, Any]]] = {}  # dir -> (path, bytes, doc)
         self.digest = hashlib.sha256(_VALIDATION_CACHE_VERSION)
         self.digest.update(_own_source())
-        self.digest.update(canonical_json(sorted(DRIVERS)))
+        self.digest.update(canonical_json(sorted(DRIVER_IDS)))
 
     def problem(self, file: str, pointer: str, message: str) -> None:
         self.problems.append(SpecProblem(file, pointer, message))
@@ -463,11 +463,11 @@ class _SpecChecker:
                 "/name", f"name {doc['name']!r} differs from its directory {self.dirname!r}"
             )
         driver = doc["x-runtime"]["driver"]
-        if driver not in DRIVERS:
+        if driver not in DRIVER_IDS:
             self.problem(
                 "/x-runtime/driver",
-                f"unknown driver {driver!r}: not in runtime.drivers.registry.DRIVERS"
-                + _did_you_mean(driver, DRIVERS),
+                f"unknown driver {driver!r}: not one of the runtime's driver ids"
+                + _did_you_mean(driver, DRIVER_IDS),
             )
         schema_ok = self.loader._check_schema(
             doc["configSchema"], self.rel, "/configSchema", self.refs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from oml.span import SourceText, Span
-from oml.yamltree import YEntry, YMap, YNode, YScalar
+from osiris.oml.span import SourceText, Span
+from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar
 
 PARAM_TYPES = ("string", "integer", "number", "boolean", "array", "object")
 

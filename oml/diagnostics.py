@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
 
-from oml.span import Span
+from osiris.oml.span import Span
 
 
 class Severity(enum.StrEnum):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from oml.span import SourceText, Span
-from oml.yamltree import YMap, YScalar, YSeq
+from osiris.oml.span import SourceText, Span
+from osiris.oml.yamltree import YMap, YScalar, YSeq
 
 
 def _span(span: Span) -> str:

@@ -87,7 +87,7 @@ class ExpressionError(ValueError):
 def _parser() -> lark.Lark:
     import lark
 
-    grammar = resources.files("grammar").joinpath("oml.lark").read_text(encoding="utf-8")
+    grammar = resources.files("osiris.grammar").joinpath("oml.lark").read_text(encoding="utf-8")
     return lark.Lark(
         grammar, parser="lalr", start=["template", "connection_ref"], propagate_positions=True
     )

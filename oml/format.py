@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 
-from oml.diagnostics import DiagnosticList
-from oml.span import SourceText
-from oml.yamltree import parse_yaml
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.span import SourceText
+from osiris.oml.yamltree import parse_yaml
 
 
 def format_text(text: str, file: str = "<string>") -> tuple[str | None, DiagnosticList]:

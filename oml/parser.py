@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from oml.ast import PARAM_TYPES, Document, Input, Name, Param, Profile, Step, StepRef
-from oml.diagnostics import DiagnosticList, Suggestion
-from oml.span import SourceText, Span
-from oml.suggest import close_matches, did_you_mean, replacements
-from oml.yamltree import YEntry, YMap, YNode, YScalar, YSeq, parse_yaml
+from osiris.oml.ast import PARAM_TYPES, Document, Input, Name, Param, Profile, Step, StepRef
+from osiris.oml.diagnostics import DiagnosticList, Suggestion
+from osiris.oml.span import SourceText, Span
+from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar, YSeq, parse_yaml
 
 OML_VERSION = "0.1.0"
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

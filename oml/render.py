@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oml.diagnostics import Diagnostic, Severity, count
-from oml.span import SourceText
+from osiris.oml.diagnostics import Diagnostic, Severity, count
+from osiris.oml.span import SourceText
 
 DEFAULT_LIMIT = 50
 

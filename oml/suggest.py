@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from oml.diagnostics import Suggestion
-from oml.span import Span
+from osiris.oml.diagnostics import Suggestion
+from osiris.oml.span import Span
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:

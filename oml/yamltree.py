@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from oml.diagnostics import DiagnosticList
-from oml.span import SourceText, Span
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.span import SourceText, Span
 
 
 @dataclass(frozen=True, slots=True)

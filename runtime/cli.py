@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from runtime.connections import VALIDATION_MODES
-from runtime.console import LiveView, PlainView, QuietView, summary_table
-from runtime.errors import EXIT_INTERNAL
-from runtime.runner import RunOutcome, run_manifest
+from osiris.runtime.connections import VALIDATION_MODES
+from osiris.runtime.console import LiveView, PlainView, QuietView, summary_table
+from osiris.runtime.contract.version import add_version_flag
+from osiris.runtime.errors import EXIT_INTERNAL
+from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 internal error, 3 manifest invalid/modified, "
         "4 run failure, 5 configuration",
     )
+    add_version_flag(parser)
     parser.add_argument("manifest", type=Path, help="manifest.yaml or the directory holding it")
     add_run_arguments(parser)
     return parser

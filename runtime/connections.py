@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import yaml
 
-from runtime.errors import ConfigurationError
-from runtime.secrets import (
+from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
+from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.secrets import (
     Redactor,
     VariableSource,
     embedded_passwords,
@@ -24,7 +25,6 @@ from runtime.secrets import (
     read_dotenv,
 )
 
-CONNECTIONS_FILE = "osiris_connections.yaml"
 ValidationMode = Literal["warn", "strict", "off"]
 VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
 
@@ -59,12 +59,6 @@ class ResolvedConnection:
     alias: str
     fields: Mapping[str, Any]
     warnings: tuple[str, ...] = ()
-
-
-def default_connections_path(project_dir: Path, environ: Mapping[str, str]) -> Path:
-    """$OSIRIS_CONNECTIONS, else <project>/osiris_connections.yaml."""
-    configured = environ.get("OSIRIS_CONNECTIONS")
-    return Path(configured) if configured else project_dir / CONNECTIONS_FILE
 
 
 def validation_mode(value: str | None, environ: Mapping[str, str]) -> ValidationMode:
@@ -116,7 +110,7 @@ def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, A
 def family_schema(family: str) -> dict[str, Any] | None:
     """specs/connections/<family>.json, or None when the specs package has none."""
     try:
-        entry = resources.files("specs").joinpath("connections", f"{family}.json")
+        entry = resources.files("osiris.specs").joinpath("connections", f"{family}.json")
         if not entry.is_file():
             return None
         loaded = json.loads(entry.read_text(encoding="utf-8"))
@@ -140,7 +134,7 @@ class ConnectionResolver:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         redactor: Redactor,
         secrets_file: Path | None = None,
@@ -159,6 +153,7 @@ class ConnectionResolver:
         self._cache: dict[str, ResolvedConnection] = {}
 
     def _load(self) -> tuple[dict[str, dict[str, dict[str, Any]]], VariableSource]:
+        assert self.path is not None
         if self._aliases is None or self._source is None:
             self._aliases = read_connection_aliases(self.path)
             layers: list[Mapping[str, str]] = [self._environ]
@@ -174,6 +169,11 @@ class ConnectionResolver:
         if text in self._cache:
             return self._cache[text]
         ref = ConnectionRef.parse(text)
+        if self.path is None:
+            raise ConfigurationError(
+                f"connection {ref}: no connections file (pass --connections FILE, set "
+                f"{CONNECTIONS_ENV}, or create {CONNECTIONS_FILE} in the project directory)"
+            )
         if not self.path.is_file():
             raise ConfigurationError(
                 f"connection {ref}: connections file {self.path} does not exist "

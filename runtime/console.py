@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runtime.runner import RunOutcome
+from osiris.runtime.runner import RunOutcome
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -9,9 +9,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
-from runtime.duckdb_settings import open_duckdb, plain_booleans
-from runtime.sql import quote_ident
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
+from osiris.runtime.sql import quote_ident
 
 if TYPE_CHECKING:
     import duckdb

@@ -88,9 +88,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from runtime.connections import ResolvedConnection
-from runtime.context import LocalStepContext, RunDatabase, counting_reader
-from runtime.drivers.base import (
+from osiris.runtime.connections import ResolvedConnection
+from osiris.runtime.context import LocalStepContext, RunDatabase, counting_reader
+from osiris.runtime.drivers.base import (
     DriverError,
     Extractor,
     Processor,
@@ -100,13 +100,20 @@ from runtime.drivers.base import (
     ViewProcessor,
     Writer,
 )
-from runtime.drivers.registry import load_driver
-from runtime.errors import ConfigurationError
-from runtime.events import STEP_FAILED, STEP_FINISHED, STEP_SKIPPED, STEP_STARTED, EventLog, RunLog
-from runtime.manifest import Plan, PlanStep
-from runtime.rundir import RunPaths
-from runtime.secrets import Redactor
-from runtime.sql import quote_ident
+from osiris.runtime.drivers.registry import load_driver
+from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.events import (
+    STEP_FAILED,
+    STEP_FINISHED,
+    STEP_SKIPPED,
+    STEP_STARTED,
+    EventLog,
+    RunLog,
+)
+from osiris.runtime.manifest import Plan, PlanStep
+from osiris.runtime.rundir import RunPaths
+from osiris.runtime.secrets import Redactor
+from osiris.runtime.sql import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -849,7 +856,7 @@ def _same_duckdb_file(
     """True for a duckdb.extractor -> duckdb.writer pair on one file (cannot be open twice)."""
     if not (source.driver.startswith("duckdb.") and sink.driver.startswith("duckdb.")):
         return False
-    from runtime.drivers.duckdb_driver import database_path
+    from osiris.runtime.drivers.duckdb_driver import database_path
 
     try:
         return database_path(source_ctx).resolve() == database_path(sink_ctx).resolve()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.secrets import Redactor
+from osiris.runtime.secrets import Redactor
 
 RUN_STARTED = "run_started"
 STEP_STARTED = "step_started"

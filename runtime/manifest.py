@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
-from runtime.cache import cache_dir
-from runtime.contract import manifest_digest, sha256_tag
-from runtime.drivers.registry import DRIVERS
-from runtime.errors import ManifestError
+from osiris.runtime.contract.cache import cache_dir
+from osiris.runtime.contract.drivers import DRIVER_IDS
+from osiris.runtime.contract.manifest import manifest_digest, sha256_tag
+from osiris.runtime.errors import ManifestError
 
 MANIFEST_FILE = "manifest.yaml"
 Role = Literal["extractor", "processor", "writer"]
@@ -87,7 +87,7 @@ def manifest_schema() -> dict[str, Any]:
 
 @cache
 def _manifest_schema_bytes() -> bytes:
-    return resources.files("specs").joinpath("manifest.schema.json").read_bytes()
+    return resources.files("osiris.specs").joinpath("manifest.schema.json").read_bytes()
 
 
 def manifest_file(path: Path) -> Path:
@@ -178,7 +178,7 @@ def _validated_marker(data: bytes) -> Path | None:
 
 def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[PlanStep, bool]:
     step_id = raw["id"]
-    if raw["driver"] not in DRIVERS:
+    if raw["driver"] not in DRIVER_IDS:
         raise ManifestError(
             f"step {step_id}: driver {raw['driver']!r} is not known to this runtime"
         )

@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtime.connections import (
-    ConnectionResolver,
-    ResolvedConnection,
-    default_connections_path,
-    validation_mode,
-)
-from runtime.context import RunDatabase
-from runtime.engine import (
+from osiris.runtime.connections import ConnectionResolver, ResolvedConnection, validation_mode
+from osiris.runtime.context import RunDatabase
+from osiris.runtime.contract.project import connections_file
+from osiris.runtime.contract.project import project_dir as find_project_dir
+from osiris.runtime.engine import (
     INPLACE_MIN_BYTES,
     LocalEngine,
     MaterializeMode,
@@ -27,7 +24,7 @@ from runtime.engine import (
     inplace_min_bytes,
     materialize_mode,
 )
-from runtime.errors import (
+from osiris.runtime.errors import (
     EXIT_CONFIGURATION,
     EXIT_INTERNAL,
     EXIT_OK,
@@ -35,10 +32,10 @@ from runtime.errors import (
     ConfigurationError,
     ManifestError,
 )
-from runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
-from runtime.manifest import Plan, load_plan
-from runtime.rundir import RunPaths, create_run_dir
-from runtime.secrets import Redactor
+from osiris.runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
+from osiris.runtime.manifest import Plan, load_plan
+from osiris.runtime.rundir import RunPaths, create_run_dir
+from osiris.runtime.secrets import Redactor
 
 
 class RunObserver(Protocol):
@@ -122,7 +119,7 @@ def run_manifest(
         plan = load_plan(manifest, allow_modified=allow_modified)
     except ManifestError as err:
         return RunOutcome("failed", err.exit_code, error=str(err))
-    project = Path(project_dir).resolve() if project_dir else Path.cwd().resolve()
+    project = Path(project_dir).resolve() if project_dir else find_project_dir().resolve()
     try:
         mode = validation_mode(validation, env)
     except ConfigurationError as err:
@@ -138,7 +135,7 @@ def run_manifest(
             "failed", EXIT_CONFIGURATION, pipeline=plan.pipeline_name, error=f"run directory: {err}"
         )
     resolver = ConnectionResolver(
-        Path(connections) if connections else default_connections_path(project, env),
+        connections_file(connections, env, project),
         redactor=redactor,
         secrets_file=Path(secrets_file) if secrets_file else None,
         environ=env,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from runtime.errors import ConfigurationError
+from osiris.runtime.errors import ConfigurationError
 
 MASK = "***"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from runtime.contract import cfg_bytes, manifest_digest, sha256_tag
+from osiris.runtime.contract.manifest import cfg_bytes, manifest_digest, sha256_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from runtime.contract import cfg_bytes, manifest_digest, sha256_tag
+from osiris.runtime.contract.manifest import cfg_bytes, manifest_digest, sha256_tag
 
 ROLE_MODES = {"extractor": "read", "processor": "transform", "writer": "write"}
 
@@ -92,7 +92,7 @@ def write_manifest(
 def run_cli(
     args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """`oml-run ARGS` in a subprocess (python -m runtime.cli), capturing text output."""
+    """`oml-run ARGS` in a subprocess (python -m osiris.runtime.cli), capturing text output."""
     full_env = {
         k: v
         for k, v in os.environ.items()
@@ -100,7 +100,7 @@ def run_cli(
     }
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args],
+        [sys.executable, "-m", "osiris.runtime.cli", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -127,7 +127,7 @@ def run_steps(
     """Compile-free shortcut: write a manifest under project/build and run it in process.
 
     Returns (RunOutcome, run_dir)."""
-    from runtime.runner import run_manifest
+    from osiris.runtime.runner import run_manifest
 
     manifest = write_manifest(project / "build", steps)
     options.setdefault("environ", {})

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from oml_cases import CHECK_CASES, CONNECTIONS, VALID_CASES, extract, mysql_writer, pipeline
 
-from compiler.connections import ConnectionsIndex, index_connections
-from compiler.frontend import check_file, check_text
-from oml.diagnostics import DiagnosticList, Severity
-from oml.span import SourceText
-from tests.oml_cases import CHECK_CASES, CONNECTIONS, VALID_CASES, extract, mysql_writer, pipeline
+from osiris.compiler.connections import ConnectionsIndex, index_connections
+from osiris.compiler.frontend import check_file, check_text
+from osiris.oml.diagnostics import DiagnosticList, Severity
+from osiris.oml.span import SourceText
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,7 +135,7 @@ def test_errors_are_collected_not_raised_one_by_one() -> None:
 def test_broken_spec_is_reported(tmp_path: Path) -> None:
     import shutil
 
-    from compiler.registry import load_registry
+    from osiris.compiler.registry import load_registry
 
     root = tmp_path / "specs"
     shutil.copytree(ROOT / "specs", root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.oml_cases import CSV_TO_CSV, WITH_UNUSED_PARAM
+from oml_cases import CSV_TO_CSV, WITH_UNUSED_PARAM
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +21,7 @@ def omlc(
         [
             sys.executable,
             "-c",
-            "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+            "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
             *args,
         ],
         capture_output=True,
@@ -111,7 +110,7 @@ def test_fmt_check_and_rewrite(project: Path) -> None:
 
 
 def test_components_list_and_spec() -> None:
-    from compiler.cli import osiris_main
+    from osiris.compiler.cli import osiris_main
 
     assert osiris_main(["components", "list", "--format", "json"]) == 0
     assert osiris_main(["components", "spec", "mysql.extractr"]) == 2

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from oml_cases import CSV_TO_CSV, extract, mysql_writer, pipeline
 
-from compiler.compile import OutputRefused, compile_text, write_output
-from runtime.contract import manifest_digest
-from tests.oml_cases import CSV_TO_CSV, extract, mysql_writer, pipeline
+from osiris.compiler.compile import OutputRefused, compile_text, write_output
+from osiris.runtime.contract.manifest import manifest_digest
 
 PARAMS = (
     "params:\n  n: {type: integer, default: 500}\n  day: {type: string}\n  rate: {type: number}\n"
@@ -172,7 +172,7 @@ def test_ir_graph_is_the_dag_in_order() -> None:
 def test_pure_and_c_yaml_emitters_agree() -> None:
     import yaml
 
-    from compiler.emit import dump_yaml
+    from osiris.compiler.emit import dump_yaml
 
     manifest = compile_text(CSV_TO_CSV, "p.oml", environ={}).emitted.manifest
     manifest["pipeline"]["description"] = "ünïcode ☕ 'quotes' \"double\" : colon # hash\nnew line"

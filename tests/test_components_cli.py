@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler.components_cmd import add_parser
-from compiler.registry import load_registry
+from osiris.compiler.components_cmd import add_parser
+from osiris.compiler.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACTORS = [
@@ -103,7 +103,9 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_spec_yaml_is_the_file_as_shipped(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "components", "spec", "mysql.writer")
     assert (code, err) == (0, "")
-    shipped = resources.files("specs").joinpath("components/mysql.writer/spec.yaml").read_text()
+    shipped = (
+        resources.files("osiris.specs").joinpath("components/mysql.writer/spec.yaml").read_text()
+    )
     assert out == shipped
     assert yaml.safe_load(out)["name"] == "mysql.writer"
 
@@ -140,7 +142,7 @@ def test_unknown_spec_exits_2_with_did_you_mean(
 def broken_root(tmp_path: Path) -> Path:
     root = tmp_path / "specs"
     shutil.copytree(
-        Path(str(resources.files("specs"))), root, ignore=shutil.ignore_patterns("*.py")
+        Path(str(resources.files("osiris.specs"))), root, ignore=shutil.ignore_patterns("*.py")
     )
     spec = root / "components/mysql.writer/spec.yaml"
     spec.write_text(spec.read_text().replace("version: 1.0.0", "version: latest"))
@@ -173,7 +175,7 @@ def test_missing_specs_root_is_a_usage_error(
 
 SCRIPT = """
 import argparse, sys
-from compiler.components_cmd import add_parser
+from osiris.compiler.components_cmd import add_parser
 parser = argparse.ArgumentParser(prog="osiris")
 add_parser(parser.add_subparsers())
 args = parser.parse_args(sys.argv[1:])

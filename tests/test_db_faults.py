@@ -14,9 +14,9 @@ import pymysql
 import pytest
 from drivers_ctx import make_ctx
 
-from runtime.drivers.base import DriverError
-from runtime.drivers.mysql import MySQLExtractor
-from runtime.drivers.postgres import PostgresWriter
+from osiris.runtime.drivers.base import DriverError
+from osiris.runtime.drivers.mysql import MySQLExtractor
+from osiris.runtime.drivers.postgres import PostgresWriter
 
 
 def _pg(db: dict[str, Any]) -> psycopg.Connection[Any]:
@@ -142,7 +142,7 @@ def test_mysql_connection_killed_mid_extract(
 def test_pg_extract_server_errors_are_one_line(
     pg_db: dict[str, Any], tmp_path: Path, config: dict[str, Any], expected: str
 ) -> None:
-    from runtime.drivers.postgres import PostgresExtractor
+    from osiris.runtime.drivers.postgres import PostgresExtractor
 
     with _pg(pg_db) as conn:
         conn.execute("CREATE TABLE numbers (n int)")
@@ -154,7 +154,7 @@ def test_pg_extract_server_errors_are_one_line(
 
 @pytest.mark.postgres
 def test_pg_backend_terminated_mid_extract(pg_db: dict[str, Any], tmp_path: Path) -> None:
-    from runtime.drivers.postgres import PostgresExtractor
+    from osiris.runtime.drivers.postgres import PostgresExtractor
 
     config = {
         "query": "SELECT g, repeat('x', 100) AS pad, pg_sleep(0.00001) FROM generate_series(1, 300000) g",

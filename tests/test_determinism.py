@@ -27,17 +27,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from invariants import CANARY_VALUE, CANARY_VAR, check_compiled
 
-from compiler.compile import compile_checked, compile_text
-from compiler.frontend import check_text
-from compiler.registry import load_registry
-from oml.format import format_text
+from osiris.compiler.compile import compile_checked, compile_text
+from osiris.compiler.frontend import check_text
+from osiris.compiler.registry import load_registry
+from osiris.oml.format import format_text
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "golden"
 OMLC = [
     sys.executable,
     "-c",
-    "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+    "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
 ]
 FINGERPRINTS = ("oml", "specs", "params", "toolchain", "manifest")
 

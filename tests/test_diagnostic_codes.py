@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.oml_cases import CHECK_CASES
-from tests.test_compile import COMPILE_CASES
+from oml_cases import CHECK_CASES
+from test_compile import COMPILE_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"\bOML\d{3}\b")

@@ -15,8 +15,8 @@ import pymysql
 import pytest
 from drivers_ctx import make_ctx
 
-from runtime.drivers.base import ConnectionFailure, DriverError
-from runtime.drivers.mysql import MySQLExtractor, MySQLWriter
+from osiris.runtime.drivers.base import ConnectionFailure, DriverError
+from osiris.runtime.drivers.mysql import MySQLExtractor, MySQLWriter
 
 pytestmark = pytest.mark.mysql
 
@@ -135,7 +135,7 @@ def test_extract_backlog_spills_to_disk_and_reads_back_exactly(
 ) -> None:
     import time
 
-    from runtime.drivers import readahead
+    from osiris.runtime.drivers import readahead
 
     seed_types(mysql_db)
     execute(

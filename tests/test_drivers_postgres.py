@@ -15,10 +15,10 @@ import pyarrow as pa
 import pytest
 from drivers_ctx import make_ctx
 
-from runtime.drivers.base import ConnectionFailure, DriverError
-from runtime.drivers.postgres import PostgresExtractor, PostgresWriter
-from runtime.drivers.sql_common import DriverConfigError
-from runtime.errors import ConfigurationError
+from osiris.runtime.drivers.base import ConnectionFailure, DriverError
+from osiris.runtime.drivers.postgres import PostgresExtractor, PostgresWriter
+from osiris.runtime.drivers.sql_common import DriverConfigError
+from osiris.runtime.errors import ConfigurationError
 
 pytestmark = pytest.mark.postgres
 

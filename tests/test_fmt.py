@@ -19,15 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.compile import compile_text
-from oml.format import format_text
+from osiris.compiler.compile import compile_text
+from osiris.oml.format import format_text
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "golden"
 OMLC = [
     sys.executable,
     "-c",
-    "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+    "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
 ]
 PIPELINES = sorted(GOLDEN.glob("*/pipeline.oml"))
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oml_cases import CHECK_CASES, CSV_TO_CSV, VALID_CASES
 
-from compiler.cli import omlc_main
-from compiler.frontend import check_text
-from tests.oml_cases import CHECK_CASES, CSV_TO_CSV, VALID_CASES
+from osiris.compiler.cli import omlc_main
+from osiris.compiler.frontend import check_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = (
@@ -120,7 +120,7 @@ def test_cli_never_prints_a_traceback(tmp_path: Path) -> None:
     for name, data in samples.items():
         (tmp_path / name).write_bytes(data)
     proc = subprocess.run(
-        [sys.executable, "-m", "compiler.cli", "check", str(tmp_path)],
+        [sys.executable, "-m", "osiris.compiler.cli", "check", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

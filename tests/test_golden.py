@@ -34,9 +34,9 @@ from invariants import (
     check_diagnostics_output,
 )
 
-from compiler.compile import compile_text
-from compiler.connections import load_connections_index
-from oml.render import render_json
+from osiris.compiler.compile import compile_text
+from osiris.compiler.connections import load_connections_index
+from osiris.oml.render import render_json
 
 INPUT_FILES = {"pipeline.oml", "args.json", "osiris_connections.yaml"}
 ARG_KEYS = {"params", "profile", "environ", "connections"}
@@ -44,7 +44,7 @@ CASES = sorted(p.parent.name for p in GOLDEN_DIR.glob("*/pipeline.oml"))
 OMLC = [
     sys.executable,
     "-c",
-    "import sys; from compiler.cli import omlc_main; sys.exit(omlc_main())",
+    "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
 ]
 COMPONENTS = sorted(p.parent.name for p in (ROOT / "specs" / "components").glob("*/spec.yaml"))
 
@@ -93,7 +93,7 @@ def run_case(case: str) -> Outcome:
     diagnostics: list[Any] = []
     connections = None
     if "connections" in args:
-        from oml.diagnostics import DiagnosticList
+        from osiris.oml.diagnostics import DiagnosticList
 
         problems = DiagnosticList()
         cwd = os.getcwd()

@@ -29,7 +29,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest_lsp.fixture(
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "compiler.lsp.server"])
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "osiris.compiler.lsp.server"])
 )
 async def client(lsp_client: LanguageClient, workspace: Path) -> AsyncIterator[None]:
     await lsp_client.initialize_session(

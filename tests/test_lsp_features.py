@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from compiler.frontend import check_text
-from compiler.lsp import completion, features, hover, navigation
-from compiler.lsp.positions import UTF8, UTF16, UTF32, column_from_units, units
-from compiler.lsp.state import ConnectionsFile, DocumentState
+from osiris.compiler.frontend import check_text
+from osiris.compiler.lsp import completion, features, hover, navigation
+from osiris.compiler.lsp.positions import UTF8, UTF16, UTF32, column_from_units, units
+from osiris.compiler.lsp.state import ConnectionsFile, DocumentState
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = (ROOT / "golden/mysql_duckdb_supabase/pipeline.oml").read_text(encoding="utf-8")
@@ -385,12 +385,14 @@ def test_hover_and_definition_keep_working_while_the_text_is_broken() -> None:
     assert shown is not None and "mysql.extractor" in str(shown.contents)
 
 
-def test_connections_setting_shapes(tmp_path: Path) -> None:
-    from compiler.lsp.server import OmlLanguageServer
+def test_connections_setting_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from osiris.compiler.lsp.server import OmlLanguageServer
 
+    monkeypatch.delenv("OSIRIS_CONNECTIONS", raising=False)
     server = OmlLanguageServer()
     server.root = str(tmp_path)
-    assert server.connections_path() == str(tmp_path / "osiris_connections.yaml")
+    uri = (tmp_path / "p.oml").as_uri()
+    assert server.connections_path(uri) == str(tmp_path / "osiris_connections.yaml")
     for settings in (
         {"osiris": {"connections": "conf/c.yaml"}},
         {"connections": "conf/c.yaml"},
@@ -398,9 +400,30 @@ def test_connections_setting_shapes(tmp_path: Path) -> None:
     ):
         server.setting = None
         server.configure(settings)
-        assert server.connections.path == str(tmp_path / "conf/c.yaml")
+        assert server.connections_path(uri) == str(tmp_path / "conf/c.yaml")
     server.configure({"osiris": {"connections": "/abs/c.yaml", "debounceMs": 25}})
-    assert server.connections.path == "/abs/c.yaml" and server.debounce == 0.025
+    assert server.connections_path(uri) == "/abs/c.yaml" and server.debounce == 0.025
+
+
+def test_connections_follow_the_documents_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a setting, a document is checked against its own project's connections file,
+    the one `omlc check` uses: the nearest osiris_connections.yaml above it."""
+    from osiris.compiler.lsp.server import OmlLanguageServer
+
+    monkeypatch.delenv("OSIRIS_CONNECTIONS", raising=False)
+    project = tmp_path / "proj"
+    (project / "pipelines").mkdir(parents=True)
+    (project / "osiris_connections.yaml").write_text(CONNECTIONS)
+    server = OmlLanguageServer()
+    server.root = str(tmp_path)
+    uri = (project / "pipelines" / "p.oml").as_uri()
+    assert server.connections_path(uri) == str(project / "osiris_connections.yaml")
+    loaded = server.connections(uri)
+    assert loaded is not None and loaded.index is not None
+    monkeypatch.setenv("OSIRIS_CONNECTIONS", str(tmp_path / "env.yaml"))
+    assert server.connections_path(uri) == str(tmp_path / "env.yaml")
 
 
 def test_a_value_typed_right_after_the_colon_gets_its_space() -> None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from oml_cases import CSV_TO_CSV
 
-from oml.diagnostics import DiagnosticList
-from oml.expr import ConnectionRef, ExpressionError, Reference, parse_connection_ref, parse_template
-from oml.parser import parse
-from oml.render import render_json, render_text
-from oml.span import SourceText
-from oml.yamltree import YMap, YScalar, parse_yaml
-from tests.oml_cases import CSV_TO_CSV
+from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.expr import (
+    ConnectionRef,
+    ExpressionError,
+    Reference,
+    parse_connection_ref,
+    parse_template,
+)
+from osiris.oml.parser import parse
+from osiris.oml.render import render_json, render_text
+from osiris.oml.span import SourceText
+from osiris.oml.yamltree import YMap, YScalar, parse_yaml
 
 
 def test_positions_count_characters_and_utf8_bytes() -> None:

@@ -20,7 +20,7 @@ def osiris(
         [
             sys.executable,
             "-c",
-            "import sys; from compiler.cli import osiris_main; sys.exit(osiris_main())",
+            "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())",
             *args,
         ],
         capture_output=True,
@@ -95,7 +95,7 @@ def test_run_params_and_error_exit_codes(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from compiler.cli import osiris_main; sys.exit(osiris_main())",
+            "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())",
             "run",
             "pipeline.oml",
         ],

@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from runtime.drivers import readahead
-from runtime.drivers.readahead import Spilled
+from osiris.runtime.drivers import readahead
+from osiris.runtime.drivers.readahead import Spilled
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 

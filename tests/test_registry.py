@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from compiler.registry import Registry, SpecProblem, load_registry
+from osiris.compiler.registry import Registry, SpecProblem, load_registry
 
 MYSQL_EXTRACTOR = "components/mysql.extractor/spec.yaml"
 
@@ -32,7 +32,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 def specs_copy(tmp_path: Path) -> Path:
     """A private copy of the packaged specs tree."""
     root = tmp_path / "specs"
-    source = Path(str(resources.files("specs")))
+    source = Path(str(resources.files("osiris.specs")))
     shutil.copytree(source, root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     return root
 

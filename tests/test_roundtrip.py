@@ -13,8 +13,8 @@ from runtime_helpers import run_steps, step
 from test_drivers_mysql import seed_types as seed_mysql
 from test_drivers_postgres import seed_types as seed_pg
 
-from runtime.drivers.mysql import MySQLExtractor
-from runtime.drivers.postgres import PostgresExtractor
+from osiris.runtime.drivers.mysql import MySQLExtractor
+from osiris.runtime.drivers.postgres import PostgresExtractor
 
 pytestmark = [pytest.mark.mysql, pytest.mark.postgres]
 

@@ -13,11 +13,11 @@ import pytest
 from rich.console import Console
 from runtime_helpers import only_run_dir, run_cli, step, write_connections, write_manifest
 
-from runtime import cli
-from runtime.console import LiveView
-from runtime.runner import run_manifest
+from osiris.runtime import cli
+from osiris.runtime.console import LiveView
+from osiris.runtime.runner import run_manifest
 
-DATA = Path(__file__).resolve().parent.parent / "runtime" / "data"
+DATA = Path(__file__).resolve().parent.parent / "compiler" / "templates" / "project" / "data"
 
 
 def demo_project(project: Path) -> Path:
@@ -136,7 +136,7 @@ def test_manifest_invalid_exit_3(tmp_path: Path) -> None:
 
 _LOADED = """
 import json, sys
-from runtime.cli import main
+from osiris.runtime.cli import main
 code = main(sys.argv[1:])
 heavy = ("rich", "jsonschema", "pyarrow")
 print(json.dumps({"exit": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
@@ -264,7 +264,7 @@ def test_redaction_canary_never_leaks(tmp_path: Path) -> None:
 
 def test_concurrent_runs_get_distinct_run_dirs(tmp_path: Path) -> None:
     demo_project(tmp_path)
-    command = [sys.executable, "-m", "runtime.cli", "build", "--format", "json"]
+    command = [sys.executable, "-m", "osiris.runtime.cli", "build", "--format", "json"]
     procs = [
         subprocess.Popen(
             command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from runtime.connections import ConnectionResolver, read_connection_aliases, validation_mode
-from runtime.errors import ConfigurationError
-from runtime.secrets import Redactor, read_dotenv
+from osiris.runtime.connections import ConnectionResolver, read_connection_aliases, validation_mode
+from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.secrets import Redactor, read_dotenv
 
 CONNECTIONS = """\
 version: 1

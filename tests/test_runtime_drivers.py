@@ -415,7 +415,7 @@ _LATE_QUOTE = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(60_000)) + '600
 def test_pinned_csv_query_reads_what_read_csv_reads(
     tmp_path: Path, text: str, options: dict[str, Any], fails: bool, gzipped: bool
 ) -> None:
-    from runtime.drivers.files import csv_source_query, pinned_csv_query
+    from osiris.runtime.drivers.files import csv_source_query, pinned_csv_query
 
     name = "data.csv.gz" if gzipped else "data.csv"
     data = text.encode()
@@ -437,7 +437,7 @@ def test_pinned_csv_query_reads_what_read_csv_reads(
 
 
 def test_pinned_csv_query_leaves_globs_to_read_csv(tmp_path: Path) -> None:
-    from runtime.drivers.files import csv_source_query, pinned_csv_query
+    from osiris.runtime.drivers.files import csv_source_query, pinned_csv_query
 
     for part in ("a", "b"):
         (tmp_path / f"part-{part}.csv").write_text("id\n1\n")

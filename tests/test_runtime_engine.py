@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 from runtime_helpers import read_events, run_steps, step, write_manifest
 
-from runtime.context import LocalStepContext, RunDatabase
-from runtime.drivers.duckdb_driver import DuckDBWriter
-from runtime.drivers.files import CsvWriter, ParquetWriter
-from runtime.runner import run_manifest
+from osiris.runtime.context import LocalStepContext, RunDatabase
+from osiris.runtime.drivers.duckdb_driver import DuckDBWriter
+from osiris.runtime.drivers.files import CsvWriter, ParquetWriter
+from osiris.runtime.runner import run_manifest
 
 CSV = "filesystem.csv_extractor"
 

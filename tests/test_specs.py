@@ -12,8 +12,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from compiler.registry import ComponentSpec, Registry, load_registry
-from runtime.drivers.registry import DRIVERS
+from osiris.compiler.registry import ComponentSpec, Registry, load_registry
+from osiris.runtime.contract.drivers import DRIVER_IDS
 
 EXPECTED = {
     "mysql.extractor",
@@ -75,7 +75,7 @@ def test_all_thirteen_specs_load_without_problems(registry: Registry) -> None:
 
 
 def test_package_data_is_found_through_importlib_resources() -> None:
-    root = resources.files("specs")
+    root = resources.files("osiris.specs")
     found = {
         item.name
         for item in root.joinpath("components").iterdir()
@@ -92,7 +92,7 @@ def test_package_data_is_found_through_importlib_resources() -> None:
 def test_spec_is_complete_and_consistent(registry: Registry, name: str) -> None:
     spec = _spec(registry, name)
     assert spec.path == f"components/{name}/spec.yaml"
-    assert spec.driver in DRIVERS
+    assert spec.driver in DRIVER_IDS
     Draft202012Validator.check_schema(spec.config_schema)
     assert spec.config_schema["additionalProperties"] is False
     for field_name, field in spec.config_schema["properties"].items():
@@ -300,7 +300,9 @@ steps:
 
 @pytest.fixture(scope="module")
 def oml_validator() -> Draft202012Validator:
-    schema = json.loads(Path(str(resources.files("specs").joinpath("oml.schema.json"))).read_text())
+    schema = json.loads(
+        Path(str(resources.files("osiris.specs").joinpath("oml.schema.json"))).read_text()
+    )
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

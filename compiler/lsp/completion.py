@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from compiler.lsp import docs
-from compiler.lsp.context import Context, context_at
-from compiler.lsp.positions import cursor, units
-from compiler.lsp.state import DocumentState
+from osiris.compiler.lsp import docs
+from osiris.compiler.lsp.context import Context, context_at
+from osiris.compiler.lsp.positions import cursor, units
+from osiris.compiler.lsp.state import DocumentState
 
 if TYPE_CHECKING:
-    from compiler.registry import ComponentSpec, Registry
+    from osiris.compiler.registry import ComponentSpec, Registry
 
 Kind = types.CompletionItemKind
 
 
 def _registry() -> Registry:
-    from compiler.registry import load_registry
+    from osiris.compiler.registry import load_registry
 
     return load_registry()
 
@@ -82,7 +82,7 @@ def complete(state: DocumentState, position: types.Position) -> types.Completion
 
 
 def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
-    from oml.parser import PARAM_KEYS, STEP_KEYS, TOP_KEYS
+    from osiris.oml.parser import PARAM_KEYS, STEP_KEYS, TOP_KEYS
 
     path, key = ctx.path, ctx.key
     if ctx.block:
@@ -95,7 +95,7 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
         if key is None:
             _keys(items, PARAM_KEYS, ctx.siblings, Kind.Property)
         elif key == "type":
-            from oml.ast import PARAM_TYPES
+            from osiris.oml.ast import PARAM_TYPES
 
             for name in PARAM_TYPES:
                 items.add(name, Kind.EnumMember)

@@ -7,10 +7,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from compiler.connections import ConnectionAlias
-    from compiler.lsp.context import StepOutline
-    from compiler.registry import ComponentSpec, Registry
-    from oml.ast import Param
+    from osiris.compiler.connections import ConnectionAlias
+    from osiris.compiler.lsp.context import StepOutline
+    from osiris.compiler.registry import ComponentSpec, Registry
+    from osiris.oml.ast import Param
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 

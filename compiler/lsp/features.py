@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from compiler.lsp.positions import UTF16, contains, span_range, units
-from compiler.lsp.state import Connections, DocumentState, uri_to_path
-from oml.diagnostics import Diagnostic, Severity
-from oml.span import SourceText
+from osiris.compiler.lsp.positions import UTF16, contains, span_range, units
+from osiris.compiler.lsp.state import Connections, DocumentState, uri_to_path
+from osiris.oml.diagnostics import Diagnostic, Severity
+from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
-    from compiler.frontend import CheckResult
+    from osiris.compiler.frontend import CheckResult
 
 SOURCE = "osiris"
 _SEVERITY = {
@@ -23,7 +23,7 @@ _SEVERITY = {
 
 def analyse(text: str, uri: str, connections: Connections | None = None) -> CheckResult:
     """Run THE checker (`omlc check`'s check_text) over the text; connection problems included."""
-    from compiler.frontend import CheckResult, check_text
+    from osiris.compiler.frontend import CheckResult, check_text
 
     index = connections.index if connections is not None else None
     result = check_text(text, uri_to_path(uri), connections=index)
@@ -61,7 +61,7 @@ def diagnose(
 
 def formatting(state: DocumentState) -> list[types.TextEdit]:
     """The canonical formatter's output as one whole-document edit (none if unchanged or invalid)."""
-    from oml.format import format_text
+    from osiris.oml.format import format_text
 
     formatted, _ = format_text(state.text, state.path)
     if formatted is None or formatted == state.text:

@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from compiler.lsp import docs
-from compiler.lsp.navigation import resolve_step
-from compiler.lsp.state import DocumentState
-from compiler.lsp.targets import step_value, target_at
+from osiris.compiler.lsp import docs
+from osiris.compiler.lsp.navigation import resolve_step
+from osiris.compiler.lsp.state import DocumentState
+from osiris.compiler.lsp.targets import step_value, target_at
 
 if TYPE_CHECKING:
-    from compiler.registry import Registry
+    from osiris.compiler.registry import Registry
 
 
 def _registry() -> Registry:
-    from compiler.registry import load_registry
+    from osiris.compiler.registry import load_registry
 
     return load_registry()
 

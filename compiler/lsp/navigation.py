@@ -6,10 +6,10 @@ import re
 
 from lsprotocol import types
 
-from compiler.lsp.context import StepOutline
-from compiler.lsp.positions import span_range, units
-from compiler.lsp.state import DocumentState, path_to_uri
-from compiler.lsp.targets import Target, step_value, target_at
+from osiris.compiler.lsp.context import StepOutline
+from osiris.compiler.lsp.positions import span_range, units
+from osiris.compiler.lsp.state import DocumentState, path_to_uri
+from osiris.compiler.lsp.targets import Target, step_value, target_at
 
 
 def upstream(state: DocumentState, step_id: str | None) -> list[str]:
@@ -36,8 +36,8 @@ def query_reads(state: DocumentState, target: Target) -> bool:
     query = getattr(entry.value, "value", None) if entry is not None else None
     if not isinstance(query, str):
         return True  # nothing to check against (e.g. the text does not parse yet)
-    from compiler.check import sql_with_param_defaults
-    from compiler.check_sql import query_tables
+    from osiris.compiler.check import sql_with_param_defaults
+    from osiris.compiler.check_sql import query_tables
 
     parseable = sql_with_param_defaults(document, query) if document is not None else None
     if parseable is None:

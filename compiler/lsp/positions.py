@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from oml.span import SourceText, Span
+from osiris.oml.span import SourceText, Span
 
 UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"
 

@@ -14,8 +14,9 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from compiler.lsp import completion, features, hover, navigation
-from compiler.lsp.state import ConnectionsFile, DocumentState
+from osiris.compiler.lsp import completion, features, hover, navigation
+from osiris.compiler.lsp.state import Connections, ConnectionsFile, DocumentState
+from osiris.runtime.contract.version import add_version_flag
 
 log = logging.getLogger("oml-lsp")
 TRIGGERS = [":", " ", "@", ".", "{", "[", ",", "-"]
@@ -24,7 +25,7 @@ SECTION = "osiris"
 
 def warm_up() -> None:
     """Import and load what the first check needs (registry, checker, expression parser) once."""
-    from compiler.frontend import check_text
+    from osiris.compiler.frontend import check_text
 
     check_text(
         'oml_version: "0.1.0"\nname: warm\nparams: {p: x.csv}\nsteps:\n  - id: a\n'
@@ -35,7 +36,7 @@ def warm_up() -> None:
 
 def warm_sql() -> None:
     """DuckDB's parser, for processor queries; loaded after the first diagnostics are out."""
-    from compiler.check_sql import query_tables
+    from osiris.compiler.check_sql import query_tables
 
     query_tables("SELECT 1")
 
@@ -44,15 +45,17 @@ class OmlLanguageServer(LanguageServer):
     """Document states, the connections file and one checker thread (checks run in order)."""
 
     def __init__(self) -> None:
-        from compiler.version import TOOLCHAIN_VERSION
+        from osiris.runtime.contract.version import toolchain_version
 
         super().__init__(
             "oml-lsp",
-            TOOLCHAIN_VERSION,
+            toolchain_version(),
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.documents: dict[str, DocumentState] = {}
-        self.connections = ConnectionsFile()
+        self.connection_files: dict[
+            str, ConnectionsFile
+        ] = {}  # path -> the file, re-read on change
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oml-check")
         self.pending: set[str] = set()  # documents with a check scheduled but not started
         self.lock = asyncio.Lock()  # one check at a time, so at most one waits per document
@@ -76,16 +79,31 @@ class OmlLanguageServer(LanguageServer):
         debounce = section.get("debounceMs")
         if isinstance(debounce, int | float) and debounce >= 0:
             self.debounce = debounce / 1000
-        self.connections.set_path(self.connections_path())
 
-    def connections_path(self) -> str | None:
-        from compiler.connections import DEFAULT_FILE
+    def connections_path(self, uri: str) -> str:
+        """The `osiris.connections` setting, else the rule of `omlc check` for the document's
+        file ($OSIRIS_CONNECTIONS, else its project's osiris_connections.yaml), else the
+        workspace root's."""
+        from osiris.compiler.lsp.state import uri_to_path
+        from osiris.runtime.contract.project import CONNECTIONS_FILE, connections_file
 
         root = Path(self.root) if self.root else Path.cwd()
+        explicit = None
         if self.setting:
-            path = Path(os.path.expanduser(self.setting))
-            return str(path if path.is_absolute() else root / path)
-        return str(root / DEFAULT_FILE)
+            explicit = Path(os.path.expanduser(self.setting))
+            explicit = explicit if explicit.is_absolute() else root / explicit
+        path = uri_to_path(uri)
+        start = Path(path) if Path(path).is_absolute() else root
+        found = connections_file(explicit, os.environ, start)
+        return str(found if found is not None else root / CONNECTIONS_FILE)
+
+    def connections(self, uri: str) -> Connections | None:
+        """The connections file a document is checked against, as loaded now."""
+        path = self.connections_path(uri)
+        file = self.connection_files.get(path)
+        if file is None:
+            file = self.connection_files[path] = ConnectionsFile(path)
+        return file.get()
 
     # -- checking ---------------------------------------------------------------------------
 
@@ -118,7 +136,7 @@ class OmlLanguageServer(LanguageServer):
             if state is None:
                 return
             text, version = state.text, state.version
-            state.connections = connections = self.connections.get()
+            state.connections = connections = self.connections(uri)
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
                 self.checker, features.analyse, text, uri, connections
@@ -148,7 +166,6 @@ server = OmlLanguageServer()
 def initialize(ls: OmlLanguageServer, params: types.InitializeParams) -> None:
     ls.root = ls.workspace.root_path
     ls.configure(params.initialization_options or {})
-    ls.connections.set_path(ls.connections_path())
 
 
 @server.feature(types.INITIALIZED)
@@ -206,7 +223,7 @@ def did_close(ls: OmlLanguageServer, params: types.DidCloseTextDocumentParams) -
 def _state(ls: OmlLanguageServer, uri: str) -> DocumentState | None:
     state = ls.documents.get(uri)
     if state is not None:
-        state.connections = ls.connections.get()
+        state.connections = ls.connections(uri)
     return state
 
 
@@ -265,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="oml-lsp", description="OML language server (stdio by default)"
     )
+    add_version_flag(parser)
     parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
     parser.add_argument("--log-file", metavar="FILE", help="write logs to FILE")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

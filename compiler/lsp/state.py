@@ -1,4 +1,4 @@
-"""Per-document state (text, version, latest and last good check) and the workspace connections file."""
+"""Per-document state (text, version, latest and last good check) and the connections files."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from oml.span import SourceText
+from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
-    from compiler.connections import ConnectionsIndex
-    from compiler.frontend import CheckResult
-    from compiler.lsp.context import Outline
-    from oml.ast import Document
-    from oml.diagnostics import Diagnostic
+    from osiris.compiler.connections import ConnectionsIndex
+    from osiris.compiler.frontend import CheckResult
+    from osiris.compiler.lsp.context import Outline
+    from osiris.oml.ast import Document
+    from osiris.oml.diagnostics import Diagnostic
 
 
 def uri_to_path(uri: str) -> str:
@@ -45,27 +45,16 @@ class Connections:
 
 
 class ConnectionsFile:
-    """The workspace's osiris_connections.yaml, re-read whenever its mtime or size changes."""
+    """One osiris_connections.yaml, re-read whenever its mtime or size changes."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
         self._path = path
         self._stamp: tuple[float, int] | None = None
         self._loaded: Connections | None = None
 
-    @property
-    def path(self) -> str | None:
-        return self._path
-
-    def set_path(self, path: str | None) -> None:
-        with self._lock:
-            if path != self._path:
-                self._path, self._stamp, self._loaded = path, None, None
-
     def get(self) -> Connections | None:
         with self._lock:
-            if self._path is None:
-                return None
             try:
                 stat = os.stat(self._path)
             except OSError:
@@ -79,8 +68,8 @@ class ConnectionsFile:
 
 
 def _load(path: str) -> Connections:
-    from compiler.connections import index_connections
-    from oml.diagnostics import DiagnosticList
+    from osiris.compiler.connections import index_connections
+    from osiris.oml.diagnostics import DiagnosticList
 
     diagnostics = DiagnosticList()
     try:
@@ -132,7 +121,7 @@ class DocumentState:
     @property
     def outline(self) -> Outline:
         """The line-based outline of the current text (works while it does not parse)."""
-        from compiler.lsp.context import outline
+        from osiris.compiler.lsp.context import outline
 
         current = self._outline
         if current is None or current.text is not self.text:
@@ -157,7 +146,7 @@ class DocumentState:
     def current(self) -> CheckResult:
         """The check of the current text, computed now when the latest one is older."""
         if not self.fresh:
-            from compiler.lsp.features import analyse
+            from osiris.compiler.lsp.features import analyse
 
             self.accept(analyse(self.text, self.uri, self.connections), self.version)
         assert self.result is not None

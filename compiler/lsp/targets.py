@@ -7,9 +7,17 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
-from compiler.lsp.context import Context, Outline, StepOutline, context_at, plain, scan, word_at
-from compiler.lsp.positions import cursor, units
-from compiler.lsp.state import DocumentState
+from osiris.compiler.lsp.context import (
+    Context,
+    Outline,
+    StepOutline,
+    context_at,
+    plain,
+    scan,
+    word_at,
+)
+from osiris.compiler.lsp.positions import cursor, units
+from osiris.compiler.lsp.state import DocumentState
 
 _REF = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 

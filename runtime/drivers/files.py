@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from runtime.drivers.base import DriverError, StepContext, StepResult
-from runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
-from runtime.sql import ident_list, quote_ident, quote_literal
+from osiris.runtime.drivers.base import DriverError, StepContext, StepResult
+from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
+from osiris.runtime.sql import ident_list, quote_ident, quote_literal
 
 if TYPE_CHECKING:
     import pyarrow as pa

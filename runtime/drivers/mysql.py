@@ -16,9 +16,9 @@ import pymysql
 import pymysql.converters
 import pymysql.cursors
 
-from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
-from runtime.drivers.readahead import Spilled
-from runtime.drivers.sql_common import (
+from osiris.runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.readahead import Spilled
+from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
     WriteOptions,
     classify,
@@ -28,8 +28,8 @@ from runtime.drivers.sql_common import (
     where,
     write_ddl,
 )
-from runtime.drivers.sql_csv import encode_batch, is_binary
-from runtime.drivers.sqltypes import (
+from osiris.runtime.drivers.sql_csv import encode_batch, is_binary
+from osiris.runtime.drivers.sqltypes import (
     MY_BIT,
     MY_DECIMAL,
     MY_JSON,

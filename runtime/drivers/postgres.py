@@ -15,8 +15,8 @@ from psycopg import pq
 from psycopg import sql as pgsql
 from psycopg.copy import LibpqWriter
 
-from runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
-from runtime.drivers.sql_common import (
+from osiris.runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
     ExtractOptions,
     WriteOptions,
@@ -27,8 +27,8 @@ from runtime.drivers.sql_common import (
     where,
     write_ddl,
 )
-from runtime.drivers.sql_csv import encode_batch
-from runtime.drivers.sqltypes import create_table_ddl, is_json, is_uuid, pg_to_arrow
+from osiris.runtime.drivers.sql_csv import encode_batch
+from osiris.runtime.drivers.sqltypes import create_table_ddl, is_json, is_uuid, pg_to_arrow
 
 SESSION = (
     "SET TimeZone = 'UTC'",

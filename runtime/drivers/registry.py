@@ -35,5 +35,5 @@ def load_driver(driver_id: str) -> Any:
     except KeyError:
         raise UnknownDriver(driver_id) from None
     module_name, _, class_name = target.partition(":")
-    module = importlib.import_module(f"runtime.drivers.{module_name}")
+    module = importlib.import_module(f"osiris.runtime.drivers.{module_name}")
     return getattr(module, class_name)()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
-from runtime.errors import ConfigurationError
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.errors import ConfigurationError
 
 WRITE_MODES = ("append", "replace", "upsert")
 

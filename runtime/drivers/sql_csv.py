@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from runtime.drivers.sqltypes import UnsupportedType, is_json, is_uuid
+from osiris.runtime.drivers.sqltypes import UnsupportedType, is_json, is_uuid
 
 Dialect = Literal["postgres", "mysql"]
 MYSQL_NULL = "NULL"  # unquoted NULL is SQL NULL for LOAD DATA ... ENCLOSED BY '"'

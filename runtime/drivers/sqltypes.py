@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from runtime.drivers.base import DriverError
+from osiris.runtime.drivers.base import DriverError
 
 # PostgreSQL type OIDs we map to a specific Arrow type; every other type arrives as its text form.
 PG_BOOL, PG_BYTEA, PG_INT8, PG_INT2, PG_INT4, PG_OID = 16, 17, 20, 21, 23, 26

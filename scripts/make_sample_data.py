@@ -7,7 +7,7 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "compiler" / "templates" / "project" / "data"
 SEED = 20240601
 FIRST = [
     "Ana",
