@@ -504,32 +504,45 @@ def check_connections(ctx: CheckContext) -> None:
             )
             continue
         if ctx.connections is not None and ctx.connections.lookup(ref.family, ref.alias) is None:
-            known = sorted(ctx.connections.aliases.get(ref.family, {}))
-            matches = close_matches(ref.alias or "", known) if ref.alias else []
-            file = Path(ctx.connections.file).name
-            summary = (
-                f"{file} has no {ref.family} connection '{ref.alias}'"
-                if ref.alias
-                else f"{file} has no default {ref.family} connection"
-            )
-            ctx.diagnostics.error(
-                "OML027",
-                summary,
-                node.span,
-                why=(
-                    f"Known {ref.family} aliases: {', '.join(known)}."
-                    if known
-                    else f"The connections file defines no {ref.family} connections."
-                )
-                + did_you_mean(matches),
-                fix="Add the connection to the connections file, or use an existing alias"
-                + ("" if ref.alias else " (mark one `default: true`)")
-                + ".",
-                suggestions=tuple(
-                    Suggestion(f"Change to @{ref.family}.{m}", f'"@{ref.family}.{m}"', node.span)
-                    for m in matches
-                ),
-            )
+            _unknown_connection(ctx, ref.family, ref.alias, node)
+
+
+def _unknown_connection(ctx: CheckContext, family: str, alias: str | None, node: YScalar) -> None:
+    assert ctx.connections is not None
+    known = sorted(ctx.connections.aliases.get(family, {}))
+    matches = close_matches(alias or "", known) if alias else []
+    file = Path(ctx.connections.file).name
+    problem = ctx.connections.default_problem(family) if alias is None else None
+    fix = "Add the connection to the connections file, or use an existing alias" + (
+        "" if alias else " (mark one `default: true`)"
+    )
+    if alias is not None:
+        summary = f"{file} has no {family} connection '{alias}'"
+    elif problem is not None and problem.marked:
+        summary = f"{file} marks several {family} connections as default"
+        fix = "Keep `default: true` on one alias, or name the alias in the reference"
+    else:
+        summary = f"{file} has no default {family} connection"
+    if not known:
+        why = f"The connections file defines no {family} connections."
+    elif problem is not None and problem.marked:
+        why = _sentence(str(problem)) + "."
+    else:
+        why = f"Known {family} aliases: {', '.join(known)}."
+    ctx.diagnostics.error(
+        "OML027",
+        summary,
+        node.span,
+        why=why + did_you_mean(matches),
+        fix=fix + ".",
+        suggestions=tuple(
+            Suggestion(f"Change to @{family}.{m}", f'"@{family}.{m}"', node.span) for m in matches
+        ),
+    )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _validation_value(

@@ -1,7 +1,6 @@
 """Command lines: `omlc` (check, compile, fmt) and `osiris` (the same plus components, run, init, demo).
 
-Exit codes for every command: 0 ok, 2 invalid OML, 3 compile error, 4 run failure,
-5 configuration (connections, secrets, environment), 1 internal error.
+Exit codes are osiris.runtime.contract.exits.ExitCode, the same for every command.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.version import add_version_flag
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_COMPILE, EXIT_RUN, EXIT_CONFIG = 0, 1, 2, 3, 4, 5
 OML_SUFFIXES = (".oml", ".yaml", ".yml")
 
 
@@ -69,7 +68,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(render_text(diagnostics, sources, color=_color(sys.stdout)))
-    return EXIT_INVALID if errors else EXIT_OK
+    return ExitCode.INVALID if errors else ExitCode.OK
 
 
 def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
@@ -110,8 +109,8 @@ def _compile(args: argparse.Namespace) -> tuple[int, Any, list[Any]]:
         Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
     )
     code = result.exit_code
-    if code == EXIT_OK and any(d.severity.value == "error" for d in problems):
-        code = EXIT_INVALID
+    if code == ExitCode.OK and any(d.severity.value == "error" for d in problems):
+        code = ExitCode.INVALID
     return code, result, [*problems, *result.diagnostics]
 
 
@@ -133,7 +132,7 @@ def compile_command(args: argparse.Namespace) -> int:
         from osiris.oml.dump import to_data
 
         print(json.dumps(to_data(result.checked.document), indent=2, ensure_ascii=False))
-    if code != EXIT_OK:
+    if code != ExitCode.OK:
         return code
     if args.emit == "ir":
         print(json.dumps(result.ir.to_dict(), indent=2, ensure_ascii=False, default=str))
@@ -147,7 +146,7 @@ def compile_command(args: argparse.Namespace) -> int:
         if args.format == "text" and not args.emit:
             steps = len(result.ir.order)
             print(f"compiled {result.ir.name}: {steps} steps -> {args.output}/manifest.yaml")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -162,7 +161,7 @@ def compile_for_run(args: argparse.Namespace, out_dir: Path) -> int:
     if diagnostics or code:
         sources = {result.checked.file: result.checked.source}
         _print_diagnostics(diagnostics, sources, args.format, sys.stdout)
-    if code == EXIT_OK:
+    if code == ExitCode.OK:
         write_output(result.emitted, out_dir)
     return code
 
@@ -223,8 +222,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     for name in changed:
         print(("would reformat " if args.check else "reformatted ") + name)
     if failed:
-        return EXIT_INVALID
-    return 1 if args.check and changed else EXIT_OK
+        return ExitCode.INVALID
+    return ExitCode.INVALID if args.check and changed else ExitCode.OK
 
 
 def _add_fmt(sub: argparse._SubParsersAction) -> None:
@@ -243,19 +242,19 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse already printed the usage error
-        return int(exit_.code or 0) and EXIT_INVALID
+        return int(exit_.code or 0) and ExitCode.INVALID
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return EXIT_INVALID
+        return ExitCode.INVALID
     try:
         return func(args)
     except UsageError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as err:  # never a traceback for the user; OSIRIS_DEBUG=1 shows it
         if os.environ.get("OSIRIS_DEBUG"):
             raise
@@ -264,7 +263,7 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
             "(set OSIRIS_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 def _common_subcommands(sub: argparse._SubParsersAction) -> None:

@@ -16,8 +16,8 @@ from osiris.compiler.ir import PipelineIR
 from osiris.compiler.lower import lower
 from osiris.compiler.params import parse_cli_params, resolve_params
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
-
-EXIT_OK, EXIT_INVALID, EXIT_COMPILE = 0, 2, 3
+from osiris.runtime.contract.exits import ExitCode
+from osiris.runtime.contract.manifest import MANIFEST_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class CompileResult:
     ir: PipelineIR | None
     emitted: Emitted | None
     diagnostics: tuple[Diagnostic, ...]  # the check's, then the compile stage's
-    exit_code: int
+    exit_code: ExitCode
 
 
 def compile_checked(
@@ -38,7 +38,7 @@ def compile_checked(
 ) -> CompileResult:
     """Lower and emit a checked document; params are NAME=VALUE strings as on the command line."""
     if not checked.ok or checked.context is None:
-        return CompileResult(checked, None, None, checked.diagnostics, EXIT_INVALID)
+        return CompileResult(checked, None, None, checked.diagnostics, ExitCode.INVALID)
     diagnostics = DiagnosticList()
     cli = parse_cli_params(params, diagnostics)
     ctx = checked.context
@@ -57,7 +57,7 @@ def compile_checked(
     if ir is not None and not diagnostics.has_errors:
         emitted = emit(ir, ctx.registry.fingerprint(sorted(ir.specs)))
     all_diagnostics = checked.diagnostics + tuple(diagnostics.sorted())
-    code = EXIT_OK if emitted is not None else EXIT_COMPILE
+    code = ExitCode.OK if emitted is not None else ExitCode.COMPILE
     return CompileResult(checked, ir, emitted, all_diagnostics, code)
 
 
@@ -97,7 +97,7 @@ def write_output(emitted: Emitted, out_dir: Path) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise OutputRefused(f"{out_dir.name} exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / "manifest.yaml").is_file():
+        if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
             raise OutputRefused(
                 f"{out_dir.name} is not empty and holds no manifest.yaml; refusing to replace it"
             )

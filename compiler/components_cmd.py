@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from osiris.runtime.contract.exits import ExitCode
+
 if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1  # a shipped spec is broken
-EXIT_USAGE = 2
 
 # OML step modes and spec modes a user may filter by -> the spec mode they select
 MODE_FILTERS = {
@@ -59,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if registry is None:
-        return EXIT_USAGE
+        return ExitCode.INVALID
     wanted = MODE_FILTERS.get(getattr(args, "mode", None) or "")
     specs = [s for s in registry if wanted is None or wanted in s.modes]
     if getattr(args, "format", "text") == "json":
@@ -72,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_spec(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if registry is None:
-        return EXIT_USAGE
+        return ExitCode.INVALID
     name: str = args.name
     spec = registry.get(name)
     if spec is None:
@@ -81,7 +80,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
             print(f"error: the spec of component '{name}' failed to load:", file=sys.stderr)
             for problem in broken:
                 print(f"  {problem}", file=sys.stderr)
-            return EXIT_INTERNAL
+            return ExitCode.INTERNAL
         matches = registry.suggest(name)
         hint = ""
         if len(matches) == 1:
@@ -90,13 +89,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
             hint = f"; did you mean one of: {', '.join(matches)}?"
         print(f"error: unknown component '{name}'{hint}", file=sys.stderr)
         print("run 'osiris components list' to see every component", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.INVALID
     if args.format == "json":
         _write(sys.stdout, json.dumps(spec.document, indent=2, ensure_ascii=False) + "\n")
     else:
         text = registry.source(spec.name)
         _write(sys.stdout, text if text.endswith("\n") else text + "\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -138,11 +137,11 @@ def _table(specs: list[ComponentSpec]) -> str:
 
 def _report_problems(registry: Registry) -> int:
     if not registry.problems:
-        return EXIT_OK
+        return ExitCode.OK
     print(f"error: {len(registry.problems)} spec problem(s):", file=sys.stderr)
     for problem in registry.problems:
         print(f"  {problem}", file=sys.stderr)
-    return EXIT_INTERNAL
+    return ExitCode.INTERNAL
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,12 @@ from typing import Any
 from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.span import SourceText, Span
 from osiris.oml.yamltree import YMap, parse_yaml
-
-_SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
+from osiris.runtime.contract.connections import (
+    DEFAULT_KEY,
+    NoDefaultAlias,
+    default_alias,
+    public_fields,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +25,9 @@ class ConnectionAlias:
     fields: dict[str, Any]  # raw values, ${VAR} placeholders unresolved
     default: bool
 
-    def public_fields(self) -> dict[str, Any]:
-        """Fields safe to show (hover, LLM context): never anything that looks like a secret."""
-        return {
-            k: v for k, v in self.fields.items() if k != "default" and not _SECRET_NAME.search(k)
-        }
+    def public_fields(self, marked: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Fields safe to show (hover, LLM context); marked: the family's x-secret fields."""
+        return public_fields(self.fields, marked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +39,23 @@ class ConnectionsIndex:
         return sorted(self.aliases)
 
     def lookup(self, family: str, alias: str | None) -> ConnectionAlias | None:
+        """The entry `@family.alias` (or `@family`) names; None when there is no such entry."""
         entries = self.aliases.get(family, {})
-        if alias is not None:
-            return entries.get(alias)
-        for entry in entries.values():
-            if entry.default:
-                return entry
-        if "default" in entries:
-            return entries["default"]
-        return next(iter(entries.values())) if len(entries) == 1 else None
+        if alias is None:
+            try:
+                alias = default_alias(family, {a: e.fields for a, e in entries.items()})
+            except NoDefaultAlias:
+                return None
+        return entries.get(alias)
+
+    def default_problem(self, family: str) -> NoDefaultAlias | None:
+        """Why `@family` names no alias (None when it names one)."""
+        entries = self.aliases.get(family, {})
+        try:
+            default_alias(family, {a: e.fields for a, e in entries.items()})
+        except NoDefaultAlias as err:
+            return err
+        return None
 
 
 def load_connections_index(
@@ -93,6 +102,6 @@ def index_connections(source: SourceText, diagnostics: DiagnosticList) -> Connec
             alias = str(alias_entry.key.value)
             fields = alias_entry.value.to_python() if isinstance(alias_entry.value, YMap) else {}
             entries[alias] = ConnectionAlias(
-                family, alias, alias_entry.key.span, fields, fields.get("default") is True
+                family, alias, alias_entry.key.span, fields, fields.get(DEFAULT_KEY) is True
             )
     return ConnectionsIndex(source.file, aliases)

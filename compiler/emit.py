@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from osiris.compiler.ir import PipelineIR
 from osiris.runtime.contract.manifest import (
+    MANIFEST_FILE,
     MANIFEST_VERSION,
+    SCHEMA_FILE,
     canonical_json,
     cfg_bytes,
+    manifest_bytes,
     manifest_digest,
+    schema_problems,
     sha256_tag,
 )
 from osiris.runtime.contract.version import TOOLCHAIN_NAME, toolchain_version
@@ -28,26 +29,7 @@ class Emitted:
 
     @property
     def manifest_yaml(self) -> bytes:
-        return self.files["manifest.yaml"]
-
-
-def dump_yaml(value: Any) -> bytes:
-    """Canonical YAML: sorted keys, block style, no line folding, UTF-8, '\\n' line ends."""
-    import yaml
-
-    # libyaml's emitter writes the same bytes as the pure-Python one, ~10x faster.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump(
-        value,
-        Dumper=dumper,
-        sort_keys=True,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1_000_000,
-        indent=2,
-        line_break="\n",
-    )
-    return text.encode("utf-8")
+        return self.files[MANIFEST_FILE]
 
 
 def toolchain_fingerprint() -> str:
@@ -128,18 +110,8 @@ def emit(ir: PipelineIR, specs_fingerprint: str) -> Emitted:
     }
     manifest["fingerprints"]["manifest"] = manifest_digest(manifest)
     validate_manifest(manifest)
-    files["manifest.yaml"] = dump_yaml(manifest)
+    files[MANIFEST_FILE] = manifest_bytes(manifest)
     return Emitted(manifest, files)
-
-
-@functools.cache
-def _manifest_validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads(
-        resources.files("osiris.specs").joinpath("manifest.schema.json").read_text("utf-8")
-    )
-    return Draft202012Validator(schema)
 
 
 class ManifestInvalid(AssertionError):
@@ -147,9 +119,6 @@ class ManifestInvalid(AssertionError):
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:
-    errors = sorted(_manifest_validator().iter_errors(manifest), key=lambda e: list(e.path))
-    if errors:
-        where = "/".join(str(p) for p in errors[0].absolute_path)
-        raise ManifestInvalid(
-            f"emitted manifest breaks manifest.schema.json at /{where}: {errors[0].message}"
-        )
+    problems = schema_problems(manifest, limit=1)
+    if problems:
+        raise ManifestInvalid(f"emitted manifest breaks {SCHEMA_FILE}: {problems[0]}")

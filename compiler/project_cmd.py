@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from importlib import resources
 from pathlib import Path
+
+from osiris.runtime.contract.exits import ExitCode
 
 # template file -> path in the new project
 TEMPLATE_FILES = {
@@ -38,8 +41,8 @@ def scaffold(target: Path) -> tuple[list[str], list[str]]:
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     if target.exists() and not target.is_dir():
-        print(f"osiris init: {args.dir} exists and is not a directory")
-        return 2
+        print(f"osiris init: error: {args.dir} exists and is not a directory", file=sys.stderr)
+        return ExitCode.INVALID
     created, kept = scaffold(target)
     for rel in created:
         print(f"  created {target / rel}")
@@ -47,7 +50,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  kept    {target / rel} (already exists)")
     where = "" if target.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
     print(f"\nNext: {where}osiris run pipeline.oml")
-    return 0
+    return ExitCode.OK
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from osiris.compiler.cli import EXIT_OK, compile_for_run
+    from osiris.compiler.cli import compile_for_run
     from osiris.runtime.cli import execute
     from osiris.runtime.contract.project import project_dir
 
@@ -69,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.project_dir = args.project_dir or project_dir(Path(args.file))
     with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp:
         code = compile_for_run(args, Path(tmp) / "build")
-        if code != EXIT_OK:
+        if code != ExitCode.OK:
             return code
         return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr)
 

@@ -232,15 +232,6 @@ class Registry:
         """JSON Schema of one entry connections.<family>.<alias> of osiris_connections.yaml."""
         return self._connections.get(family)
 
-    def connection_secret_fields(self, family: str) -> frozenset[str]:
-        """Fields of a connection family marked "x-secret": true."""
-        schema = self._connections.get(family) or {}
-        return frozenset(
-            name
-            for name, sub in schema.get("properties", {}).items()
-            if isinstance(sub, dict) and sub.get("x-secret") is True
-        )
-
     def config_validator(self, name: str) -> Validator:
         """A cached Draft 2020-12 validator of a component's configSchema (KeyError if unknown).
 

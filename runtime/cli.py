@@ -1,8 +1,9 @@
 """`oml-run MANIFEST`: execute a compiled manifest with the local engine.
 
-Exit codes:
+Exit codes (osiris.runtime.contract.exits.ExitCode):
   0  the run succeeded
   1  internal error (a one-line message on stderr; the traceback is in runs/<id>/run.log)
+  2  usage: an unknown flag or a bad value
   3  manifest invalid or modified: not valid YAML, fails specs/manifest.schema.json, a cfg file
      is missing, or the body/cfg files do not match their fingerprints (--allow-modified
      skips only the fingerprint comparison, never validation)
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from osiris.runtime.connections import VALIDATION_MODES
 from osiris.runtime.console import LiveView, PlainView, QuietView, summary_table
+from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
-from osiris.runtime.errors import EXIT_INTERNAL
 from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oml-run",
         description="Run a compiled Osiris manifest (manifest.yaml + cfg/).",
-        epilog="exit codes: 0 ok, 1 internal error, 3 manifest invalid/modified, "
-        "4 run failure, 5 configuration",
+        epilog="exit codes: 0 ok, 1 internal error, 2 usage, 3 manifest invalid/modified, "
+        "4 run failure, 5 configuration, 130/143 interrupted/terminated",
     )
     add_version_flag(parser)
     parser.add_argument("manifest", type=Path, help="manifest.yaml or the directory holding it")
@@ -82,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         print("oml-run: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as err:  # never a raw traceback on stderr
         print(
             f"oml-run: internal error ({type(err).__name__}); see run.log in the run directory",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -98,8 +99,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) -> int:
     """Run a manifest with the flags of add_run_arguments; print as --format says."""
     if args.max_parallel is not None and args.max_parallel < 1:
-        print("oml-run: --max-parallel must be at least 1", file=err)
-        return 5
+        print("oml-run: error: --max-parallel must be at least 1", file=err)
+        return ExitCode.INVALID
     view: LiveView | PlainView | QuietView
     console: Console | None = None
     if args.format == "json":

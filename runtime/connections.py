@@ -14,6 +14,14 @@ from typing import Any, Literal
 
 import yaml
 
+from osiris.runtime.contract.connections import (
+    DEFAULT_KEY,
+    ConnectionRef,
+    NoDefaultAlias,
+    default_alias,
+    is_secret_field,
+    secret_fields,
+)
 from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.secrets import (
@@ -21,33 +29,11 @@ from osiris.runtime.secrets import (
     VariableSource,
     embedded_passwords,
     interpolate,
-    is_secret_field,
     read_dotenv,
 )
 
 ValidationMode = Literal["warn", "strict", "off"]
 VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
-
-_REF = re.compile(r"^@([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_][A-Za-z0-9_-]*))?$")
-_META_FIELDS = frozenset({"default"})
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionRef:
-    """A parsed '@family.alias' or '@family' reference."""
-
-    family: str
-    alias: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> ConnectionRef:
-        match = _REF.match(text)
-        if match is None:
-            raise ConfigurationError(f"connection reference {text!r} is not '@family.alias'")
-        return cls(match.group(1), match.group(2))
-
-    def __str__(self) -> str:
-        return f"@{self.family}" + (f".{self.alias}" if self.alias else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +105,6 @@ def family_schema(family: str) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def secret_field_names(schema: Mapping[str, Any] | None) -> frozenset[str]:
-    """Fields marked "x-secret": true in a family schema."""
-    if not schema:
-        return frozenset()
-    props = schema.get("properties") or {}
-    return frozenset(
-        name for name, spec in props.items() if isinstance(spec, dict) and spec.get("x-secret")
-    )
-
-
 class ConnectionResolver:
     """Resolves @family.alias references for one run and registers their secrets."""
 
@@ -169,6 +145,8 @@ class ConnectionResolver:
         if text in self._cache:
             return self._cache[text]
         ref = ConnectionRef.parse(text)
+        if ref is None:
+            raise ConfigurationError(f"connection reference {text!r} is not '@family.alias'")
         if self.path is None:
             raise ConfigurationError(
                 f"connection {ref}: no connections file (pass --connections FILE, set "
@@ -185,17 +163,20 @@ class ConnectionResolver:
             raise ConfigurationError(
                 f"connection {ref}: family '{ref.family}' is not in {self.path}"
             )
-        alias = ref.alias or _default_alias(ref, family)
+        try:
+            alias = ref.alias or default_alias(ref.family, family)
+        except NoDefaultAlias as err:
+            raise ConfigurationError(f"connection {ref}: {err}") from None
         if alias not in family:
             known = ", ".join(sorted(family)) or "none"
             raise ConfigurationError(
                 f"connection {ref}: alias '{alias}' is not defined for '{ref.family}' "
                 f"in {self.path} (known: {known})"
             )
-        raw = {k: v for k, v in family[alias].items() if k not in _META_FIELDS}
+        raw = {k: v for k, v in family[alias].items() if k != DEFAULT_KEY}
         fields = interpolate(raw, source, f"connection @{ref.family}.{alias}")
         schema = self._schema_for(ref.family)
-        self._register_secrets(fields, secret_field_names(schema))
+        self._register_secrets(fields, secret_fields(schema))
         warnings: tuple[str, ...] = ()
         if schema is not None and self._validation != "off":
             fields = _coerce_scalars(fields, schema)
@@ -214,30 +195,12 @@ class ConnectionResolver:
                 self._register_secrets(value, marked)
                 continue
             if not isinstance(value, str):
-                if (name in marked or is_secret_field(name)) and value is not None:
+                if is_secret_field(name, marked) and value is not None:
                     self._redactor.register(str(value))
                 continue
-            if name in marked or is_secret_field(name):
+            if is_secret_field(name, marked):
                 self._redactor.register(value)
             self._redactor.register_all(embedded_passwords(value))
-
-
-def _default_alias(ref: ConnectionRef, family: Mapping[str, Mapping[str, Any]]) -> str:
-    marked = sorted(a for a, fields in family.items() if fields.get("default") is True)
-    if len(marked) > 1:
-        raise ConfigurationError(
-            f"connection {ref}: several aliases are marked default: {', '.join(marked)}"
-        )
-    if marked:
-        return marked[0]
-    if "default" in family:
-        return "default"
-    if len(family) == 1:
-        return next(iter(family))
-    raise ConfigurationError(
-        f"connection {ref}: no default alias; mark one with 'default: true' or name it "
-        f"(known: {', '.join(sorted(family))})"
-    )
 
 
 def _coerce_scalars(fields: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_MANIFEST = 3
-EXIT_RUN_FAILED = 4
-EXIT_CONFIGURATION = 5
+from osiris.runtime.contract.exits import ExitCode
 
 
 class RuntimeFailure(Exception):
     """Base of the errors the runtime reports to the user; messages are secret-free."""
 
-    exit_code = EXIT_INTERNAL
+    exit_code = ExitCode.INTERNAL
 
 
 class ManifestError(RuntimeFailure):
     """The manifest is invalid, incomplete, or does not match its fingerprints (exit 3)."""
 
-    exit_code = EXIT_MANIFEST
+    exit_code = ExitCode.COMPILE
 
 
 class ConfigurationError(RuntimeFailure):
     """Connections, secrets or the environment are missing or wrong (exit 5)."""
 
-    exit_code = EXIT_CONFIGURATION
+    exit_code = ExitCode.CONFIGURATION

@@ -7,8 +7,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -17,10 +15,15 @@ import yaml
 
 from osiris.runtime.contract.cache import cache_dir
 from osiris.runtime.contract.drivers import DRIVER_IDS
-from osiris.runtime.contract.manifest import manifest_digest, sha256_tag
+from osiris.runtime.contract.manifest import (
+    MANIFEST_FILE,
+    manifest_digest,
+    manifest_schema_bytes,
+    schema_problems,
+    sha256_tag,
+)
 from osiris.runtime.errors import ManifestError
 
-MANIFEST_FILE = "manifest.yaml"
 Role = Literal["extractor", "processor", "writer"]
 
 
@@ -77,17 +80,6 @@ class Plan:
                 affected.add(step.id)
                 result.append(step.id)
         return tuple(result)
-
-
-@cache
-def manifest_schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(_manifest_schema_bytes())
-    return loaded
-
-
-@cache
-def _manifest_schema_bytes() -> bytes:
-    return resources.files("osiris.specs").joinpath("manifest.schema.json").read_bytes()
 
 
 def manifest_file(path: Path) -> Path:
@@ -147,18 +139,10 @@ def _validate(document: Any, file: Path, data: bytes) -> None:
     marker = _validated_marker(data)
     if marker is not None and marker.is_file():
         return
-    import jsonschema  # ~55 ms of start-up: only for a manifest not validated before
-
-    validator = jsonschema.Draft202012Validator(manifest_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        shown = [
-            f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
-            for e in errors[:5]
-        ]
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    problems = schema_problems(document)
+    if problems:
         raise ManifestError(
-            f"manifest {file} does not match the manifest schema: " + "; ".join(shown) + more
+            f"manifest {file} does not match the manifest schema: " + "; ".join(problems)
         )
     if marker is not None:
         with contextlib.suppress(OSError):  # a cache that cannot be written is no error
@@ -172,7 +156,7 @@ def _validated_marker(data: bytes) -> Path | None:
     base = cache_dir()
     if base is None:
         return None
-    key = hashlib.sha256(_manifest_schema_bytes() + b"\0" + data).hexdigest()
+    key = hashlib.sha256(manifest_schema_bytes() + b"\0" + data).hexdigest()
     return base / "valid-manifests" / key
 
 

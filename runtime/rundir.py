@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from osiris.runtime.contract.manifest import MANIFEST_FILE
+
 RUNS_DIR = "runs"
 
 
@@ -45,7 +47,7 @@ class RunPaths:
 
     @property
     def manifest(self) -> Path:
-        return self.root / "manifest.yaml"
+        return self.root / MANIFEST_FILE
 
     def artifacts(self, step_id: str) -> Path:
         return self.root / "artifacts" / step_id

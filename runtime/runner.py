@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from osiris.runtime.connections import ConnectionResolver, ResolvedConnection, validation_mode
 from osiris.runtime.context import RunDatabase
+from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.project import project_dir as find_project_dir
 from osiris.runtime.engine import (
@@ -24,14 +25,7 @@ from osiris.runtime.engine import (
     inplace_min_bytes,
     materialize_mode,
 )
-from osiris.runtime.errors import (
-    EXIT_CONFIGURATION,
-    EXIT_INTERNAL,
-    EXIT_OK,
-    EXIT_RUN_FAILED,
-    ConfigurationError,
-    ManifestError,
-)
+from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
 from osiris.runtime.manifest import Plan, load_plan
 from osiris.runtime.rundir import RunPaths, create_run_dir
@@ -127,12 +121,17 @@ def run_manifest(
     try:
         materialization = materialize_mode(materialize, env)
     except ValueError as err:
-        return RunOutcome("failed", EXIT_CONFIGURATION, pipeline=plan.pipeline_name, error=str(err))
+        return RunOutcome(
+            "failed", ExitCode.CONFIGURATION, pipeline=plan.pipeline_name, error=str(err)
+        )
     try:
         paths = create_run_dir(project, Path(run_dir) if run_dir else None)
     except OSError as err:
         return RunOutcome(
-            "failed", EXIT_CONFIGURATION, pipeline=plan.pipeline_name, error=f"run directory: {err}"
+            "failed",
+            ExitCode.CONFIGURATION,
+            pipeline=plan.pipeline_name,
+            error=f"run directory: {err}",
         )
     resolver = ConnectionResolver(
         connections_file(connections, env, project),
@@ -226,17 +225,17 @@ class _Run:
             if failed:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
-                code = EXIT_CONFIGURATION if first.configuration else EXIT_RUN_FAILED
+                code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
                 outcome = self._finish("failed", code, steps, error, first.step_id)
             else:
-                outcome = self._finish("ok", EXIT_OK, steps, None, None)
+                outcome = self._finish("ok", ExitCode.OK, steps, None, None)
         except ConfigurationError as err:
             self.log.write(f"configuration error: {err}")
             outcome = self._finish("failed", err.exit_code, steps, str(err), None)
         except Exception as err:
             self.log.write("internal error:\n" + "".join(traceback.format_exception(err)))
             message = f"internal error ({type(err).__name__}); details in {self.paths.log}"
-            outcome = self._finish("failed", EXIT_INTERNAL, steps, message, None)
+            outcome = self._finish("failed", ExitCode.INTERNAL, steps, message, None)
         finally:
             self.events.close()
             self.log.close()

@@ -17,7 +17,6 @@ MASK = "***"
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME_PARTS = ("password", "secret", "token", "key", "dsn")
 _DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
 
 
@@ -104,12 +103,6 @@ def referenced_variables(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(referenced_variables(v) for v in value))
     return set()
-
-
-def is_secret_field(name: str) -> bool:
-    """True for field names that by convention hold secrets."""
-    lowered = name.lower()
-    return any(part in lowered for part in _SECRET_NAME_PARTS)
 
 
 def embedded_passwords(text: str) -> list[str]:

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from oml_cases import CSV_TO_CSV, WITH_UNUSED_PARAM
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def omlc(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -27,7 +25,7 @@ def omlc(
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -101,7 +99,7 @@ def test_fmt_check_and_rewrite(project: Path) -> None:
     messy.write_text(
         "name: t  # keep me\noml_version: '0.1.0'\nsteps:\n- id: src\n  mode: read\n  component: filesystem.csv_extractor\n  config: {path: x}\n"
     )
-    assert omlc("fmt", "--check", "messy.oml", cwd=project).returncode == 1
+    assert omlc("fmt", "--check", "messy.oml", cwd=project).returncode == 2
     assert omlc("fmt", "messy.oml", cwd=project).returncode == 0
     text = messy.read_text()
     assert text.startswith('name: t  # keep me\noml_version: "0.1.0"\n')
@@ -114,3 +112,69 @@ def test_components_list_and_spec() -> None:
 
     assert osiris_main(["components", "list", "--format", "json"]) == 0
     assert osiris_main(["components", "spec", "mysql.extractr"]) == 2
+
+
+def test_every_command_reports_usage_errors_with_exit_2(tmp_path: Path) -> None:
+    commands = {
+        "omlc": "from osiris.compiler.cli import omlc_main as main",
+        "osiris": "from osiris.compiler.cli import osiris_main as main",
+        "oml-run": "from osiris.runtime.cli import main",
+        "oml-lsp": "from osiris.compiler.lsp.server import main",
+    }
+    for name, entry in commands.items():
+        for args in (["--no-such-flag"], ["--version=3"]):
+            proc = subprocess.run(
+                [sys.executable, "-c", f"import sys; {entry}; sys.exit(main())", *args],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                check=False,
+            )
+            assert proc.returncode == 2, (name, args, proc.stderr)
+            assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+    bad_value = subprocess.run(
+        [sys.executable, "-m", "osiris.runtime.cli", str(tmp_path), "--max-parallel", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad_value.returncode == 2 and "--max-parallel" in bad_value.stderr
+
+
+def test_readme_exit_code_table_is_the_contracts() -> None:
+    """README's table lists exactly the contract's codes."""
+    import re
+
+    from osiris.runtime.contract.exits import ExitCode
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("Exit codes, for every command:"))
+    documented = {int(n) for n in re.findall(r"(?<![\w/])(\d+)(?:/(\d+))? ", line) for n in n if n}
+    assert documented == {int(code) for code in ExitCode}
+
+
+def test_check_finds_the_connections_file_like_run(tmp_path: Path) -> None:
+    """--connections, else $OSIRIS_CONNECTIONS, else the project's file found walking up from
+    the pipeline: the same rule as oml-run and the editor."""
+    project = tmp_path / "proj"
+    (project / "pipelines").mkdir(parents=True)
+    pipeline = CSV_TO_CSV.replace(
+        "component: filesystem.csv_extractor", "component: mysql.extractor"
+    )
+    pipeline = pipeline.replace(
+        "config: {path: data/in.csv}", 'config: {connection: "@mysql.shop", table: t}'
+    )
+    (project / "pipelines" / "p.oml").write_text(pipeline)
+    (project / "osiris_connections.yaml").write_text(
+        "connections:\n  mysql:\n    other: {host: h, user: u, database: d}\n"
+    )
+    found = omlc("check", "pipelines/p.oml", cwd=project)
+    assert found.returncode == 2 and "has no mysql connection 'shop'" in found.stdout
+    nested = omlc("check", "p.oml", cwd=project / "pipelines")
+    assert nested.returncode == 2 and "has no mysql connection 'shop'" in nested.stdout
+    env_file = tmp_path / "env_connections.yaml"
+    env_file.write_text("connections:\n  mysql:\n    shop: {host: h, user: u, database: d}\n")
+    by_env = omlc(
+        "check", "pipelines/p.oml", cwd=project, env={"OSIRIS_CONNECTIONS": str(env_file)}
+    )
+    assert by_env.returncode == 0, by_env.stdout

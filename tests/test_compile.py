@@ -172,7 +172,7 @@ def test_ir_graph_is_the_dag_in_order() -> None:
 def test_pure_and_c_yaml_emitters_agree() -> None:
     import yaml
 
-    from osiris.compiler.emit import dump_yaml
+    from osiris.runtime.contract.manifest import manifest_bytes
 
     manifest = compile_text(CSV_TO_CSV, "p.oml", environ={}).emitted.manifest
     manifest["pipeline"]["description"] = "ünïcode ☕ 'quotes' \"double\" : colon # hash\nnew line"
@@ -186,4 +186,4 @@ def test_pure_and_c_yaml_emitters_agree() -> None:
         indent=2,
         line_break="\n",
     )
-    assert dump_yaml(manifest) == pure.encode()
+    assert manifest_bytes(manifest) == pure.encode()

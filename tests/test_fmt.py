@@ -369,7 +369,7 @@ def test_fmt_check_and_rewrite(tmp_path: Path) -> None:
     tidy.write_text(format_text(MESSY)[0] or "", encoding="utf-8")
 
     proc = omlc("fmt", "--check", "messy.oml", "tidy.oml", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "messy.oml" in proc.stdout and "tidy.oml" not in proc.stdout
     assert messy.read_text("utf-8") == MESSY, "--check must not write"
 

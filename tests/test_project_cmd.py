@@ -26,7 +26,7 @@ def osiris(
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -102,7 +102,7 @@ def test_run_params_and_error_exit_codes(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**unset, "PYTHONPATH": str(ROOT)},
+        env=unset,
     )
     assert proc.returncode == 5 and "WAREHOUSE_PATH" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

@@ -119,7 +119,7 @@ def test_ambiguous_default(tmp_path: Path) -> None:
         "version: 1\nconnections:\n  mysql:\n    a: {host: x}\n    b: {host: y}\n"
     )
     res, _ = resolver(tmp_path, {})
-    with pytest.raises(ConfigurationError, match="no default alias"):
+    with pytest.raises(ConfigurationError, match="no default mysql alias"):
         res.resolve("@mysql")
 
 

@@ -13,6 +13,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from osiris.compiler.registry import ComponentSpec, Registry, load_registry
+from osiris.runtime.contract.connections import secret_fields
 from osiris.runtime.contract.drivers import DRIVER_IDS
 
 EXPECTED = {
@@ -242,7 +243,7 @@ def test_connection_schema(registry: Registry, family: str) -> None:
     schema = registry.connection_schema(family)
     assert schema is not None
     Draft202012Validator.check_schema(schema)
-    assert registry.connection_secret_fields(family) == SECRETS[family]
+    assert secret_fields(registry.connection_schema(family)) == SECRETS[family]
     assert schema["properties"]["default"]["type"] == "boolean"
     validator = Draft202012Validator(schema)
     assert not validator.is_valid({"default": True, "bogus_field": 1})

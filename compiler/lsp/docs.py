@@ -6,13 +6,13 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from osiris.runtime.contract.connections import secret_fields
+
 if TYPE_CHECKING:
     from osiris.compiler.connections import ConnectionAlias
     from osiris.compiler.lsp.context import StepOutline
     from osiris.compiler.registry import ComponentSpec, Registry
     from osiris.oml.ast import Param
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def component_doc(spec: ComponentSpec) -> str:
@@ -79,15 +79,8 @@ def field_doc(spec: ComponentSpec, name: str) -> str | None:
 
 def public_fields(alias: ConnectionAlias, registry: Registry | None) -> dict[str, Any]:
     """Fields safe to show: no secret-looking names, no family secrets, no passwords in URLs."""
-    hidden = (
-        registry.connection_secret_fields(alias.family) if registry is not None else frozenset()
-    )
-    out: dict[str, Any] = {}
-    for key, value in alias.public_fields().items():
-        if key in hidden:
-            continue
-        out[key] = _USERINFO.sub("***@", value) if isinstance(value, str) else value
-    return out
+    schema = registry.connection_schema(alias.family) if registry is not None else None
+    return alias.public_fields(secret_fields(schema))
 
 
 def connection_doc(alias: ConnectionAlias, file: str, registry: Registry | None) -> str:
