@@ -10,33 +10,8 @@ from typing import Any
 from osiris.compiler.locate import key_span, node_at
 from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.types import describe, phrase
 from osiris.oml.yamltree import YMap, YNode
-
-_JSON_TYPES = {
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "a mapping",
-    "null": "null",
-}
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
 
 
 def _show(value: Any) -> str:
@@ -143,10 +118,11 @@ def _report(
     if kind == "type":
         expected = error.validator_value
         names = [expected] if isinstance(expected, str) else list(expected)
-        wanted = " or ".join(_JSON_TYPES.get(n, n) for n in names)
+        # "true or false": what YAML users type, where "a boolean" invites `yes`/`on`
+        wanted = " or ".join("true or false" if n == "boolean" else phrase(n) for n in names)
         diagnostics.error(
             "OML016",
-            f"config field '{field}' must be {wanted}, not {_describe(error.instance)}",
+            f"config field '{field}' must be {wanted}, not {describe(error.instance)}",
             node.span,
             why=f"{component} reads '{field}' as {wanted}.",
             fix=f"Write '{field}' as {wanted}"

@@ -8,20 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from osiris.compiler.modes import MODE_NAMES, spec_mode_of
 from osiris.runtime.contract.exits import ExitCode
 
 if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
-
-
-# OML step modes and spec modes a user may filter by -> the spec mode they select
-MODE_FILTERS = {
-    "read": "extract",
-    "extract": "extract",
-    "write": "write",
-    "transform": "transform",
-    "discover": "discover",
-}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list components, optionally only those with a mode")
     p.add_argument(
         "--mode",
-        choices=tuple(MODE_FILTERS),
+        choices=MODE_NAMES,
         help="only components with this mode (OML read/write/transform or spec extract/discover)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -59,7 +50,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if registry is None:
         return ExitCode.INVALID
-    wanted = MODE_FILTERS.get(getattr(args, "mode", None) or "")
+    wanted = spec_mode_of(getattr(args, "mode", None) or "")
     specs = [s for s in registry if wanted is None or wanted in s.modes]
     if getattr(args, "format", "text") == "json":
         _write(sys.stdout, json.dumps([_summary(s) for s in specs], indent=2) + "\n")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from osiris.compiler.check_config import check_config
 from osiris.compiler.ir import PipelineIR, StepNode
+from osiris.compiler.modes import spec_mode_of
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 from osiris.oml.expr import ExpressionError, Text, parse_template
 from osiris.oml.yamltree import YMap, YNode, YSeq
@@ -141,11 +142,8 @@ def lower(
     )
 
 
-_OML_TO_SPEC = {"read": "extract"}
-
-
 def _spec_mode(spec_modes: tuple[str, ...], mode: str) -> str:
-    canonical = _OML_TO_SPEC.get(mode, mode)
+    canonical = spec_mode_of(mode) or mode
     return canonical if canonical in spec_modes else mode
 
 

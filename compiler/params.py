@@ -11,6 +11,7 @@ from osiris.oml.ast import Document, Param
 from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.span import Span
 from osiris.oml.suggest import close_matches, did_you_mean
+from osiris.oml.types import conforms, type_of, with_article
 
 ENV_PREFIX = "OSIRIS_PARAM_"
 _TRUE = {"true", "1", "yes", "on"}
@@ -29,22 +30,12 @@ def env_name(param: str) -> str:
 
 
 def param_type(param: Param) -> str | None:
+    """The declared type, else the type of the default; None when neither says."""
     if param.type is not None:
         return param.type.value
-    if param.default is None:
+    if param.default is None or param.default.to_python() is None:
         return None
-    value = param.default.to_python()
-    for name, kinds in (
-        ("boolean", bool),
-        ("integer", int),
-        ("number", float),
-        ("string", str),
-        ("array", list),
-        ("object", dict),
-    ):
-        if isinstance(value, kinds):
-            return name
-    return None
+    return type_of(param.default.to_python())
 
 
 def coerce(text: str, kind: str | None) -> Any:
@@ -73,21 +64,6 @@ def coerce(text: str, kind: str | None) -> Any:
     if kind == "object" and not isinstance(value, dict):
         raise ValueError("expected a JSON object")
     return value
-
-
-def _type_ok(value: Any, kind: str | None) -> bool:
-    if kind is None:
-        return True
-    if isinstance(value, bool):
-        return kind == "boolean"
-    return {
-        "string": isinstance(value, str),
-        "integer": isinstance(value, int),
-        "number": isinstance(value, int | float),
-        "boolean": False,
-        "array": isinstance(value, list),
-        "object": isinstance(value, dict),
-    }[kind]
 
 
 def parse_cli_params(items: Sequence[str], diagnostics: DiagnosticList) -> dict[str, str]:
@@ -180,13 +156,13 @@ def resolve_params(
                     fix=f"Pass --param {name}=VALUE, set {env_name(name)}, or give it a default.",
                 )
             continue
-        if not _type_ok(resolved.value, kind) or (
+        if not conforms(resolved.value, kind) or (
             param.enum is not None and resolved.value not in param.enum
         ):
             wanted = (
                 f"one of {list(param.enum)}"
-                if param.enum and _type_ok(resolved.value, kind)
-                else _article(kind)
+                if param.enum and conforms(resolved.value, kind)
+                else with_article(kind)
             )
             spans = uses.get(name, [])
             diagnostics.error(
@@ -216,13 +192,8 @@ def _set_text(
     except ValueError as err:
         diagnostics.error(
             "OML061",
-            f"{label}: {raw!r} is not {_article(kind)} for param '{name}'",
+            f"{label}: {raw!r} is not {with_article(kind)} for param '{name}'",
             None,
             why=f"'{name}' is declared {kind} ({err}).",
-            fix=f"Give {_article(kind)}.",
+            fix=f"Give {with_article(kind)}.",
         )
-
-
-def _article(kind: str | None) -> str:
-    word = kind or "value"
-    return ("an " if word[0] in "aeiou" else "a ") + word

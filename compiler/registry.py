@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -15,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from osiris.compiler.modes import oml_modes_of, role_of
+from osiris.oml.suggest import close_matches
 from osiris.runtime.contract.cache import cache_dir
 from osiris.runtime.contract.drivers import DRIVER_IDS
 from osiris.runtime.contract.manifest import canonical_json, sha256_tag
@@ -29,18 +30,6 @@ META_SCHEMA_FILE = "spec.schema.json"
 COMPONENTS_DIR = "components"
 CONNECTIONS_DIR = "connections"
 SPEC_FILE = "spec.yaml"
-
-# spec mode -> the OML step modes that select it (`discover` is never an OML step mode)
-OML_MODES: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "extract": frozenset({"read", "extract"}),
-        "write": frozenset({"write"}),
-        "transform": frozenset({"transform"}),
-    }
-)
-ROLES: Mapping[str, str] = MappingProxyType(
-    {"extract": "extractor", "write": "writer", "transform": "processor"}
-)
 
 _ROLE_SYNONYMS: Mapping[str, str] = MappingProxyType(
     {
@@ -100,18 +89,14 @@ class ComponentSpec:
     @property
     def role(self) -> str:
         """extractor, writer or processor (the meta-schema guarantees exactly one primary mode)."""
-        for mode in self.modes:
-            if mode in ROLES:
-                return ROLES[mode]
-        raise AssertionError(f"{self.name} has no primary mode")  # pragma: no cover
+        role = role_of(self.modes)
+        assert role is not None, f"{self.name} has no primary mode"
+        return role
 
     @property
-    def oml_modes(self) -> frozenset[str]:
-        """OML step modes that select this component, e.g. {"read", "extract"}."""
-        accepted: set[str] = set()
-        for mode in self.modes:
-            accepted |= OML_MODES.get(mode, frozenset())
-        return frozenset(accepted)
+    def oml_modes(self) -> tuple[str, ...]:
+        """OML step modes that select this component, the usual one first: ("read", "extract")."""
+        return oml_modes_of(self.modes)
 
     @property
     def required_fields(self) -> tuple[str, ...]:
@@ -201,18 +186,7 @@ class Registry:
         found += [n for n in names if wanted and wanted in n.split(".")]
         if found:
             return list(dict.fromkeys(found))[:limit]
-        matcher = difflib.SequenceMatcher(b=wanted)
-        scored = []
-        for candidate in names:
-            matcher.set_seq1(candidate)
-            score = matcher.ratio()
-            if score >= 0.6:
-                scored.append((-score, candidate))
-        scored.sort()
-        if scored:
-            best = -scored[0][0]
-            found = [c for s, c in scored if -s >= best - 0.1]
-        return found[:limit]
+        return close_matches(wanted, names, n=limit, band=0.1)
 
     def fingerprint(self, names: Iterable[str] | None = None) -> str:
         """sha256 over the spec files of the given components (all when None); KeyError if unknown."""
@@ -523,7 +497,7 @@ class _SpecChecker:
 
         doc = self.doc
         validator = Draft202012Validator(doc["configSchema"], registry=self.refs)
-        accepted = set().union(*(OML_MODES.get(m, frozenset()) for m in doc["modes"]))
+        accepted = oml_modes_of(doc["modes"])
         secrets = {_unescape(p.split("/")[1]) for p in doc.get("secrets", ())}
         for i, example in enumerate(doc.get("examples", ())):
             at = f"/examples/{i}"
@@ -721,7 +695,7 @@ def _summary(value: Any) -> str:
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+    close = close_matches(name, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from osiris.oml.span import SourceText, Span
 from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar
 
-PARAM_TYPES = ("string", "integer", "number", "boolean", "array", "object")
-
 
 @dataclass(frozen=True, slots=True)
 class Name:

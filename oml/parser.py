@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from osiris.oml.ast import PARAM_TYPES, Document, Input, Name, Param, Profile, Step, StepRef
+from osiris.oml.ast import Document, Input, Name, Param, Profile, Step, StepRef
 from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.span import SourceText, Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.types import JSON_TYPES, describe, phrase
 from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar, YSeq, parse_yaml
 
 OML_VERSION = "0.1.0"
@@ -59,17 +60,10 @@ _EXAMPLE_STEP = """  - id: extract-orders
 
 def _type_name(node: YNode) -> str:
     if isinstance(node, YMap):
-        return "a mapping"
+        return phrase("object")
     if isinstance(node, YSeq):
-        return "a list"
-    value = node.value
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "a string"
+        return phrase("array")
+    return "empty (null)" if node.value is None else describe(node.value)
 
 
 class Parser:
@@ -86,7 +80,7 @@ class Parser:
             isinstance(node, YScalar) and not isinstance(node.value, str)
         ):
             return True
-        expected = {YMap: "a mapping", YSeq: "a list", YScalar: "a string"}[kind]
+        expected = phrase({YMap: "object", YSeq: "array", YScalar: "string"}[kind])
         self.diagnostics.error(
             "OML008",
             f"{what} must be {expected}, not {_type_name(node)}",
@@ -259,14 +253,14 @@ class Parser:
             ptype = None
             if "type" in fields:
                 ptype = self.name(fields["type"].value, f"the type of param '{name.value}'")
-                if ptype and ptype.value not in PARAM_TYPES:
-                    matches = close_matches(ptype.value, PARAM_TYPES)
+                if ptype and ptype.value not in JSON_TYPES:
+                    matches = close_matches(ptype.value, JSON_TYPES)
                     self.diagnostics.error(
                         "OML030",
                         f"unknown param type '{ptype.value}'",
                         ptype.span,
                         why="A param's type is one of: "
-                        + ", ".join(PARAM_TYPES)
+                        + ", ".join(JSON_TYPES)
                         + "."
                         + did_you_mean(matches),
                         fix="Use one of the listed types.",

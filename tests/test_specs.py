@@ -222,9 +222,9 @@ def test_roles_and_oml_modes(registry: Registry) -> None:
     assert roles["duckdb.processor"] == "processor"
     assert sum(r == "extractor" for r in roles.values()) == 6
     assert sum(r == "writer" for r in roles.values()) == 6
-    assert _spec(registry, "mysql.extractor").oml_modes == {"read", "extract"}
-    assert _spec(registry, "mysql.writer").oml_modes == {"write"}
-    assert _spec(registry, "duckdb.processor").oml_modes == {"transform"}
+    assert _spec(registry, "mysql.extractor").oml_modes == ("read", "extract")
+    assert _spec(registry, "mysql.writer").oml_modes == ("write",)
+    assert _spec(registry, "duckdb.processor").oml_modes == ("transform",)
     assert "discover" not in _spec(registry, "postgres.extractor").oml_modes
 
 

@@ -95,9 +95,9 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
         if key is None:
             _keys(items, PARAM_KEYS, ctx.siblings, Kind.Property)
         elif key == "type":
-            from osiris.oml.ast import PARAM_TYPES
+            from osiris.oml.types import JSON_TYPES
 
-            for name in PARAM_TYPES:
+            for name in JSON_TYPES:
                 items.add(name, Kind.EnumMember)
     elif path == ("steps", "-"):
         if key is None:
@@ -141,8 +141,7 @@ def _spec(ctx: Context) -> ComponentSpec | None:
 
 
 def _modes(spec: ComponentSpec) -> list[str]:
-    primary = {"extractor": "read", "writer": "write", "processor": "transform"}[spec.role]
-    return sorted(spec.oml_modes, key=lambda m: (m != primary, m))
+    return list(spec.oml_modes)  # the usual mode first
 
 
 def _components(items: _Items, registry: Registry) -> None:
