@@ -17,8 +17,6 @@ from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.version import add_version_flag
 
-OML_SUFFIXES = (".oml", ".yaml", ".yml")
-
 
 class UsageError(Exception):
     """Bad command-line use; exit 2 with the message."""

@@ -1,15 +1,12 @@
-"""The IR: resolved step nodes and data-flow edges in deterministic order; a networkx DiGraph on request."""
+"""The IR: resolved step nodes and data-flow edges in deterministic order."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from osiris.oml.span import Span
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +40,6 @@ class PipelineIR:
 
     def steps(self) -> list[StepNode]:
         return [self.nodes[step_id] for step_id in self.order]
-
-    def graph(self) -> nx.DiGraph:
-        """The DAG as a networkx DiGraph (node attribute "step"), for graph algorithms.
-
-        Built on request: importing networkx costs ~150 ms, more than a whole small compile.
-        """
-        import networkx as nx
-
-        graph = nx.DiGraph()
-        for step_id in self.order:
-            graph.add_node(step_id, step=self.nodes[step_id])
-        graph.add_edges_from(self.edges)
-        return graph
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view for `omlc --emit ir`."""

@@ -69,12 +69,6 @@ class SourceText:
         end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
         return self.text[start:end].rstrip("\r")
 
-    def byte_offset(self, offset: int) -> int:
-        if self._ascii:
-            return offset
-        line = bisect.bisect_right(self._line_starts, offset) - 1
-        return self._byte_of(line, offset)
-
     def _byte_of(self, line: int, offset: int) -> int:
         """UTF-8 byte offset of a character offset known to be on 0-based line."""
         if self._line_bytes is None:

@@ -160,7 +160,3 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.redact_value(v) for v in value]
         return value
-
-    @property
-    def active(self) -> bool:
-        return self._pattern is not None

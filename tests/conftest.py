@@ -16,15 +16,26 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OSIRIS_CACHE_DIR", tempfile.mkdtemp(prefix="osiris-test-cache-"))
 REQUIRE_DBS = os.environ.get("OSIRIS_REQUIRE_DBS") == "1"
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+# The test servers; CI and a fresh machine use the defaults (README: Development).
+MYSQL = {
+    "host": os.environ.get("OSIRIS_TEST_MYSQL_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("OSIRIS_TEST_MYSQL_PORT", "3306")),
+    "user": os.environ.get("OSIRIS_TEST_MYSQL_USER", "root"),
+    "password": os.environ.get("OSIRIS_TEST_MYSQL_PASSWORD", ""),
+}
+POSTGRES = {
+    "host": os.environ.get("OSIRIS_TEST_PG_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("OSIRIS_TEST_PG_PORT", "5432")),
+    "user": os.environ.get("OSIRIS_TEST_PG_USER", "postgres"),
+    "password": os.environ.get("OSIRIS_TEST_PG_PASSWORD", ""),
+}
 
 
 def _unavailable(what: str, err: Exception) -> None:
     msg = f"{what} is not reachable ({type(err).__name__}: {err})"
     if REQUIRE_DBS:
         pytest.fail(f"{msg}; OSIRIS_REQUIRE_DBS=1 makes this a failure", pytrace=False)
-    pytest.skip(f"{msg}; start it or see README 'Databases' to run these tests")
+    pytest.skip(f"{msg}; start it (README: Development) to run these tests")
 
 
 @pytest.fixture
@@ -59,7 +70,7 @@ def pg_db() -> Iterator[dict[str, Any]]:
     name = f"osiris_t_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield {**POSTGRES, "password": "", "database": name}
+        yield {**POSTGRES, "database": name}
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

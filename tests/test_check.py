@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from oml_cases import CHECK_CASES, CONNECTIONS, VALID_CASES, extract, mysql_writ
 
 from osiris.compiler.connections import ConnectionsIndex, index_connections
 from osiris.compiler.frontend import check_file, check_text
-from osiris.oml.diagnostics import DiagnosticList, Severity
+from osiris.oml.diagnostics import Diagnostic, DiagnosticList, Severity
 from osiris.oml.span import SourceText
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,19 +65,51 @@ def test_default_connection_reference_resolves() -> None:
     assert codes(text, connections=connections()) == set()  # the only alias is the default
 
 
-def test_broken_connections_file_is_reported() -> None:
+def _broken_connections_file(tmp_path: Path) -> list[Diagnostic]:
     diagnostics = DiagnosticList()
     assert index_connections(SourceText("c.yaml", "connections: [1"), diagnostics) is None
-    assert [d.code for d in diagnostics] == ["OML040"]
+    return list(diagnostics)
 
 
-def test_missing_file_is_a_diagnostic(tmp_path: Path) -> None:
-    result = check_file(tmp_path / "nope.oml")
-    assert [d.code for d in result.diagnostics] == ["OML000"]
+def _missing_file(tmp_path: Path) -> list[Diagnostic]:
+    return list(check_file(tmp_path / "nope.oml").diagnostics)
+
+
+def _latin1_file(tmp_path: Path) -> list[Diagnostic]:
     bad = tmp_path / "latin1.oml"
     bad.write_bytes(b"name: caf\xe9\n")
     (d,) = check_file(bad).diagnostics
-    assert d.code == "OML000" and d.span is not None and d.span.start.byte == 9
+    assert d.span is not None and d.span.start.byte == 9
+    return [d]
+
+
+def _broken_spec(tmp_path: Path) -> list[Diagnostic]:
+    import shutil
+
+    from osiris.compiler.registry import load_registry
+
+    root = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    spec = root / "components" / "mysql.writer" / "spec.yaml"
+    spec.write_text(spec.read_text().replace("version: 1.0.0", "version: one"))
+    registry = load_registry(root)
+    return list(check_text(pipeline(extract()), "p.oml", registry=registry).diagnostics)
+
+
+# Problems that need files on disk: (id, make the diagnostics in tmp_path, exact codes).
+FILE_CASES: list[tuple[str, Callable[[Path], list[Diagnostic]], list[str]]] = [
+    ("broken-connections-file", _broken_connections_file, ["OML040"]),
+    ("missing-file", _missing_file, ["OML000"]),
+    ("not-utf8", _latin1_file, ["OML000"]),
+    ("broken-spec", _broken_spec, ["OML050"]),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "expected"), FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_file_cases(
+    case: str, make: Callable[[Path], list[Diagnostic]], expected: list[str], tmp_path: Path
+) -> None:
+    assert [d.code for d in make(tmp_path)] == expected
 
 
 def test_did_you_mean_and_quick_fix_for_component() -> None:
@@ -130,17 +163,3 @@ def test_errors_are_collected_not_raised_one_by_one() -> None:
         + mysql_writer('{connection: "@postgres.x", table: t, write_mode: upsrt}', needs="[nope]")
     )
     assert {"OML017", "OML013", "OML026", "OML019", "OML032"} <= codes(text)
-
-
-def test_broken_spec_is_reported(tmp_path: Path) -> None:
-    import shutil
-
-    from osiris.compiler.registry import load_registry
-
-    root = tmp_path / "specs"
-    shutil.copytree(ROOT / "specs", root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    spec = root / "components" / "mysql.writer" / "spec.yaml"
-    spec.write_text(spec.read_text().replace("version: 1.0.0", "version: one"))
-    registry = load_registry(root)
-    result = check_text(pipeline(extract()), "p.oml", registry=registry)
-    assert "OML050" in {d.code for d in result.diagnostics}

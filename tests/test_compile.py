@@ -152,23 +152,6 @@ def test_write_output_is_atomic_and_refuses_foreign_dirs(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_ir_graph_is_the_dag_in_order() -> None:
-    import networkx as nx
-
-    text = pipeline(
-        extract(step_id="b")
-        + extract(step_id="a")
-        + "- {id: p, component: duckdb.processor, mode: transform, needs: [a, b], config: {query: 'SELECT * FROM a, b'}}\n"
-        + "- {id: w, component: filesystem.csv_writer, mode: write, needs: [p], config: {path: o.csv}}\n"
-    )
-    ir = compile_text(text, "p.oml", environ={}).ir
-    graph = ir.graph()
-    assert nx.is_directed_acyclic_graph(graph)
-    assert sorted(graph.edges) == [("a", "p"), ("b", "p"), ("p", "w")]
-    assert list(nx.lexicographical_topological_sort(graph, key=ir.order.index)) == list(ir.order)
-    assert graph.nodes["p"]["step"].needs == ("b", "a")
-
-
 def test_pure_and_c_yaml_emitters_agree() -> None:
     import yaml
 

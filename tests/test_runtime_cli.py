@@ -310,7 +310,6 @@ def test_live_view_renders_each_step(tmp_path: Path) -> None:
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "csv_duckdb_parquet"
 
 
-@pytest.mark.skipif(not (GOLDEN / "manifest.yaml").exists(), reason="golden manifest not present")
 def test_runs_a_compiler_emitted_manifest(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data/orders.csv").write_text("id,customer_id,amount\n1,1,5\n2,1,7\n3,2,30\n")

@@ -21,14 +21,13 @@ class Line:
     key: str | None  # the mapping key on the line
     key_end: int  # column just after the key's ':'
     value: str  # the text after the ':' (or the whole content when there is no key), comment kept
-    blank: bool  # blank or comment only
 
 
 def scan(text: str) -> Line:
     stripped = text.lstrip(" ")
     indent = len(text) - len(stripped)
     if not stripped.strip() or stripped.startswith("#"):
-        return Line(indent, None, indent, None, indent, "", True)
+        return Line(indent, None, indent, None, indent, "")
     dash = None
     col = indent
     if stripped == "-" or stripped.startswith("- "):
@@ -38,12 +37,12 @@ def scan(text: str) -> Line:
     content = text[col:]
     match = _KEY.match(content)
     if match is None:
-        return Line(indent, dash, col, None, col, content, False)
+        return Line(indent, dash, col, None, col, content)
     key = match.group("key")
     if key[:1] in "\"'":
         key = key[1:-1]
     end = col + match.end()
-    return Line(indent, dash, col, key, end, text[end:], False)
+    return Line(indent, dash, col, key, end, text[end:])
 
 
 def plain(value: str) -> str:
@@ -168,17 +167,12 @@ class Context:
     column: int
     path: tuple[str, ...]  # keys from the root to the mapping holding the cursor ('-' = an item)
     key: str | None = None  # the key whose value the cursor is in (None: typing a key)
-    in_list: bool = False  # the value is an item of a list (needs: [a, |])
     block: bool = False  # inside a block or multi-line scalar
     prefix: str = ""  # what is typed of the current token
     start: int = 0  # column where the token starts
     quote: str | None = None  # the quote the token is in
     siblings: frozenset[str] = frozenset()  # keys already present beside the cursor
     step: StepOutline | None = None
-
-    @property
-    def in_key(self) -> bool:
-        return self.key is None
 
 
 def _ancestors(lines: list[str], number: int, need: int, seq: bool) -> tuple[list[str], bool]:
@@ -326,11 +320,11 @@ def context_at(doc: Outline, number: int, column: int) -> Context:
         ctx.path, ctx.key = base, line.key
         for bracket, key, in_value in frames:
             if bracket == "[":
-                ctx.in_list = True
-            elif in_value:
-                ctx.path, ctx.key, ctx.in_list = (*ctx.path, ctx.key or "-"), key, False
+                continue
+            if in_value:
+                ctx.path, ctx.key = (*ctx.path, ctx.key or "-"), key
             else:
-                ctx.path, ctx.key, ctx.in_list = (*ctx.path, ctx.key or "-"), None, False
+                ctx.path, ctx.key = (*ctx.path, ctx.key or "-"), None
                 ctx.siblings = frozenset(keys)
         ctx.start = line.key_end + start
         ctx.quote = quote
@@ -340,7 +334,7 @@ def context_at(doc: Outline, number: int, column: int) -> Context:
     ctx.start = line.col
     ctx.prefix = raw[line.col : column]
     if line.dash is not None and line.key is None and path and path != ["steps"]:
-        ctx.path, ctx.key, ctx.in_list = tuple(path[:-1]), path[-1], True
+        ctx.path, ctx.key = tuple(path[:-1]), path[-1]
         frames, start, quote, _ = _flow(raw[line.col : column])
         ctx.start, ctx.quote = line.col + start, quote
         ctx.prefix = raw[ctx.start : column]

@@ -47,7 +47,6 @@ try:  # the fast reader (Rust, wheels on PyPI); pymysql is the pure-Python fallb
 except ImportError:  # pragma: no cover - depends on the installed extras
     connectorx = None  # type: ignore[assignment]
 
-CONNECTION_ERRORS = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013, 1040, 1129, 1130}
 # encoders only: with no decoders pymysql hands us the text protocol's strings untouched
 RAW_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
