@@ -1,10 +1,11 @@
-"""The local engine's StepContext: a step's view of its config, connection, inputs and the run database."""
+"""The local StepContext: a step's view of its config, connection, inputs and the run database."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from osiris.runtime.sql import quote_ident
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    from osiris.runtime.manifest import ManifestStep
 
 
 class RunDatabase:
@@ -55,13 +58,30 @@ class RunDatabase:
             cursor.close()
         return bool(found and found[0])
 
-    def row_count(self, table: str) -> int:
+    def row_count(self, name: str, *, every_column: bool = False) -> int:
+        """Rows of a table or view. every_column=True reads every column as well: a view over a
+        file then fails on any value it cannot read, as copying the file would have."""
+        counts = "count(*), count(COLUMNS(*))" if every_column else "count(*)"
         cursor = self.new_cursor()
         try:
-            found = cursor.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
+            found = cursor.execute(f"SELECT {counts} FROM {quote_ident(name)}").fetchone()
         finally:
             cursor.close()
         return int(found[0]) if found else 0
+
+    def create_table(self, name: str, query: str) -> None:
+        """CREATE TABLE <name> AS <query>, on this thread's cursor."""
+        self.thread_cursor().execute(f"CREATE TABLE {quote_ident(name)} AS {query}")
+
+    def store(self, name: str, reader: pa.RecordBatchReader) -> None:
+        """CREATE TABLE <name> with the rows of an Arrow reader, on this thread's cursor."""
+        cursor = self.thread_cursor()
+        view = f"osiris_extract_{name.replace('-', '_')}"
+        cursor.register(view, reader)
+        try:
+            cursor.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM {quote_ident(view)}")
+        finally:
+            cursor.unregister(view)
 
     def close(self, *, discard: bool = False) -> None:
         """Close every cursor; discard=True drops the tables first so closing skips the
@@ -101,7 +121,7 @@ def counting_reader(
 
 
 class LocalStepContext:
-    """Implements runtime.drivers.base.StepContext for the local engine."""
+    """Implements runtime.drivers.base.StepContext in process."""
 
     def __init__(
         self,
@@ -137,8 +157,8 @@ class LocalStepContext:
         self.rows_read = 0
         self.bytes_read = 0
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        # Set by the engine when it counts rows of files read in place from the step's main
-        # query (LocalEngine._execute_chain); the driver leaves DuckDB's JSON profile here.
+        # Set when the rows of a file read in place are counted from the step's main query
+        # (runtime.view_chains); the driver leaves DuckDB's JSON profile here.
         self.profile_main_query = False
         self.main_query_profile: str | None = None
 
@@ -194,6 +214,32 @@ class LocalStepContext:
             with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
                 cursor.close()
         self._cursors.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class StepContexts:
+    """Makes the LocalStepContext of each step of one run."""
+
+    database: RunDatabase
+    connections: Mapping[str, Mapping[str, Any]]  # connection reference -> resolved fields
+    project_dir: Path
+    artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
+    on_progress: Callable[[str, int], None] | None = None
+    on_log: Callable[[str, str], None] | None = None  # (step id, message)
+
+    def for_step(self, step: ManifestStep) -> LocalStepContext:
+        return LocalStepContext(
+            step_id=step.id,
+            config=step.config,
+            connection=self.connections.get(step.connection) if step.connection else None,
+            inputs=step.inputs,
+            upstream=step.upstream,
+            artifacts_dir=self.artifacts(step.id),
+            project_dir=self.project_dir,
+            database=self.database,
+            on_progress=self.on_progress,
+            on_log=self.on_log,
+        )
 
 
 def _batch_size(config: Mapping[str, Any]) -> int:

@@ -21,8 +21,9 @@ file: 684 inversions in 5M rows), and extracts would not keep the source's row o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ def open_duckdb(
     return duckdb.connect(target, read_only=read_only, config=config)
 
 
-# Only what the engine reads from a profile (which files were scanned, how far): no per-operator
+# Only what scanned_rows reads from a profile (which files were scanned, how far): no per-operator
 # timing, so profiling costs next to nothing.
 _SCAN_METRICS = (
     "['operator.type', 'operator.extra_info', 'operator.rows_scanned', 'operator.bytes_scanned']"
@@ -74,9 +75,9 @@ _SCAN_METRICS = (
 def execute_main_query(
     con: duckdb.DuckDBPyConnection, ctx: Any, sql: str
 ) -> tuple[Any, ...] | None:
-    """Run a step's main statement and return its first result row. When the engine asked for it
+    """Run a step's main statement and return its first result row. When asked for it
     (ctx.profile_main_query), DuckDB's JSON profile of the statement is left on
-    ctx.main_query_profile: the engine counts the rows of files read in place from it.
+    ctx.main_query_profile: scanned_rows counts the rows of files read in place from it.
     The result is fetched to the end: DuckDB 2 refuses relational calls on a connection with an
     unfinished result."""
     if getattr(ctx, "profile_main_query", False) is not True:
@@ -98,6 +99,47 @@ def execute_main_query(
 
 def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
+
+
+def scanned_rows(profile: str | None, files: Sequence[str], size: int) -> int | None:
+    """Rows of a CSV source (one path or glob, as configured) read by a query, from DuckDB's
+    JSON profile of that query, or None when the profile does not prove it: every READ_CSV scan
+    in the plan must be of exactly this source and have read all of its bytes (so a LIMIT that
+    stopped early, or compressed input, does not qualify), and all of them must agree."""
+    if not profile or len(files) != 1:
+        return None
+    try:
+        tree = json.loads(profile)
+    except ValueError:
+        return None
+    scans: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "TABLE_SCAN":
+                scans.append(node)
+            for child in node.get("children") or []:
+                walk(child)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(tree.get("operator") if isinstance(tree, dict) else None)
+    counts = set()
+    for scan in scans:
+        info = scan.get("extra_info") or {}
+        function = info.get("Function")
+        if function is None and scan.get("bytes_scanned"):
+            return None  # a file scan we cannot identify (e.g. a streaming LIMIT)
+        if function != "READ_CSV":
+            continue
+        if info.get("Filename(s)") != files[0] or scan.get("bytes_scanned") != size:
+            return None
+        counts.add(scan.get("rows_scanned"))
+    if len(counts) != 1:
+        return None
+    (rows,) = counts
+    return rows if isinstance(rows, int) and rows >= 0 else None
 
 
 def plain_booleans(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

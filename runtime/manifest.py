@@ -1,4 +1,4 @@
-"""Load a compiled manifest, validate it against the contract, verify its fingerprints -> a frozen Plan."""
+"""Load a compiled manifest, validate it against the contract, verify its fingerprints -> a VerifiedManifest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -22,13 +22,12 @@ from osiris.runtime.contract.manifest import (
     schema_problems,
     sha256_tag,
 )
+from osiris.runtime.drivers.base import Role
 from osiris.runtime.errors import ManifestError
-
-Role = Literal["extractor", "processor", "writer"]
 
 
 @dataclass(frozen=True, slots=True)
-class PlanStep:
+class ManifestStep:
     """One step of the plan with its cfg file loaded."""
 
     id: str
@@ -54,8 +53,8 @@ class PlanStep:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """A verified manifest: what the engine executes."""
+class VerifiedManifest:
+    """A manifest that passed the schema and fingerprint checks: what the planner plans."""
 
     manifest_path: Path
     root: Path
@@ -63,23 +62,7 @@ class Plan:
     fingerprint: str
     modified: bool
     manifest_bytes: bytes
-    steps: tuple[PlanStep, ...]
-
-    def step(self, step_id: str) -> PlanStep:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
-
-    def downstream(self, step_id: str) -> tuple[str, ...]:
-        """Every step that depends on step_id, directly or transitively, in plan order."""
-        affected = {step_id}
-        result = []
-        for step in self.steps:
-            if any(u in affected for u in step.upstream):
-                affected.add(step.id)
-                result.append(step.id)
-        return tuple(result)
+    steps: tuple[ManifestStep, ...]
 
 
 def manifest_file(path: Path) -> Path:
@@ -87,7 +70,7 @@ def manifest_file(path: Path) -> Path:
     return path / MANIFEST_FILE if path.is_dir() else path
 
 
-def load_plan(path: Path | str, *, allow_modified: bool = False) -> Plan:
+def load_manifest(path: Path | str, *, allow_modified: bool = False) -> VerifiedManifest:
     """Read, validate and verify; ManifestError (exit 3) on anything wrong.
 
     allow_modified skips only the fingerprint comparison, never schema or structure checks.
@@ -116,13 +99,13 @@ def load_plan(path: Path | str, *, allow_modified: bool = False) -> Plan:
             f"!= content {digest}); recompile it, or pass --allow-modified"
         )
     root = file.parent
-    steps: list[PlanStep] = []
+    steps: list[ManifestStep] = []
     for raw in document["steps"]:
         step, cfg_modified = _load_step(raw, root, allow_modified)
         modified = modified or cfg_modified
         steps.append(step)
     _check_graph(steps, file)
-    return Plan(
+    return VerifiedManifest(
         manifest_path=file,
         root=root,
         pipeline_name=document["pipeline"]["name"],
@@ -160,7 +143,7 @@ def _validated_marker(data: bytes) -> Path | None:
     return base / "valid-manifests" / key
 
 
-def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[PlanStep, bool]:
+def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[ManifestStep, bool]:
     step_id = raw["id"]
     if raw["driver"] not in DRIVER_IDS:
         raise ManifestError(
@@ -183,7 +166,7 @@ def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[P
         raise ManifestError(f"step {step_id}: {raw['cfg']} is not valid JSON") from None
     if not isinstance(config, dict):
         raise ManifestError(f"step {step_id}: {raw['cfg']} must hold a JSON object")
-    step = PlanStep(
+    step = ManifestStep(
         id=step_id,
         component=raw["component"],
         component_version=raw["component_version"],
@@ -201,7 +184,7 @@ def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[P
     return step, modified
 
 
-def _check_graph(steps: list[PlanStep], file: Path) -> None:
+def _check_graph(steps: list[ManifestStep], file: Path) -> None:
     seen: set[str] = set()
     cfg_paths: set[str] = set()
     for step in steps:

@@ -12,24 +12,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from osiris.runtime.connections import ConnectionResolver, ResolvedConnection, validation_mode
-from osiris.runtime.context import RunDatabase
+from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.project import project_dir as find_project_dir
-from osiris.runtime.engine import (
-    INPLACE_MIN_BYTES,
-    LocalEngine,
-    MaterializeMode,
-    StepOutcome,
-    default_parallelism,
-    inplace_min_bytes,
-    materialize_mode,
-)
+from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
-from osiris.runtime.manifest import Plan, load_plan
+from osiris.runtime.executor import LocalExecutor, default_parallelism
+from osiris.runtime.manifest import VerifiedManifest, load_manifest
+from osiris.runtime.outcomes import StepOutcome, StepReporter
+from osiris.runtime.planner import (
+    ExecutionPlan,
+    PlanOptions,
+    inplace_min_bytes,
+    materialize_mode,
+    plan,
+)
+from osiris.runtime.probe import probe
 from osiris.runtime.rundir import RunPaths, create_run_dir
 from osiris.runtime.secrets import Redactor
+from osiris.runtime.step_runner import StepRunner
 
 
 class RunObserver(Protocol):
@@ -101,37 +104,33 @@ def run_manifest(
     observer: RunObserver | None = None,
     materialize: str | None = None,
 ) -> RunOutcome:
-    """Verify and execute a compiled manifest with the local engine. Never raises for user
-    errors: the outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
+    """Verify and execute a compiled manifest in process. Never raises for user errors: the
+    outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
 
     materialize: "auto" (default) lets plain extract -> write edges stream and single-use file
     extracts be views over their files; "all" stores every step's output as a table in
-    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see runtime.engine)."""
+    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
-        plan = load_plan(manifest, allow_modified=allow_modified)
+        verified = load_manifest(manifest, allow_modified=allow_modified)
     except ManifestError as err:
         return RunOutcome("failed", err.exit_code, error=str(err))
+    pipeline = verified.pipeline_name
     project = Path(project_dir).resolve() if project_dir else find_project_dir().resolve()
     try:
         mode = validation_mode(validation, env)
     except ConfigurationError as err:
-        return RunOutcome("failed", err.exit_code, pipeline=plan.pipeline_name, error=str(err))
+        return RunOutcome("failed", err.exit_code, pipeline=pipeline, error=str(err))
     try:
-        materialization = materialize_mode(materialize, env)
+        options = PlanOptions(materialize_mode(materialize, env), inplace_min_bytes(env))
     except ValueError as err:
-        return RunOutcome(
-            "failed", ExitCode.CONFIGURATION, pipeline=plan.pipeline_name, error=str(err)
-        )
+        return RunOutcome("failed", ExitCode.CONFIGURATION, pipeline=pipeline, error=str(err))
     try:
         paths = create_run_dir(project, Path(run_dir) if run_dir else None)
     except OSError as err:
         return RunOutcome(
-            "failed",
-            ExitCode.CONFIGURATION,
-            pipeline=plan.pipeline_name,
-            error=f"run directory: {err}",
+            "failed", ExitCode.CONFIGURATION, pipeline=pipeline, error=f"run directory: {err}"
         )
     resolver = ConnectionResolver(
         connections_file(connections, env, project),
@@ -140,12 +139,11 @@ def run_manifest(
         environ=env,
         validation=mode,
     )
-    run = _Run(plan, paths, project, redactor, resolver, observer)
+    run = _Run(verified, paths, project, redactor, resolver, observer)
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
-        materialize=materialization,
-        inplace_min_bytes=inplace_min_bytes(env),
+        options=options,
     )
 
 
@@ -154,14 +152,14 @@ class _Run:
 
     def __init__(
         self,
-        plan: Plan,
+        manifest: VerifiedManifest,
         paths: RunPaths,
         project: Path,
         redactor: Redactor,
         resolver: ConnectionResolver,
         observer: RunObserver | None,
     ) -> None:
-        self.plan = plan
+        self.manifest = manifest
         self.paths = paths
         self.project = project
         self.redactor = redactor
@@ -170,55 +168,47 @@ class _Run:
         self.started_at = utc_now()
         self.started = time.perf_counter()
         self.warnings: list[str] = []
+        self.connection_warnings: list[str] = []  # reported once the run has started
         self.log = RunLog(paths.log, redactor)
         self.events = EventLog(paths.events, paths.run_id, redactor)
         if observer is not None:
             self.events.subscribe(observer.on_event)
 
     def execute(
-        self,
-        *,
-        keep_intermediate: bool,
-        max_parallel: int,
-        materialize: MaterializeMode = "auto",
-        inplace_min_bytes: int = INPLACE_MIN_BYTES,
+        self, *, keep_intermediate: bool, max_parallel: int, options: PlanOptions
     ) -> RunOutcome:
+        """Resolve connections, load drivers, probe, plan, announce, execute, record."""
         steps: tuple[StepOutcome, ...] = ()
         try:
             self._copy_manifest()
-            self.events.emit(
-                RUN_STARTED,
-                pipeline=self.plan.pipeline_name,
-                manifest_fingerprint=self.plan.fingerprint,
-                modified=self.plan.modified,
-                engine="local",
-                max_parallel=max_parallel,
-                materialize=materialize,
-                steps=[{"id": s.id, "driver": s.driver, "role": s.role} for s in self.plan.steps],
-            )
-            self.log.write(f"run {self.paths.run_id}: pipeline {self.plan.pipeline_name}")
-            if self.plan.modified:
-                self._warn(
-                    "manifest does not match its fingerprints; running it (--allow-modified)"
-                )
-            connections = self._resolve_connections()
+            try:
+                connections = self._resolve_connections()
+            except ConfigurationError:
+                self._announce(ExecutionPlan(self.manifest.steps, ()), max_parallel, options)
+                raise
             database = RunDatabase(self.paths.database)
             try:
-                engine = LocalEngine(
-                    self.plan,
-                    paths=self.paths,
-                    database=database,
-                    connections=connections,
-                    project_dir=self.project,
-                    events=self.events,
-                    log=self.log,
-                    redactor=self.redactor,
-                    max_parallel=max_parallel,
+                contexts = StepContexts(
+                    database,
+                    {ref: connection.fields for ref, connection in connections.items()},
+                    self.project,
+                    self.paths.artifacts,
                     on_progress=self.observer.on_progress if self.observer else None,
-                    materialize=materialize,
-                    inplace_min_bytes=inplace_min_bytes,
+                    on_log=lambda step_id, message: self.log.write(message, step_id),
                 )
-                steps = engine.run()
+                drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
+                facts = probe(self.manifest.steps, drivers, contexts.for_step)
+                execution_plan = plan(self.manifest.steps, options, facts)
+                self._announce(execution_plan, max_parallel, options)
+                runner = StepRunner(
+                    self.manifest.steps,
+                    drivers=drivers,
+                    contexts=contexts,
+                    database=database,
+                    reporter=StepReporter(self.events, self.log, self.redactor),
+                    on_progress=contexts.on_progress,
+                )
+                steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
             finally:
                 database.close(discard=not keep_intermediate)
             failed = [s for s in steps if s.status == "failed"]
@@ -247,6 +237,27 @@ class _Run:
                 shutil.rmtree(tmp, ignore_errors=True)
         return outcome
 
+    def _announce(
+        self, execution_plan: ExecutionPlan, max_parallel: int, options: PlanOptions
+    ) -> None:
+        """run_started, with the plan's units (none when nothing will run), then the warnings."""
+        self.events.emit(
+            RUN_STARTED,
+            pipeline=self.manifest.pipeline_name,
+            manifest_fingerprint=self.manifest.fingerprint,
+            modified=self.manifest.modified,
+            engine="local",
+            max_parallel=max_parallel,
+            materialize=options.materialize,
+            steps=[{"id": s.id, "driver": s.driver, "role": s.role} for s in self.manifest.steps],
+            units=execution_plan.describe(),
+        )
+        self.log.write(f"run {self.paths.run_id}: pipeline {self.manifest.pipeline_name}")
+        if self.manifest.modified:
+            self._warn("manifest does not match its fingerprints; running it (--allow-modified)")
+        for warning in self.connection_warnings:
+            self._warn(warning)
+
     def _warn(self, message: str) -> None:
         text = self.redactor.redact(message)
         self.warnings.append(text)
@@ -255,23 +266,23 @@ class _Run:
             self.observer.on_warning(text)
 
     def _copy_manifest(self) -> None:
-        self.paths.manifest.write_bytes(self.plan.manifest_bytes)
-        for step in self.plan.steps:
+        self.paths.manifest.write_bytes(self.manifest.manifest_bytes)
+        for step in self.manifest.steps:
             target = self.paths.root / step.cfg_path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(step.cfg_bytes)
 
     def _resolve_connections(self) -> dict[str, ResolvedConnection]:
+        """Before the run starts: the planner's facts may depend on them (a DuckDB file's path)."""
         resolved: dict[str, ResolvedConnection] = {}
-        for step in self.plan.steps:
+        for step in self.manifest.steps:
             if step.connection and step.connection not in resolved:
                 try:
                     connection = self.resolver.resolve(step.connection)
                 except ConfigurationError as err:
                     raise ConfigurationError(f"step '{step.id}': {err}") from None
                 resolved[step.connection] = connection
-                for warning in connection.warnings:
-                    self._warn(warning)
+                self.connection_warnings.extend(connection.warnings)
         return resolved
 
     def _finish(
@@ -289,7 +300,7 @@ class _Run:
             exit_code=exit_code,
             run_id=self.paths.run_id,
             run_dir=self.paths.root,
-            pipeline=self.plan.pipeline_name,
+            pipeline=self.manifest.pipeline_name,
             steps=steps,
             error=error,
             failed_step=failed_step,
@@ -301,7 +312,7 @@ class _Run:
             self.paths.status,
             {
                 "run_id": self.paths.run_id,
-                "pipeline": self.plan.pipeline_name,
+                "pipeline": self.manifest.pipeline_name,
                 "status": status,
                 "exit_code": exit_code,
                 "failed_step": failed_step,
@@ -311,8 +322,8 @@ class _Run:
                 "started_at": self.started_at,
                 "finished_at": utc_now(),
                 "duration_ms": duration,
-                "manifest_fingerprint": self.plan.fingerprint,
-                "modified": self.plan.modified,
+                "manifest_fingerprint": self.manifest.fingerprint,
+                "modified": self.manifest.modified,
                 "warnings": list(self.warnings),
             },
             self.redactor,

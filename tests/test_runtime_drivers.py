@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from runtime_helpers import run_steps, step, write_connections
 
+from osiris.runtime.drivers.registry import DRIVERS, driver_class
+
 CSV = "filesystem.csv_extractor"
 CSV_OUT = "filesystem.csv_writer"
 PQ = "filesystem.parquet_extractor"
@@ -443,3 +445,33 @@ def test_pinned_csv_query_leaves_globs_to_read_csv(tmp_path: Path) -> None:
         (tmp_path / f"part-{part}.csv").write_text("id\n1\n")
     ctx: Any = _FileCtx(tmp_path, {"path": "part-*.csv"})
     assert pinned_csv_query(ctx, duckdb.connect()) == csv_source_query(ctx)
+
+
+# ------------------------------------------------------------- the ability declarations
+
+ROLE_METHODS = {"extractor": "extract", "processor": "transform", "writer": "write"}
+PROMISED_METHODS = {
+    "native_source": ("source_query", "define_view"),
+    "sized_source": ("source_files", "source_bytes"),
+    "view_processor": ("define_view",),
+    "run_database_sink": ("write_from_run_db",),
+    "database_file": ("database_file",),
+}
+
+
+@pytest.mark.parametrize("driver_id", sorted(DRIVERS))
+def test_declared_abilities_are_exactly_what_the_driver_does(driver_id: str) -> None:
+    cls = driver_class(driver_id)
+    declared = cls.abilities
+    assert set(declared.roles) == {r for r, m in ROLE_METHODS.items() if hasattr(cls, m)}
+    for ability, methods in PROMISED_METHODS.items():
+        if getattr(declared, ability):
+            assert all(callable(getattr(cls, m, None)) for m in methods), ability
+    # and nothing it can do goes undeclared
+    assert declared.native_source == hasattr(cls, "source_query")
+    assert declared.sized_source == hasattr(cls, "source_bytes")
+    assert declared.view_processor == (
+        "processor" in declared.roles and hasattr(cls, "define_view")
+    )
+    assert declared.run_database_sink == hasattr(cls, "write_from_run_db")
+    assert declared.database_file == hasattr(cls, "database_file")

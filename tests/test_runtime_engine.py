@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +14,10 @@ import pytest
 from runtime_helpers import read_events, run_steps, step, write_manifest
 
 from osiris.runtime.context import LocalStepContext, RunDatabase
+from osiris.runtime.drivers import registry
 from osiris.runtime.drivers.duckdb_driver import DuckDBWriter
 from osiris.runtime.drivers.files import CsvWriter, ParquetWriter
+from osiris.runtime.drivers.registry import DRIVERS
 from osiris.runtime.runner import run_manifest
 
 CSV = "filesystem.csv_extractor"
@@ -335,3 +339,127 @@ def test_input_reader_streams_bounded_batches(tmp_path: Path) -> None:
         ctx.close()
     finally:
         database.close()
+
+
+# ------------------------------------------------------------- plan, units, drivers
+
+
+def _csv(path: Path, rows: int) -> None:
+    path.write_text("id,name\n" + "".join(f"{i},n{i % 3}\n" for i in range(rows)))
+
+
+def test_each_unit_kind_runs_and_run_started_records_the_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: Counter[str] = Counter()
+
+    def counted(driver: object) -> None:
+        made[type(driver).__name__] += 1
+
+    for target in set(DRIVERS.values()):
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(f"osiris.runtime.drivers.{module}"), name)
+        monkeypatch.setattr(cls, "__init__", counted)
+    for name in ("big", "raw", "a", "b"):
+        _csv(tmp_path / f"{name}.csv", 100)
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    con.execute("CREATE TABLE t AS SELECT range AS id FROM range(10)")
+    con.close()
+    outcome, run_dir = run_steps(
+        tmp_path,
+        [
+            step("big", CSV, "extractor", {"path": "big.csv"}),
+            step(
+                "agg",
+                "duckdb.processor",
+                "processor",
+                {"query": "SELECT * FROM input"},
+                needs=["big"],
+            ),
+            step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["agg"]),
+            step("raw", CSV, "extractor", {"path": "raw.csv"}),
+            step("copy", "filesystem.csv_writer", "writer", {"path": "copy.csv"}, needs=["raw"]),
+            step("a", CSV, "extractor", {"path": "a.csv"}),
+            step("b", CSV, "extractor", {"path": "b.csv"}),
+            step(
+                "joined",
+                "duckdb.processor",
+                "processor",
+                {"query": "SELECT count(*) AS n FROM a JOIN b USING (id)"},
+                needs=["a", "b"],
+            ),
+            step("src", "duckdb.extractor", "extractor", {"path": "db.duckdb", "table": "t"}),
+            step(
+                "dst", "duckdb.writer", "writer", {"path": "db.duckdb", "table": "u"}, needs=["src"]
+            ),
+        ],
+        environ={"OSIRIS_INPLACE_MIN_BYTES": "0"},
+    )
+    assert outcome.exit_code == 0, outcome.error
+    assert {s.step_id: s.rows_out for s in outcome.steps} == {
+        "big": 100,
+        "agg": 100,
+        "out": 100,
+        "raw": 100,
+        "copy": 100,
+        "a": 100,
+        "b": 100,
+        "joined": 1,
+        "src": 10,
+        "dst": 10,
+    }
+    run_started = read_events(run_dir)[0]
+    assert run_started["units"] == [
+        {"kind": "view_chain", "steps": ["big", "agg", "out"]},
+        {"kind": "stream", "steps": ["raw", "copy"]},
+        {"kind": "file_view", "steps": ["a"]},
+        {"kind": "file_view", "steps": ["b"]},
+        {"kind": "step", "steps": ["joined"]},
+        {"kind": "step", "steps": ["src"]},
+        {"kind": "step", "steps": ["dst"]},
+    ]
+    # one driver instance per step, whatever the unit did with it
+    assert made == {
+        "CsvExtractor": 4,
+        "DuckDBProcessor": 2,
+        "CsvWriter": 2,
+        "DuckDBExtractor": 1,
+        "DuckDBWriter": 1,
+    }
+
+
+def test_unresolvable_connection_starts_a_run_with_no_units(tmp_path: Path) -> None:
+    outcome, run_dir = run_steps(
+        tmp_path,
+        [step("src", "mysql.extractor", "extractor", {"table": "t"}, connection="@mysql.nope")],
+    )
+    assert outcome.exit_code == 5
+    events = read_events(run_dir)
+    assert [e["event"] for e in events] == ["run_started", "run_finished"]
+    assert events[0]["units"] == []
+
+
+def test_driver_that_cannot_be_loaded_fails_only_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = registry.load_driver
+
+    def load(driver_id: str) -> object:
+        if driver_id == "mysql.extractor":
+            raise ModuleNotFoundError("No module named 'pymysql'")
+        return real(driver_id)
+
+    monkeypatch.setattr(registry, "load_driver", load)
+    _orders(tmp_path)
+    outcome, _ = run_steps(
+        tmp_path,
+        [
+            step("db", "mysql.extractor", "extractor", {"table": "t"}),
+            step("out", "filesystem.csv_writer", "writer", {"path": "db.csv"}, needs=["db"]),
+            step("orders", CSV, "extractor", {"path": "orders.csv"}),
+        ],
+    )
+    assert outcome.exit_code == 4 and outcome.failed_step == "db"
+    steps = {s.step_id: s for s in outcome.steps}
+    assert steps["db"].error == "ModuleNotFoundError: No module named 'pymysql'"
+    assert steps["out"].status == "skipped" and steps["orders"].status == "ok"

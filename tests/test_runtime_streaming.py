@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from runtime_helpers import read_events, run_steps, step
 
-from osiris.runtime import engine
-from osiris.runtime.drivers.base import StepContext
-from osiris.runtime.engine import scanned_rows
+from osiris.runtime import view_chains
+from osiris.runtime.drivers import registry
+from osiris.runtime.drivers.base import Abilities, StepContext
+from osiris.runtime.duckdb_settings import scanned_rows
 
 CSV = "filesystem.csv_extractor"
 # Shortcuts apply to file sources of at least OSIRIS_INPLACE_MIN_BYTES (32 MiB by default).
@@ -190,6 +191,8 @@ def test_extractor_failing_mid_stream_leaves_duckdb_target_unchanged(
 class _DropsMidStream:
     """An extractor whose source goes away after two batches (like a dropped connection)."""
 
+    abilities = Abilities(roles=("extractor",))
+
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("amount", pa.int64())])
 
@@ -207,12 +210,12 @@ class _DropsMidStream:
 def test_dropped_source_mid_stream_rolls_back_the_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = engine.load_driver
+    real = registry.load_driver
 
     def load(driver_id: str) -> Any:
         return _DropsMidStream() if driver_id == "mysql.extractor" else real(driver_id)
 
-    monkeypatch.setattr(engine, "load_driver", load)
+    monkeypatch.setattr(registry, "load_driver", load)
     _seed_target(tmp_path / "target.duckdb")
     outcome, _ = _run(
         tmp_path,
@@ -421,7 +424,7 @@ def test_file_read_in_place_counts_rows_exactly(
         seen.append(scanned_rows(*args))
         return seen[-1]
 
-    monkeypatch.setattr(engine, "scanned_rows", spy)
+    monkeypatch.setattr(view_chains, "scanned_rows", spy)
     _csv(tmp_path / "orders.csv", 20_000)
     _csv(tmp_path / "part-1.csv", 20_000)
     _csv(tmp_path / "part-2.csv", 20_000)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 DEFAULT_BATCH_SIZE = 50_000
+Role = Literal["extractor", "processor", "writer"]
 
 
 class DriverError(Exception):
@@ -61,16 +62,14 @@ class StepContext(Protocol):
         ...
 
 
-@runtime_checkable
 class Extractor(Protocol):
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         """Return a reader of bounded batches; the engine materialises it as table <step_id>, or
-        hands it straight to the step's only consumer when that is a writer (see runtime.engine).
+        hands it straight to the step's only consumer when that is a writer (docs/runtime.md).
         Raise from the reader (not only from extract()) when the source fails mid-stream."""
         ...
 
 
-@runtime_checkable
 class Writer(Protocol):
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         """Load data transactionally: on any failure the target is left as it was. data may be
@@ -79,16 +78,14 @@ class Writer(Protocol):
         ...
 
 
-@runtime_checkable
 class Processor(Protocol):
     def transform(self, ctx: StepContext) -> StepResult:
         """Create table <step_id> in the run database from the step's inputs."""
         ...
 
 
-@runtime_checkable
 class ViewProcessor(Protocol):
-    """Optional: a processor whose output can be a view, computed when its reader reads it."""
+    """A processor whose output can be a view, computed when its reader reads it."""
 
     def define_view(self, ctx: StepContext) -> None:
         """Create view <step_id> in the run database over the step's inputs (nothing runs yet;
@@ -96,26 +93,65 @@ class ViewProcessor(Protocol):
         ...
 
 
-@runtime_checkable
 class RunDatabaseSource(Protocol):
-    """Optional fast path for extractors whose source DuckDB can read natively (files)."""
+    """An extractor whose source DuckDB reads natively (files): copied into the run database
+    with one statement, or read in place as a view."""
 
     def source_query(self, ctx: StepContext) -> str | None:
         """A DuckDB SELECT yielding exactly the rows extract() would; the engine runs it inside
         the run database as CREATE TABLE <step_id> AS .... None means: use extract()."""
         ...
 
-    def view_query(self, ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
-        """source_query for CREATE VIEW <step_id>: the same rows, in a form that is cheap to
-        bind again and again (each query reading the view binds it)."""
+    def define_view(self, ctx: StepContext) -> None:
+        """Create view <step_id> in the run database over the source: the same rows as
+        source_query, in a form that is cheap to bind again and again (each query reading the
+        view binds it)."""
         ...
 
 
-@runtime_checkable
+class SizedSource(Protocol):
+    """An extractor whose files, and so its size, are known before it reads anything."""
+
+    def source_files(self, ctx: StepContext) -> list[str]:
+        """The paths (or globs) it reads, resolved, as configured."""
+        ...
+
+    def source_bytes(self, ctx: StepContext) -> int:
+        """Total size of the files it reads (globs expanded)."""
+        ...
+
+
 class RunDatabaseSink(Protocol):
-    """Optional fast path for writers that can read the upstream table in the run database."""
+    """A writer that can read the upstream table in the run database itself."""
 
     def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult | None:
         """Load run-database table `table` (via ctx.run_db()) with the same semantics as write().
         None means: not possible here, use write()."""
         ...
+
+
+class DatabaseFile(Protocol):
+    """A step that opens a database file, which one process may hold open only once."""
+
+    def database_file(self, ctx: StepContext) -> Path:
+        """The database file the step opens: absolute, symlinks resolved."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """What a driver class can do, declared as its class attribute `abilities`; the planner
+    reads it to choose how steps run (docs/runtime.md). Each flag promises a protocol above."""
+
+    roles: tuple[Role, ...]  # Extractor, Processor, Writer
+    native_source: bool = False  # RunDatabaseSource
+    sized_source: bool = False  # SizedSource
+    view_processor: bool = False  # ViewProcessor
+    run_database_sink: bool = False  # RunDatabaseSink
+    database_file: bool = False  # DatabaseFile
+
+
+class Driver(Protocol):
+    """Every driver class: its abilities, and the methods they promise."""
+
+    abilities: ClassVar[Abilities]

@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
-from osiris.runtime.drivers.base import DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import Abilities, DriverError, StepContext, StepResult
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, qualified, quote_ident, quote_literal
 
@@ -116,6 +116,11 @@ def _attach_read_only(path: Path) -> duckdb.DuckDBPyConnection:
 class DuckDBExtractor:
     """duckdb.extractor: reads a table or query from a DuckDB file attached read-only."""
 
+    abilities: ClassVar[Abilities] = Abilities(roles=("extractor",), database_file=True)
+
+    def database_file(self, ctx: StepContext) -> Path:
+        return database_path(ctx).resolve()
+
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         import pyarrow as pa
 
@@ -146,6 +151,11 @@ class DuckDBExtractor:
 
 class DuckDBWriter:
     """duckdb.writer: append | replace | upsert in one transaction; on failure nothing changes."""
+
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), database_file=True)
+
+    def database_file(self, ctx: StepContext) -> Path:
+        return database_path(ctx).resolve()
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         cfg = ctx.config
@@ -324,7 +334,9 @@ def processor_aliases(ctx: StepContext) -> dict[str, str]:
 
 class DuckDBProcessor:
     """duckdb.processor: runs the step's query in the run database as CREATE TABLE <step_id>
-    (or, when the engine asks for it, defines it as VIEW <step_id>)."""
+    (or, when the planner chose it, defines it as VIEW <step_id>)."""
+
+    abilities: ClassVar[Abilities] = Abilities(roles=("processor",), view_processor=True)
 
     def transform(self, ctx: StepContext) -> StepResult:
         body = _processor_query(ctx)

@@ -8,11 +8,11 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
-from osiris.runtime.drivers.base import DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import Abilities, DriverError, StepContext, StepResult
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, quote_ident, quote_literal
 
@@ -159,6 +159,10 @@ def source_bytes(ctx: StepContext) -> int:
 class _FileExtractor:
     """A file source DuckDB reads natively: streamed, copied or viewed in the run database."""
 
+    abilities: ClassVar[Abilities] = Abilities(
+        roles=("extractor",), native_source=True, sized_source=True
+    )
+
     @staticmethod
     def query(ctx: StepContext) -> str:
         raise NotImplementedError
@@ -172,7 +176,12 @@ class _FileExtractor:
     def source_query(self, ctx: StepContext) -> str:
         return self.query(ctx)
 
+    def define_view(self, ctx: StepContext) -> None:
+        con = ctx.run_db()
+        con.execute(f"CREATE VIEW {quote_ident(ctx.step_id)} AS {self.view_query(ctx, con)}")
+
     def view_query(self, ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
+        """source_query for the view: the same rows, in a form that is cheap to bind again."""
         return self.query(ctx)
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
@@ -264,6 +273,8 @@ def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
 
 class _FileWriter:
     """A file target written with DuckDB's COPY, from an Arrow stream or straight from the run db."""
+
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), run_database_sink=True)
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         return _with_registered(data, lambda con, view: self._write(ctx, con, view))

@@ -7,7 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote as urlquote
 
 import pyarrow as pa
@@ -16,7 +16,13 @@ import pymysql
 import pymysql.converters
 import pymysql.cursors
 
-from osiris.runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import (
+    Abilities,
+    ConnectionFailure,
+    DriverError,
+    StepContext,
+    StepResult,
+)
 from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
@@ -211,6 +217,8 @@ def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.A
 class MySQLExtractor:
     """Streams a MySQL/MariaDB result (unbuffered) into Arrow batches with metadata-derived types."""
 
+    abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
+
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         s = settings(ctx)
         opts = ExtractOptions.parse(s, ctx)
@@ -270,6 +278,8 @@ class MySQLExtractor:
 
 class MySQLWriter:
     """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
+
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         s = settings(ctx)

@@ -6,7 +6,7 @@ import contextlib
 import io
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pyarrow as pa
@@ -15,7 +15,13 @@ from psycopg import pq
 from psycopg import sql as pgsql
 from psycopg.copy import LibpqWriter
 
-from osiris.runtime.drivers.base import ConnectionFailure, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import (
+    Abilities,
+    ConnectionFailure,
+    DriverError,
+    StepContext,
+    StepResult,
+)
 from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
     ExtractOptions,
@@ -222,6 +228,8 @@ def _finish(arr: pa.Array, dt: pa.DataType) -> pa.Array:
 class PostgresExtractor:
     """Streams `COPY (query) TO STDOUT (FORMAT csv)` into Arrow batches with the result's own types."""
 
+    abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
+
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         s = settings(ctx)
         opts = ExtractOptions.parse(s, ctx)
@@ -296,6 +304,8 @@ class PostgresExtractor:
 
 class PostgresWriter:
     """Transactional load through COPY FROM STDIN (FORMAT csv): append, replace (swap), upsert."""
+
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         s = settings(ctx)

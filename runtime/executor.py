@@ -1,0 +1,105 @@
+"""Executors run an execution plan's units; the local one runs them in process on a thread pool."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol, assert_never
+
+from osiris.runtime.outcomes import StepOutcome
+from osiris.runtime.planner import (
+    ExecutionPlan,
+    FileViewUnit,
+    StepUnit,
+    StreamUnit,
+    Unit,
+    ViewChainUnit,
+)
+from osiris.runtime.step_runner import StepRunner
+from osiris.runtime.streams import run_stream
+from osiris.runtime.view_chains import run_view_chain
+
+
+def default_parallelism() -> int:
+    """2 to 4 worker threads, by CPU count."""
+    return min(4, max(2, os.cpu_count() or 2))
+
+
+class Executor(Protocol):
+    """Runs every unit of a plan and reports each step: an engine is an executor of the plan."""
+
+    def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
+        """Every step's outcome, in manifest order."""
+        ...
+
+
+class LocalExecutor:
+    """Runs units in process: independent ones on parallel threads, each unit as its kind says.
+    A step that fails skips every step downstream of it."""
+
+    def __init__(self, runner: StepRunner, *, max_parallel: int | None = None) -> None:
+        self.runner = runner
+        self.max_parallel = max(1, max_parallel or default_parallelism())
+
+    def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
+        outcomes: dict[str, StepOutcome] = {}
+        pending = list(plan.units)
+        running: dict[Future[tuple[StepOutcome, ...]], Unit] = {}
+        with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="osiris-step") as pool:
+            while pending or running:
+                for unit in list(pending):
+                    if unit.steps[0].id in outcomes:  # skipped because of an earlier failure
+                        pending.remove(unit)
+                        continue
+                    if len(running) >= self.max_parallel:
+                        break
+                    if _ready(unit, outcomes):
+                        pending.remove(unit)
+                        running[pool.submit(self._run_unit, unit)] = unit
+                if not running:
+                    if pending:  # cannot happen for a plan in dependency order; never spin
+                        raise RuntimeError("no runnable unit: the plan is not in dependency order")
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    finished = future.result()
+                    for outcome in finished:
+                        outcomes[outcome.step_id] = outcome
+                        self.runner.record(outcome)
+                    for outcome in finished:
+                        if outcome.status == "failed":
+                            self._skip_downstream(plan, outcome.step_id, outcomes)
+        return tuple(outcomes[step.id] for step in plan.steps)
+
+    def _run_unit(self, unit: Unit) -> tuple[StepOutcome, ...]:
+        match unit:
+            case StepUnit():
+                return (self.runner.run(unit.step),)
+            case FileViewUnit():
+                return (self.runner.run(unit.step, self.runner.read_in_place),)
+            case StreamUnit():
+                return run_stream(self.runner, unit)
+            case ViewChainUnit():
+                return run_view_chain(self.runner, unit)
+            case _:
+                assert_never(unit)
+
+    def _skip_downstream(
+        self, plan: ExecutionPlan, failed: str, outcomes: dict[str, StepOutcome]
+    ) -> None:
+        for step in plan.downstream(failed):
+            if step.id not in outcomes:
+                blocked_by = [u for u in step.upstream if u == failed or u in outcomes]
+                outcomes[step.id] = self.runner.reporter.skipped(step, failed, blocked_by)
+
+
+def _ready(unit: Unit, outcomes: dict[str, StepOutcome]) -> bool:
+    """Every step the unit depends on outside itself has succeeded."""
+    inside = {step.id for step in unit.steps}
+    return all(
+        upstream in outcomes and outcomes[upstream].status == "ok"
+        for step in unit.steps
+        for upstream in step.upstream
+        if upstream not in inside
+    )

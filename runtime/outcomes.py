@@ -1,0 +1,154 @@
+"""Step outcomes and how they are reported: step events, run.log lines, StepOutcome records."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from osiris.runtime.drivers.base import DriverError
+from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.events import (
+    STEP_FAILED,
+    STEP_FINISHED,
+    STEP_SKIPPED,
+    STEP_STARTED,
+    EventLog,
+    RunLog,
+)
+from osiris.runtime.manifest import ManifestStep
+from osiris.runtime.secrets import Redactor
+
+StepStatus = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What happened to one step."""
+
+    step_id: str
+    driver: str
+    role: str
+    status: StepStatus
+    rows_in: int = 0
+    rows_out: int = 0
+    bytes: int = 0
+    duration_ms: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    cause: str | None = None  # for a skipped step: the failed step that caused it
+    configuration: bool = False  # failed for a configuration reason (exit 5), e.g. credentials
+
+    @property
+    def rows_per_s(self) -> float:
+        rows = max(self.rows_in, self.rows_out)
+        return round(rows * 1000 / self.duration_ms, 1) if self.duration_ms > 0 else float(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What a step that succeeded read, produced and moved."""
+
+    rows_in: int
+    rows_out: int
+    bytes: int
+
+
+def one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) error message into one line."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def describe_error(err: BaseException) -> str:
+    """A user-facing, one-line description of why a step failed."""
+    if isinstance(err, DriverError):
+        return one_line(str(err)) or type(err).__name__
+    return one_line(f"{type(err).__name__}: {err}")
+
+
+class StepReporter:
+    """Turns what happens to steps into events, run.log lines and outcomes (thread-safe)."""
+
+    def __init__(self, events: EventLog, log: RunLog, redactor: Redactor) -> None:
+        self.events = events
+        self.log = log
+        self.redactor = redactor
+
+    def started(self, step: ManifestStep, **fields: Any) -> None:
+        self.events.emit(STEP_STARTED, step.id, driver=step.driver, role=step.role, **fields)
+        note = "".join(f", {k} {v}" for k, v in fields.items())
+        self.log.write(f"started ({step.role}, {step.driver}{note})", step.id)
+
+    def failed(
+        self,
+        step: ManifestStep,
+        err: BaseException,
+        started: float,
+        *,
+        rows_in: int = 0,
+        message: str | None = None,
+    ) -> StepOutcome:
+        duration = _ms_since(started)
+        text = self.redactor.redact(message or describe_error(err))
+        self.log.write(
+            f"failed after {duration} ms: {text}\n" + "".join(traceback.format_exception(err)),
+            step.id,
+        )
+        self.events.emit(
+            STEP_FAILED,
+            step.id,
+            error=text,
+            error_type=type(err).__name__,
+            duration_ms=duration,
+        )
+        return StepOutcome(
+            step.id,
+            step.driver,
+            step.role,
+            "failed",
+            rows_in=rows_in,
+            duration_ms=duration,
+            error=text,
+            error_type=type(err).__name__,
+            configuration=isinstance(err, ConfigurationError),
+        )
+
+    def succeeded(
+        self, step: ManifestStep, measured: Measured, started: float, *, ended: float | None = None
+    ) -> StepOutcome:
+        duration = _ms_since(started, ended)
+        outcome = StepOutcome(
+            step.id,
+            step.driver,
+            step.role,
+            "ok",
+            rows_in=measured.rows_in,
+            rows_out=measured.rows_out,
+            bytes=measured.bytes,
+            duration_ms=duration,
+        )
+        self.events.emit(
+            STEP_FINISHED,
+            step.id,
+            duration_ms=duration,
+            rows_in=outcome.rows_in,
+            rows_out=outcome.rows_out,
+            bytes=outcome.bytes,
+            rows_per_s=outcome.rows_per_s,
+        )
+        self.log.write(
+            f"finished in {duration} ms: rows_in={outcome.rows_in} rows_out={outcome.rows_out}",
+            step.id,
+        )
+        return outcome
+
+    def skipped(self, step: ManifestStep, failed: str, blocked_by: list[str]) -> StepOutcome:
+        reason = f"upstream step '{failed}' failed"
+        self.events.emit(STEP_SKIPPED, step.id, reason=reason, cause=failed, upstream=blocked_by)
+        self.log.write(f"skipped: {reason}", step.id)
+        return StepOutcome(step.id, step.driver, step.role, "skipped", error=reason, cause=failed)
+
+
+def _ms_since(started: float, ended: float | None = None) -> int:
+    return round(((ended or time.perf_counter()) - started) * 1000)

@@ -1,0 +1,112 @@
+"""Running a stream unit in process: an extractor's Arrow batches straight into its writer."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
+
+from osiris.runtime.drivers.base import DriverError, StepResult
+from osiris.runtime.outcomes import Measured, StepOutcome
+from osiris.runtime.planner import StreamUnit
+from osiris.runtime.step_runner import StepRunner
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
+    """Both steps' outcomes, the extractor's first; failure attribution in docs/runtime.md."""
+    import pyarrow as pa
+
+    source, sink, report = unit.source, unit.sink, runner.reporter
+    started = time.perf_counter()
+    report.started(source, streamed_to=sink.id)
+    src_ctx = runner.context(source)
+    try:
+        reader = runner.driver(source).extract(src_ctx)
+        if not isinstance(reader, pa.RecordBatchReader):
+            raise DriverError(f"driver {source.driver} did not return an Arrow RecordBatchReader")
+    except Exception as err:  # nothing streamed: the writer is skipped, as when materialising
+        src_ctx.close()
+        return (report.failed(source, err, started),)
+    sink_started = time.perf_counter()
+    report.started(sink, streamed_from=source.id)
+    sink_ctx = runner.context(sink)
+    tap = _StreamTap(reader, (src_ctx.progress, sink_ctx.progress))
+    result: StepResult | None = None
+    write_error: Exception | None = None
+    try:
+        result = runner.driver(sink).write(sink_ctx, tap.reader())
+    except Exception as err:
+        write_error = err
+    finally:
+        tap.close()
+        src_ctx.close()
+        sink_ctx.close()
+    if tap.error is not None:
+        source_outcome = report.failed(source, tap.error, started, rows_in=tap.rows)
+        cause = write_error or tap.error
+        message = f"input stream from step '{source.id}' failed: {source_outcome.error}; " + (
+            "the write was rolled back"
+            if write_error is not None
+            else "the writer did not report the failure; the target may hold a partial load"
+        )
+        sink_outcome = report.failed(sink, cause, sink_started, rows_in=tap.rows, message=message)
+        return source_outcome, sink_outcome
+    streamed = Measured(tap.rows, tap.rows, tap.bytes)
+    source_outcome = report.succeeded(source, streamed, started, ended=tap.ended)
+    if write_error is not None or result is None:
+        error = write_error or DriverError(f"driver {sink.driver} returned no result")
+        return source_outcome, report.failed(sink, error, sink_started, rows_in=tap.rows)
+    written = Measured(tap.rows, result.rows_out, result.bytes or tap.bytes)
+    return source_outcome, report.succeeded(sink, written, sink_started)
+
+
+class _StreamTap:
+    """Wraps an extractor's reader for its writer: counts rows and bytes, reports progress to
+    both steps, and records an error raised by the extractor (as opposed to the writer)."""
+
+    def __init__(
+        self, source: pa.RecordBatchReader, progress: tuple[Callable[[int], None], ...]
+    ) -> None:
+        self.source = source
+        self.progress = progress
+        self.rows = 0
+        self.bytes = 0
+        self.error: BaseException | None = None
+        self.ended: float | None = None
+        self._batches: Generator[pa.RecordBatch, None, None] | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        import pyarrow as pa
+
+        self._batches = self._iterate()
+        return pa.RecordBatchReader.from_batches(self.source.schema, self._batches)
+
+    def _iterate(self) -> Generator[pa.RecordBatch, None, None]:
+        batches = iter(self.source)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                self.ended = time.perf_counter()
+                return
+            except BaseException as err:
+                self.error = err
+                self.ended = time.perf_counter()
+                raise
+            self.rows += batch.num_rows
+            self.bytes += batch.nbytes
+            for report in self.progress:
+                report(batch.num_rows)
+            yield batch
+
+    def close(self) -> None:
+        """Release the extractor's resources even if the writer stopped reading early."""
+        if self._batches is not None:
+            with contextlib.suppress(Exception):
+                self._batches.close()
+        with contextlib.suppress(Exception):
+            self.source.close()
