@@ -7,7 +7,7 @@ oml-run process (goal <= 300 MiB, flat from 1M to 5M rows). Each measured comman
 child process and its peak RSS comes from os.wait4, so nothing here needs psutil. Every figure is
 the median of the repeats (oml-run and plain DuckDB alternate, so a busy machine hits both).
 --materialize all runs oml-run with OSIRIS_MATERIALIZE=all (every step output a table in
-run.duckdb) instead of the default shortcuts (see runtime/engine.py).
+run.duckdb) instead of the default shortcuts (see docs/runtime.md).
 """
 
 from __future__ import annotations
