@@ -10,33 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from osiris.compiler.check_config import check_config, check_constraints
 from osiris.compiler.connections import ConnectionsIndex
-from osiris.compiler.locate import inner_span, key_span, node_at
+from osiris.compiler.locate import key_span, node_at
 from osiris.oml.ast import Document, Name, Step
 from osiris.oml.diagnostics import DiagnosticList, Suggestion
-from osiris.oml.expr import ExpressionError, Reference, parse_connection_ref, parse_template
+from osiris.oml.expr import ExpressionError, Reference, parse_connection_ref
 from osiris.oml.span import Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
-from osiris.oml.yamltree import YMap, YNode, YScalar, YSeq
+from osiris.oml.types import PLACEHOLDERS, conforms
+from osiris.oml.visitor import NodeVisitor, find_all
+from osiris.oml.yamltree import YEntry, YMap, YScalar, YSeq, inner_span
 
 if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
-
-PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
-PLACEHOLDERS: dict[str, Any] = {
-    "string": "",
-    "integer": 0,
-    "number": 0,
-    "boolean": False,
-    "array": [],
-    "object": {},
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,43 +68,6 @@ class CheckContext:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _strings(node: YNode, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], YScalar]]:
-    """Every string scalar under node, with its JSON path."""
-    if isinstance(node, YScalar):
-        return [(path, node)] if isinstance(node.value, str) else []
-    out: list[tuple[tuple[Any, ...], YScalar]] = []
-    if isinstance(node, YMap):
-        for entry in node.entries:
-            out.extend(_strings(entry.value, (*path, entry.key.value)))
-    else:
-        for i, item in enumerate(node.items):
-            out.extend(_strings(item, (*path, i)))
-    return out
-
-
-def _references(ctx: CheckContext, scalar: YScalar) -> list[tuple[Reference, Span]]:
-    """Parse the ${...} references of one string, reporting syntax errors (OML028)."""
-    text = scalar.value
-    if "$" not in text:
-        return []
-    try:
-        template = parse_template(text)
-    except ExpressionError as err:
-        ctx.diagnostics.error(
-            "OML028",
-            err.message,
-            inner_span(ctx.source, scalar, err.offset, err.offset + 1),
-            why="Inside OML strings, ${...} is a reference: ${params.NAME} or ${STEP.df}. "
-            "A literal '${' is written '$${'.",
-            fix="Complete the reference, or escape it as '$${'.",
-            example="query: \"SELECT * FROM t WHERE day >= '${params.since}'\"",
-        )
-        return []
-    return [
-        (ref, inner_span(ctx.source, scalar, ref.start, ref.end)) for ref in template.references
-    ]
 
 
 def _oml_mode(spec: ComponentSpec, mode: str) -> bool:
@@ -211,49 +159,33 @@ def check_edges(ctx: CheckContext) -> None:
             seen.add(ref.id)
             _edge(ctx, ids, ref.id, me, ref.span, None)
         for item in step.inputs:
-            value = item.value
-            target = _input_reference(ctx, value)
-            if target is None:
+            reference = item.upstream
+            if reference is None or reference.step is None:
                 ctx.diagnostics.error(
                     "OML043",
                     f"input '{item.name.value}' must reference an upstream step's output",
-                    value.span,
+                    item.value.span,
                     why="An input names the data it reads as ${STEP.df} (or ${steps.STEP.df}).",
                     fix="Write the input as a reference to an earlier step.",
                     example='inputs: {df: "${extract-orders.df}"}',
                 )
                 continue
-            _edge(ctx, ids, target[0], me, target[1], item.name.value)
-        for _, scalar in _strings(step.config) if step.config else []:
-            for reference, span in _references(ctx, scalar):
-                used = reference.step
-                if used is None:
-                    continue
-                declared = used in ctx.upstream(me)
-                if used not in ctx.steps:
-                    _unknown_step(ctx, ids, used, span)
-                elif not declared:
-                    ctx.diagnostics.error(
-                        "OML032",
-                        f"step '{me}' uses '{used}' without declaring it",
-                        span,
-                        why="Data flows only along declared edges (needs or inputs).",
-                        fix=f"Add '{used}' to the step's needs.",
-                        example=f"needs: [{used}]",
-                    )
-
-
-def _input_reference(ctx: CheckContext, value: YNode) -> tuple[str, Span] | None:
-    """(upstream step id, span) of an input written as "${STEP.df}"; None when it is not one."""
-    if not isinstance(value, YScalar) or not isinstance(value.value, str):
-        return None
-    refs = _references(ctx, value)
-    if len(refs) != 1 or parse_template(value.value).whole_reference is None:
-        return None
-    reference, span = refs[0]
-    if reference.step is None or reference.attribute != "df":
-        return None
-    return reference.step, span
+            _edge(ctx, ids, reference.step, me, reference.span, item.name.value)
+        for reference in find_all(step.config, Reference):
+            used = reference.step
+            if used is None:
+                continue
+            if used not in ctx.steps:
+                _unknown_step(ctx, ids, used, reference.span)
+            elif used not in ctx.upstream(me):
+                ctx.diagnostics.error(
+                    "OML032",
+                    f"step '{me}' uses '{used}' without declaring it",
+                    reference.span,
+                    why="Data flows only along declared edges (needs or inputs).",
+                    fix=f"Add '{used}' to the step's needs.",
+                    example=f"needs: [{used}]",
+                )
 
 
 def _edge(
@@ -380,11 +312,7 @@ def check_params(ctx: CheckContext) -> None:
         if param.type is None or param.default is None:
             continue
         value = param.default.to_python()
-        expected = PYTHON_TYPES[param.type.value]
-        ok = isinstance(value, expected) and not (
-            isinstance(value, bool) and param.type.value != "boolean"
-        )
-        if not ok:
+        if not conforms(value, param.type.value):
             ctx.diagnostics.error(
                 "OML030",
                 f"default of param '{param.name.value}' is {type(value).__name__}, "
@@ -409,24 +337,23 @@ def check_params(ctx: CheckContext) -> None:
                     ctx, name, entry.key.span, declared, where=f"profile '{profile.name.value}'"
                 )
     for step in ctx.document.steps:
-        for _, scalar in _strings(step.config) if step.config else []:
-            for ref, span in _references(ctx, scalar):
-                if ref.path[0] != "params":
-                    continue
-                if ref.param is None:
-                    ctx.diagnostics.error(
-                        "OML029",
-                        f"'{ref.source}' is not a param reference",
-                        span,
-                        why="A param is referenced as ${params.NAME}.",
-                        fix="Name one param.",
-                    )
-                    continue
-                ctx.param_uses.setdefault(ref.param, []).append(span)
-                if step.id is not None:
-                    ctx.param_steps.add(step.id.value)
-                if ref.param not in declared:
-                    _unknown_param(ctx, ref.param, span, declared, where=f"step '{step.key}'")
+        for ref in find_all(step.config, Reference):
+            if ref.path[0] != "params":
+                continue
+            if ref.param is None:
+                ctx.diagnostics.error(
+                    "OML029",
+                    f"'{ref.source}' is not a param reference",
+                    ref.span,
+                    why="A param is referenced as ${params.NAME}.",
+                    fix="Name one param.",
+                )
+                continue
+            ctx.param_uses.setdefault(ref.param, []).append(ref.span)
+            if step.id is not None:
+                ctx.param_steps.add(step.id.value)
+            if ref.param not in declared:
+                _unknown_param(ctx, ref.param, ref.span, declared, where=f"step '{step.key}'")
     for name, node in declared.items():
         if name not in ctx.param_uses:
             ctx.diagnostics.warning(
@@ -545,46 +472,56 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _validation_value(
-    ctx: CheckContext, node: YNode, path: tuple[Any, ...], dynamic: set[tuple[Any, ...]]
-) -> Any:
-    """Config as Python for schema validation; whole-scalar ${params.x} take the param's type."""
-    if isinstance(node, YMap):
-        return {
-            e.key.value: _validation_value(ctx, e.value, (*path, e.key.value), dynamic)
-            for e in node.entries
-        }
-    if isinstance(node, YSeq):
-        return [
-            _validation_value(ctx, item, (*path, i), dynamic) for i, item in enumerate(node.items)
-        ]
-    value = node.value
-    if not isinstance(value, str) or "${" not in value:
-        return value
-    try:
-        template = parse_template(value)
-    except ExpressionError:
-        dynamic.add(path)
-        return value
-    whole = template.whole_reference
-    if whole is None:
-        dynamic.add(path)  # interpolated text: patterns and enums cannot be judged yet
-        return value
-    param = ctx.document.param(whole.param) if whole.param else None
-    if param is not None and param.default is not None:
-        return param.default.to_python()
-    dynamic.add(path)
-    if param is not None and param.type is not None:
-        return PLACEHOLDERS[param.type.value]
-    return value
+class _ValidationValue(NodeVisitor):
+    """Config as Python for schema validation; a whole-scalar ${params.x} takes the param's type.
+
+    The JSON paths of values only known with the params (interpolated text, params without a
+    default, invalid templates) are collected in `dynamic`: the schema cannot judge them yet.
+    """
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self.path: list[Any] = []
+        self.dynamic: set[tuple[Any, ...]] = set()
+
+    def visit_YMap(self, node: YMap) -> dict[Any, Any]:
+        return dict(self.visit_YEntry(entry) for entry in node.entries)
+
+    def visit_YEntry(self, node: YEntry) -> tuple[Any, Any]:
+        self.path.append(node.key.value)
+        value = self.visit(node.value)
+        self.path.pop()
+        return node.key.value, value
+
+    def visit_YSeq(self, node: YSeq) -> list[Any]:
+        out = []
+        for i, item in enumerate(node.items):
+            self.path.append(i)
+            out.append(self.visit(item))
+            self.path.pop()
+        return out
+
+    def visit_YScalar(self, node: YScalar) -> Any:
+        template = node.template
+        if template is None:
+            return node.value
+        whole = template.whole_reference
+        param = self.document.param(whole.param) if whole and whole.param else None
+        if param is not None and param.default is not None:
+            return param.default.to_python()
+        self.dynamic.add(tuple(self.path))
+        if param is not None and param.type is not None:
+            return PLACEHOLDERS[param.type.value]
+        return node.value
 
 
 def check_configs(ctx: CheckContext) -> None:
     for step_id, spec in ctx.specs.items():
         step = ctx.steps[step_id]
         config_node = step.config or YMap((), step.span)
-        skip: set[tuple[Any, ...]] = set()
-        config = _validation_value(ctx, config_node, (), skip)
+        values = _ValidationValue(ctx.document)
+        config = values.visit_YMap(config_node)
+        skip = values.dynamic
         if spec.connection_family is not None and isinstance(config.get("connection"), str):
             skip.add(("connection",))  # check_connections explains a bad reference better
         failed = check_config(
@@ -597,7 +534,7 @@ def check_configs(ctx: CheckContext) -> None:
             ctx.diagnostics,
         )
         check_constraints(
-            spec.name, spec.constraints, config_node, config, step.node, ctx.diagnostics, failed
+            spec.name, spec.constraints, config_node, config, step.span, ctx.diagnostics, failed
         )
         _check_secrets(ctx, spec, config_node)
         _check_overrides(ctx, spec, config_node, config)
@@ -672,7 +609,7 @@ def check_processor_sql(ctx: CheckContext) -> None:
         scalar = entry.value
         if _step_references_in_sql(ctx, step_id, scalar):
             continue
-        query = sql_with_param_defaults(ctx.document, scalar.value)
+        query = sql_with_param_defaults(ctx.document, scalar)
         if query is None:
             continue
         from osiris.compiler.check_sql import query_tables
@@ -728,11 +665,12 @@ def check_processor_sql(ctx: CheckContext) -> None:
 def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) -> bool:
     """A query that writes ${STEP.df} where a table name belongs (reported as OML037)."""
     found = False
-    for reference, span in _references(ctx, scalar):
+    for reference in find_all(scalar, Reference):
         if reference.step is None or reference.step not in ctx.steps:
             continue  # params are fine; unknown names are reported as OML032
         found = True
         table = '"' + reference.step + '"'
+        span = reference.span
         ctx.diagnostics.error(
             "OML037",
             f"the query of '{step_id}' reads '{reference.source}'; write its table name {table}",
@@ -745,13 +683,13 @@ def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) ->
     return found
 
 
-def sql_with_param_defaults(document: Document, text: str) -> str | None:
-    """A processor query with ${...} replaced by param defaults ("0" when unknown), for parsing."""
-    if "$" not in text:
-        return text
-    try:
-        template = parse_template(text)
-    except ExpressionError:
+def sql_with_param_defaults(document: Document, query: YScalar) -> str | None:
+    """A processor query with ${...} replaced by param defaults ("0" when unknown), for parsing;
+    None when its template is invalid."""
+    template = query.template
+    if template is None:
+        return query.value
+    if not template.valid:
         return None
     out = []
     for part in template.parts:

@@ -9,9 +9,10 @@ from typing import Any
 
 from osiris.compiler.locate import key_span, node_at
 from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.span import Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
 from osiris.oml.types import describe, phrase
-from osiris.oml.yamltree import YMap, YNode
+from osiris.oml.yamltree import YMap
 
 
 def _show(value: Any) -> str:
@@ -176,7 +177,7 @@ def check_constraints(
     constraints: Iterable[dict[str, Any]],
     config_node: YMap,
     config: dict[str, Any],
-    step_node: YNode,
+    step_span: Span,
     diagnostics: DiagnosticList,
     failed_fields: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
@@ -199,7 +200,7 @@ def check_constraints(
         if target:
             span = key_span(config_node, (target,))
         if span is None:
-            span = step_node.span if config_node.span == step_node.span else config_node.span
+            span = step_span if config_node.span == step_span else config_node.span
             for key in when:
                 span = key_span(config_node, (key,)) or span
         diagnostics.error(

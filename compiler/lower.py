@@ -11,8 +11,9 @@ from osiris.compiler.check_config import check_config
 from osiris.compiler.ir import PipelineIR, StepNode
 from osiris.compiler.modes import spec_mode_of
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
-from osiris.oml.expr import ExpressionError, Text, parse_template
-from osiris.oml.yamltree import YMap, YNode, YSeq
+from osiris.oml.expr import Escape, Reference, Template, Text
+from osiris.oml.visitor import NodeVisitor
+from osiris.oml.yamltree import YMap, YNode, YScalar, YSeq
 
 if TYPE_CHECKING:
     from osiris.compiler.check import CheckContext
@@ -24,31 +25,42 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Substitute(NodeVisitor):
+    """A config as Python with ${params.x} applied: a whole-scalar reference keeps the param's type."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+
+    def visit_YMap(self, node: YMap) -> dict[Any, Any]:
+        return {e.key.value: self.visit(e.value) for e in node.entries}
+
+    def visit_YSeq(self, node: YSeq) -> list[Any]:
+        return [self.visit(item) for item in node.items]
+
+    def visit_YScalar(self, node: YScalar) -> Any:
+        return node.value if node.template is None else self.visit_Template(node.template)
+
+    def visit_Template(self, node: Template) -> Any:
+        whole = node.whole_reference
+        if whole is not None and whole.param is not None and whole.param in self.params:
+            return self.params[whole.param]
+        return "".join(self.visit(part) for part in node.parts)
+
+    def visit_Text(self, node: Text) -> str:
+        return node.text
+
+    def visit_Escape(self, node: Escape) -> str:
+        return node.text
+
+    def visit_Reference(self, node: Reference) -> str:
+        if node.param is not None and node.param in self.params:
+            return _as_text(self.params[node.param])
+        return node.source  # step references stay symbolic
+
+
 def substitute(node: YNode, params: Mapping[str, Any]) -> Any:
     """Python value of node with ${params.x} applied: whole-scalar refs keep the param's type."""
-    if isinstance(node, YMap):
-        return {e.key.value: substitute(e.value, params) for e in node.entries}
-    if isinstance(node, YSeq):
-        return [substitute(item, params) for item in node.items]
-    value = node.value
-    if not isinstance(value, str) or "$" not in value:
-        return value
-    try:
-        template = parse_template(value)
-    except ExpressionError:
-        return value  # the checker already reported it
-    whole = template.whole_reference
-    if whole is not None and whole.param is not None and whole.param in params:
-        return params[whole.param]
-    out = []
-    for part in template.parts:
-        if isinstance(part, Text):
-            out.append(part.text)
-        elif part.param is not None and part.param in params:
-            out.append(_as_text(params[part.param]))
-        else:
-            out.append(part.source)  # step references stay symbolic
-    return "".join(out)
+    return _Substitute(params).visit(node)
 
 
 def _fill_defaults(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from osiris.oml.expr import Reference
 from osiris.oml.span import SourceText, Span
 from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar
 
@@ -18,6 +20,7 @@ class Name:
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    child_fields: ClassVar[tuple[str, ...]] = ("name", "type", "default")
     name: Name
     type: Name | None  # declared type; None when inferred from a shorthand default
     default: YNode | None
@@ -28,6 +31,7 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    child_fields: ClassVar[tuple[str, ...]] = ("name", "params")
     name: Name
     params: tuple[YEntry, ...]
     description: str | None
@@ -46,21 +50,38 @@ class StepRef:
 class Input:
     """A named input: `inputs: {df: "${upstream.df}"}`."""
 
+    child_fields: ClassVar[tuple[str, ...]] = ("name", "value")
     name: Name
     value: YNode
     span: Span
 
+    @property
+    def upstream(self) -> Reference | None:
+        """The ${STEP.df} (or ${steps.STEP.df}) the input reads; None when it is written otherwise."""
+        template = self.value.template if isinstance(self.value, YScalar) else None
+        reference = template.whole_reference if template is not None else None
+        if reference is None or reference.step is None or reference.attribute != "df":
+            return None
+        return reference
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    child_fields: ClassVar[tuple[str, ...]] = (
+        "id",
+        "component",
+        "mode",
+        "config",
+        "needs",
+        "inputs",
+    )
     id: Name | None
     component: Name | None
     mode: Name | None
-    config: YMap | None
+    config: YMap | None  # its "${" strings carry their parsed templates
     needs: tuple[StepRef, ...]
     inputs: tuple[Input, ...]
     description: str | None
-    node: YMap
     span: Span
 
     @property
@@ -70,6 +91,15 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Document:
+    child_fields: ClassVar[tuple[str, ...]] = (
+        "oml_version",
+        "name",
+        "metadata",
+        "params",
+        "profiles",
+        "steps",
+        "extensions",
+    )
     oml_version: YScalar | None
     name: Name | None
     description: str | None
@@ -78,12 +108,8 @@ class Document:
     profiles: tuple[Profile, ...]
     steps: tuple[Step, ...]
     extensions: tuple[YEntry, ...]
-    node: YMap
+    span: Span
     source: SourceText = field(compare=False, repr=False)
-
-    @property
-    def span(self) -> Span:
-        return self.node.span
 
     def step(self, step_id: str) -> Step | None:
         for step in self.steps:

@@ -17,7 +17,7 @@ def to_data(node: Any) -> Any:
     if isinstance(node, Span):
         return _span(node)
     if isinstance(node, YScalar):
-        return node.value
+        return node.value if node.template is None else to_data(node.template)
     if isinstance(node, YMap):
         return {str(e.key.value): to_data(e.value) for e in node.entries}
     if isinstance(node, YSeq):
@@ -25,8 +25,6 @@ def to_data(node: Any) -> Any:
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         out: dict[str, Any] = {"kind": type(node).__name__}
         for f in dataclasses.fields(node):
-            if f.name == "node":
-                continue  # the raw YAML the node was built from; its parts are shown already
             value = getattr(node, f.name)
             if isinstance(value, SourceText):
                 continue

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
+
+from osiris.oml.span import Span
 
 if TYPE_CHECKING:
     import lark
@@ -13,9 +16,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Text:
+    """Literal text of a template."""
+
     text: str
-    start: int  # character offsets inside the string
-    end: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Escape:
+    """`$${`: a literal "${"."""
+
+    text: ClassVar[str] = "${"
+    span: Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +35,7 @@ class Reference:
     """A ${...} reference: params.NAME, STEP.df or steps.STEP.df."""
 
     path: tuple[str, ...]
-    start: int
-    end: int
+    span: Span  # the whole ${...}
 
     @property
     def source(self) -> str:
@@ -49,13 +60,21 @@ class Reference:
         return ".".join(rest) if rest else None
 
 
+Part = Text | Escape | Reference
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
-    parts: tuple[Text | Reference, ...]
+    """A string with ${...} references, split into parts.
 
-    @property
-    def references(self) -> tuple[Reference, ...]:
-        return tuple(p for p in self.parts if isinstance(p, Reference))
+    An invalid template (a syntax error, reported once by the parser) is its whole text as one
+    Text part, so it renders as written and references nothing.
+    """
+
+    child_fields: ClassVar[tuple[str, ...]] = ("parts",)
+    parts: tuple[Part, ...]
+    span: Span  # the whole string
+    valid: bool = True
 
     @property
     def whole_reference(self) -> Reference | None:
@@ -88,8 +107,9 @@ def _parser() -> lark.Lark:
     import lark
 
     grammar = resources.files("osiris.grammar").joinpath("oml.lark").read_text(encoding="utf-8")
+    # Positions come from the kept "${" and "}" tokens: cheaper than propagate_positions.
     return lark.Lark(
-        grammar, parser="lalr", start=["template", "connection_ref"], propagate_positions=True
+        grammar, parser="lalr", start=["template", "connection_ref"], keep_all_tokens=True
     )
 
 
@@ -121,40 +141,31 @@ def _error(err: Exception, text: str, what: str) -> ExpressionError:
     return ExpressionError(f"invalid {what}: unexpected {found}{hint}", offset)
 
 
-def parse_template(text: str) -> Template:
-    """Split a string into text and ${...} references; raise ExpressionError on bad syntax."""
-    if "$" not in text:
-        return Template((Text(text, 0, len(text)),) if text else ())
-    return _parse_template(text)
+def parse_template(text: str, span: Span, locate: Callable[[int, int], Span]) -> Template:
+    """Split a string (whose span is span) into parts; raise ExpressionError on bad syntax.
 
-
-@functools.lru_cache(maxsize=16384)
-def _parse_template(text: str) -> Template:
-    # Cached: every pass of the checker (and the editor, on each keystroke) asks again.
+    locate maps a character range of text to its span in the source.
+    """
     import lark
 
     try:
         tree = _parser().parse(text, start="template")
     except lark.exceptions.LarkError as err:
         raise _error(err, text, "${...} expression") from None
-    parts: list[Text | Reference] = []
+    parts: list[Part] = []
     for child in tree.children:
         if isinstance(child, lark.Token):
-            value = "${" if child.type == "ESCAPED" else str(child)
-            start = child.start_pos or 0
-            end = child.end_pos or start
-            if parts and isinstance(parts[-1], Text):
-                prev = parts.pop()
-                assert isinstance(prev, Text)
-                parts.append(Text(prev.text + value, prev.start, end))
-            else:
-                parts.append(Text(value, start, end))
+            at = locate(child.start_pos or 0, child.end_pos or 0)
+            parts.append(Escape(at) if child.type == "ESCAPED" else Text(str(child), at))
         else:
-            path = child.children[0]
-            assert isinstance(path, lark.Tree)
-            names = tuple(str(tok) for tok in path.children)
-            parts.append(Reference(names, child.meta.start_pos, child.meta.end_pos))
-    return Template(tuple(parts))
+            first, last = child.children[0], child.children[-1]
+            (path,) = (c for c in child.children if isinstance(c, lark.Tree))
+            assert isinstance(first, lark.Token) and isinstance(last, lark.Token)
+            names = tuple(
+                str(t) for t in path.children if isinstance(t, lark.Token) and t.type == "NAME"
+            )
+            parts.append(Reference(names, locate(first.start_pos or 0, last.end_pos or 0)))
+    return Template(tuple(parts), span)
 
 
 def parse_connection_ref(text: str) -> ConnectionRef:
@@ -165,5 +176,5 @@ def parse_connection_ref(text: str) -> ConnectionRef:
         tree = _parser().parse(text, start="connection_ref")
     except lark.exceptions.LarkError as err:
         raise _error(err, text, "connection reference") from None
-    tokens = [str(t) for t in tree.children]
-    return ConnectionRef(tokens[0], tokens[1] if len(tokens) > 1 else None)
+    names = {t.type: str(t) for t in tree.children if isinstance(t, lark.Token)}
+    return ConnectionRef(names["FAMILY"], names.get("ALIAS"))

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from osiris.oml.ast import Document, Input, Name, Param, Profile, Step, StepRef
 from osiris.oml.diagnostics import DiagnosticList, Suggestion
+from osiris.oml.expr import ExpressionError, Template, Text, parse_template
 from osiris.oml.span import SourceText, Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
 from osiris.oml.types import JSON_TYPES, describe, phrase
-from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar, YSeq, parse_yaml
+from osiris.oml.visitor import NodeVisitor
+from osiris.oml.yamltree import (
+    YEntry,
+    YMap,
+    YNode,
+    YScalar,
+    YSeq,
+    gc_paused,
+    inner_span,
+    parse_yaml,
+)
 
 OML_VERSION = "0.1.0"
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -66,12 +78,60 @@ def _type_name(node: YNode) -> str:
     return "empty (null)" if node.value is None else describe(node.value)
 
 
+def _same(new: tuple[object, ...], old: tuple[object, ...]) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
+
+
+class _Templates(NodeVisitor):
+    """A YAML value with each string that holds "${" parsed into its template (OML028 if bad).
+
+    Copy on write: only the nodes on the way to a template are new; the rest is shared.
+    """
+
+    def __init__(self, source: SourceText, diagnostics: DiagnosticList) -> None:
+        self.source = source
+        self.diagnostics = diagnostics
+
+    def visit_YMap(self, node: YMap) -> YMap:
+        entries = tuple(self.visit_YEntry(entry) for entry in node.entries)
+        return node if _same(entries, node.entries) else YMap(entries, node.span)
+
+    def visit_YEntry(self, node: YEntry) -> YEntry:
+        value = self.visit(node.value)
+        return node if value is node.value else YEntry(node.key, value, node.span)
+
+    def visit_YSeq(self, node: YSeq) -> YSeq:
+        items = tuple(self.visit(item) for item in node.items)
+        return node if _same(items, node.items) else YSeq(items, node.span)
+
+    def visit_YScalar(self, node: YScalar) -> YScalar:
+        text = node.value
+        if not isinstance(text, str) or "${" not in text:
+            return node
+        locate = functools.partial(inner_span, self.source, node)
+        try:
+            template = parse_template(text, node.span, locate)
+        except ExpressionError as err:
+            self.diagnostics.error(
+                "OML028",
+                err.message,
+                locate(err.offset, err.offset + 1),
+                why="Inside OML strings, ${...} is a reference: ${params.NAME} or ${STEP.df}. "
+                "A literal '${' is written '$${'.",
+                fix="Complete the reference, or escape it as '$${'.",
+                example="query: \"SELECT * FROM t WHERE day >= '${params.since}'\"",
+            )
+            template = Template((Text(text, locate(0, len(text))),), node.span, valid=False)
+        return YScalar(text, node.span, node.style, node.offset, template)
+
+
 class Parser:
     """Builds a Document from a YAML tree, collecting structural diagnostics."""
 
     def __init__(self, source: SourceText, diagnostics: DiagnosticList) -> None:
         self.source = source
         self.diagnostics = diagnostics
+        self.templates = _Templates(source, diagnostics)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -190,7 +250,7 @@ class Parser:
             profiles,
             steps,
             tuple(extensions),
-            root,
+            root.span,
             self.source,
         )
 
@@ -356,10 +416,12 @@ class Parser:
         step_id = self.step_id(fields.get("id"))
         where = f"step '{step_id.value}'" if step_id else "a step"
         for key in ("id", "component", "mode"):
+            if key in fields:
+                continue
             renamed_from_legacy = any(
                 old in node for old, (new, _) in LEGACY_STEP.items() if new == key
             )
-            if key not in fields and not renamed_from_legacy:
+            if not renamed_from_legacy:
                 self.missing(node, key, where, "OML011", _EXAMPLE_STEP)
         component = (
             self.name(fields["component"].value, "component") if "component" in fields else None
@@ -372,11 +434,11 @@ class Parser:
                 config = YMap((), value.span)  # `config:` with nothing under it
             elif self.expect(value, YMap, f"the config of {where}"):
                 assert isinstance(value, YMap)
-                config = value
+                config = self.templates.visit_YMap(value)
         needs = self.needs(fields["needs"].value) if "needs" in fields else ()
         inputs = self.inputs(fields["inputs"].value, where) if "inputs" in fields else ()
         description = self.text(fields.get("description"), "description")
-        return Step(step_id, component, mode, config, needs, inputs, description, node, node.span)
+        return Step(step_id, component, mode, config, needs, inputs, description, node.span)
 
     def step_id(self, entry: YEntry | None) -> Name | None:
         if entry is None:
@@ -422,8 +484,13 @@ class Parser:
             return ()
         assert isinstance(node, YMap)
         return tuple(
-            Input(Name(str(e.key.value), e.key.span), e.value, e.span) for e in node.entries
+            Input(Name(str(e.key.value), e.key.span), self.input_value(e.value), e.span)
+            for e in node.entries
         )
+
+    def input_value(self, node: YNode) -> YNode:
+        # Only a string can be a reference; a list or mapping is reported by the checker (OML043).
+        return self.templates.visit_YScalar(node) if isinstance(node, YScalar) else node
 
 
 def parse(
@@ -432,7 +499,8 @@ def parse(
     """Parse OML source text into a Document (None when it is not even a YAML mapping)."""
     diagnostics = diagnostics if diagnostics is not None else DiagnosticList()
     source = SourceText(file, text)
-    root = parse_yaml(source, diagnostics)
-    if root is None:
-        return None, diagnostics
-    return Parser(source, diagnostics).document(root), diagnostics
+    with gc_paused:  # the YAML tree and the AST are built as one (see yamltree._GcPause)
+        root = parse_yaml(source, diagnostics)
+        if root is None:
+            return None, diagnostics
+        return Parser(source, diagnostics).document(root), diagnostics

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import re
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.expr import Template
 from osiris.oml.span import SourceText, Span
 
 
 @dataclass(frozen=True, slots=True)
 class YScalar:
+    child_fields: ClassVar[tuple[str, ...]] = ("template",)
     value: Any  # None, bool, int, float or str
     span: Span
     style: str | None = None  # None (plain), '"', "'", '|', '>'
     offset: int = 0  # character offset of the node's start in the source
+    # A step config or input string with "${" in it, parsed by the parser; None: plain text.
+    template: Template | None = None
 
     def to_python(self) -> Any:
         return self.value
@@ -25,6 +31,7 @@ class YScalar:
 
 @dataclass(frozen=True, slots=True)
 class YEntry:
+    child_fields: ClassVar[tuple[str, ...]] = ("key", "value")
     key: YScalar
     value: YNode
     span: Span
@@ -32,6 +39,7 @@ class YEntry:
 
 @dataclass(frozen=True, slots=True)
 class YMap:
+    child_fields: ClassVar[tuple[str, ...]] = ("entries",)
     entries: tuple[YEntry, ...]
     span: Span
 
@@ -53,6 +61,7 @@ class YMap:
 
 @dataclass(frozen=True, slots=True)
 class YSeq:
+    child_fields: ClassVar[tuple[str, ...]] = ("items",)
     items: tuple[YNode, ...]
     span: Span
 
@@ -62,11 +71,35 @@ class YSeq:
 
 YNode = YScalar | YMap | YSeq
 
+
+def inner_span(source: SourceText, scalar: YScalar, start: int, end: int) -> Span:
+    """Span of value[start:end] inside the scalar's source text (whole scalar if not found)."""
+    value = scalar.value if isinstance(scalar.value, str) else str(scalar.value)
+    needle = value[start:end]
+    region_end = source.offset_of(scalar.span.end.line - 1, scalar.span.end.column - 1)
+    region = source.text[scalar.offset : region_end]
+    if not needle:
+        # An empty range (e.g. "unexpected end"): point just before the closing quote, if any.
+        at = scalar.offset + len(region) - (1 if scalar.style in ('"', "'") else 0)
+        return source.span(at, at)
+    occurrence = value[:start].count(needle)
+    position = -1
+    for _ in range(occurrence + 1):
+        position = region.find(needle, position + 1)
+        if position == -1:
+            return scalar.span
+    at = scalar.offset + position
+    return source.span(at, at + len(needle))
+
+
 _TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
 _FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 
 
 def _scalar_value(tag: str, text: str) -> Any:
+    if tag == _STR:
+        return text
     kind = tag[len(_TAG) :] if tag.startswith(_TAG) else "str"
     if kind == "null":
         return None
@@ -92,25 +125,37 @@ def _scalar_value(tag: str, text: str) -> Any:
     return text  # str, timestamps and unknown tags stay text
 
 
+# libyaml also breaks lines at a lone CR, NEL, LS and PS, and does not count a BOM: in such a text
+# its marks' lines and offsets disagree with SourceText's.
+_MARKS_DISAGREE = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\ufeff]")
+
+
 class _Builder:
-    """Converts ruamel composer nodes to YNodes, reporting duplicate and complex keys."""
+    """Converts PyYAML composer nodes to YNodes, reporting duplicate and complex keys."""
 
     def __init__(self, source: SourceText, diagnostics: DiagnosticList) -> None:
         self.source = source
         self.diagnostics = diagnostics
         self._active: set[int] = set()
+        self._position = source.position_at
+        self._marks_agree = _MARKS_DISAGREE.search(source.text) is None
 
     def span(self, node: Any) -> Span:
         start, end = node.start_mark, node.end_mark
+        position = self._position
         return Span(
             self.source.file,
-            self.source.position_at(start.line, start.column, start.index),
-            self.source.position_at(end.line, end.column, end.index),
+            position(start.line, start.column, start.index),
+            position(end.line, end.column, end.index),
         )
 
     def build(self, node: Any) -> YNode:
-        from yaml.nodes import MappingNode, SequenceNode
-
+        kind = node.id  # PyYAML's node kinds: "scalar", "sequence", "mapping"
+        if kind == "scalar":
+            style = node.style if node.style in ('"', "'", "|", ">") else None
+            return YScalar(
+                _scalar_value(node.tag, node.value), self.span(node), style, node.start_mark.index
+            )
         if id(node) in self._active:
             self.diagnostics.error(
                 "OML001",
@@ -120,22 +165,13 @@ class _Builder:
                 fix="Write the value out instead of using a recursive anchor/alias.",
             )
             return YScalar(None, self.span(node), None, node.start_mark.index)
-        if isinstance(node, MappingNode):
-            self._active.add(id(node))
-            try:
+        self._active.add(id(node))
+        try:
+            if kind == "mapping":
                 return self._mapping(node)
-            finally:
-                self._active.discard(id(node))
-        if isinstance(node, SequenceNode):
-            self._active.add(id(node))
-            try:
-                return YSeq(tuple(self.build(item) for item in node.value), self.span(node))
-            finally:
-                self._active.discard(id(node))
-        style = node.style if node.style in ('"', "'", "|", ">") else None
-        return YScalar(
-            _scalar_value(node.tag, node.value), self.span(node), style, node.start_mark.index
-        )
+            return YSeq(tuple(self.build(item) for item in node.value), self.span(node))
+        finally:
+            self._active.discard(id(node))
 
     def _mapping(self, node: Any) -> YMap:
         entries: list[YEntry] = []
@@ -168,14 +204,52 @@ class _Builder:
                 )
                 continue
             seen[key.value] = key
-            entries.append(
-                YEntry(key, value, self.source.span(key.offset, value_node.end_mark.index))
-            )
+            if self._marks_agree:  # the entry's positions are at hand
+                span = Span(self.source.file, key.span.start, value.span.end)
+            else:
+                span = self.source.span(key.offset, value_node.end_mark.index)
+            entries.append(YEntry(key, value, span))
         return YMap(tuple(entries), self.span(node))
+
+
+class _GcPause:
+    """Python's cyclic GC off while a tree is built, back to its previous state afterwards.
+
+    Building allocates tens of thousands of acyclic nodes, and the collections those allocations
+    trigger re-scan every long-lived object in the process: most of the build time on large
+    files. gc.disable() is process-wide, so nested and concurrent builds share one pause: the
+    first in switches GC off (if it was on), the last out restores it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._was_enabled:
+                gc.enable()
+
+
+gc_paused = _GcPause()
 
 
 def parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
     """Compose the single YAML document in source; None (with a diagnostic) when it is not YAML."""
+    with gc_paused:
+        return _parse_yaml(source, diagnostics)
+
+
+def _parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
     import yaml
 
     try:
@@ -235,7 +309,7 @@ def _loader() -> type:
                 for tag, regexp in by_first.get(value[:1], ()):
                     if regexp.match(value):
                         return tag
-            return _TAG + "str"
+            return _STR
         return _TAG + ("seq" if kind is SequenceNode else "map")
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

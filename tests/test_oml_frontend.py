@@ -12,6 +12,7 @@ from osiris.oml.expr import (
     ConnectionRef,
     ExpressionError,
     Reference,
+    Template,
     parse_connection_ref,
     parse_template,
 )
@@ -44,6 +45,25 @@ def test_yaml_scalars_follow_yaml_1_2() -> None:
     }
 
 
+@pytest.mark.parametrize("brk", ["\n", "\r\n", "\r", "\u2028"])
+def test_entry_spans_follow_the_files_lines(brk: str) -> None:
+    # libyaml counts a lone CR and LS as line breaks; spans count the file's lines ("\n").
+    text = f'a: "x{brk}y"\nb:\n  c: [1, 2]\n  d: é\n'
+    source = SourceText("f", text)
+    node = parse_yaml(source, DiagnosticList())
+    assert isinstance(node, YMap)
+    inner = node.entries[1].value
+    assert isinstance(inner, YMap)
+    for entry, first, last in [
+        (node.entries[0], "a:", '"\n'),
+        (inner.entries[0], "c:", "]"),
+        (inner.entries[1], "d:", "é"),
+    ]:
+        start = text.index(first)
+        end = text.index(last, start) + (1 if last == '"\n' else len(last))
+        assert entry.span == source.span(start, end)
+
+
 def test_folded_block_scalar_has_no_fold_marks() -> None:
     node = parse_yaml(SourceText("f", "q: >-\n  SELECT 1\n  FROM t\n"), DiagnosticList())
     assert isinstance(node, YMap)
@@ -52,15 +72,40 @@ def test_folded_block_scalar_has_no_fold_marks() -> None:
     assert entry.value.value == "SELECT 1 FROM t"
 
 
+def template(text: str) -> Template:
+    """A bare string parsed as a template: offsets in the string are offsets in the source."""
+    source = SourceText("t", text)
+    return parse_template(text, source.whole(), source.span)
+
+
 def test_template_parts_and_escape() -> None:
-    template = parse_template("a ${params.x} $${y} ${steps.load.df}${ b-c.df }")
-    refs = template.references
+    parsed = template("a ${params.x} $${y} ${steps.load.df}${ b-c.df }")
+    refs = [p for p in parsed.parts if isinstance(p, Reference)]
     assert [r.path for r in refs] == [("params", "x"), ("steps", "load", "df"), ("b-c", "df")]
     assert refs[0].param == "x" and refs[1].step == "load" and refs[2].step == "b-c"
     assert refs[2].attribute == "df"
-    assert "".join(p.text for p in template.parts if not isinstance(p, Reference)) == "a  ${y} "
-    assert parse_template("${params.n}").whole_reference == Reference(("params", "n"), 0, 11)
-    assert parse_template("cost $5 and $$ 3").parts[0].text == "cost $5 and $$ 3"  # type: ignore[union-attr]
+    assert [type(p).__name__ for p in parsed.parts] == [
+        "Text",
+        "Reference",
+        "Text",
+        "Escape",
+        "Text",
+        "Reference",
+        "Reference",
+    ]
+    assert "".join(p.text for p in parsed.parts if not isinstance(p, Reference)) == "a  ${y} "
+    assert [(p.span.start.column, p.span.end.column) for p in parsed.parts] == [
+        (1, 3),
+        (3, 14),
+        (14, 15),
+        (15, 18),
+        (18, 21),
+        (21, 37),
+        (37, 48),
+    ]
+    whole = template("${params.n}").whole_reference
+    assert whole is not None and whole.path == ("params", "n") and whole.span.end.column == 12
+    assert template("cost $5 and $$ 3").parts[0].text == "cost $5 and $$ 3"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +114,7 @@ def test_template_parts_and_escape() -> None:
 )
 def test_template_errors_point_at_the_column(text: str, offset: int) -> None:
     with pytest.raises(ExpressionError) as err:
-        parse_template(text)
+        template(text)
     assert err.value.offset == offset
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from lsprotocol import types
 
 from osiris.compiler.lsp.context import StepOutline
 from osiris.compiler.lsp.positions import span_range, units
 from osiris.compiler.lsp.state import DocumentState, path_to_uri
 from osiris.compiler.lsp.targets import Target, step_value, target_at
+from osiris.oml.yamltree import YScalar
 
 
 def upstream(state: DocumentState, step_id: str | None) -> list[str]:
@@ -19,11 +18,7 @@ def upstream(state: DocumentState, step_id: str | None) -> list[str]:
     if step is None:
         return []
     found = [ref.id for ref in step.needs]
-    for item in step.inputs:
-        value = getattr(item.value, "value", None)
-        match = re.fullmatch(r"\$\{(?:steps\.)?([A-Za-z][\w-]*)\.df\}", value or "")
-        if match:
-            found.append(match.group(1))
+    found += [ref.step for item in step.inputs if (ref := item.upstream) and ref.step]
     return list(dict.fromkeys(found))
 
 
@@ -33,8 +28,8 @@ def query_reads(state: DocumentState, target: Target) -> bool:
     step = target.step
     ast = document.step(step.id) if document is not None and step and step.id else None
     entry = ast.config.get("query") if ast is not None and ast.config is not None else None
-    query = getattr(entry.value, "value", None) if entry is not None else None
-    if not isinstance(query, str):
+    query = entry.value if entry is not None else None
+    if not isinstance(query, YScalar) or not isinstance(query.value, str):
         return True  # nothing to check against (e.g. the text does not parse yet)
     from osiris.compiler.check import sql_with_param_defaults
     from osiris.compiler.check_sql import query_tables
