@@ -67,13 +67,6 @@ class CheckContext:
         return self._edges_into
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def _oml_mode(spec: ComponentSpec, mode: str) -> bool:
-    return mode in spec.oml_modes
-
-
 # -- passes -----------------------------------------------------------------------------------
 
 
@@ -125,7 +118,7 @@ def check_components(ctx: CheckContext) -> None:
             continue
         if step.id is not None and ctx.steps.get(step.id.value) is step:
             ctx.specs[step.id.value] = spec
-        if step.mode is not None and not _oml_mode(spec, step.mode.value):
+        if step.mode is not None and step.mode.value not in spec.oml_modes:
             allowed = sorted(spec.oml_modes)
             matches = close_matches(step.mode.value, allowed)
             ctx.diagnostics.error(

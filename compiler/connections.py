@@ -13,7 +13,6 @@ from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     NoDefaultAlias,
     default_alias,
-    public_fields,
 )
 
 
@@ -24,10 +23,6 @@ class ConnectionAlias:
     span: Span  # the alias key in the connections file
     fields: dict[str, Any]  # raw values, ${VAR} placeholders unresolved
     default: bool
-
-    def public_fields(self, marked: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """Fields safe to show (hover, LLM context); marked: the family's x-secret fields."""
-        return public_fields(self.fields, marked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +35,24 @@ class ConnectionsIndex:
 
     def lookup(self, family: str, alias: str | None) -> ConnectionAlias | None:
         """The entry `@family.alias` (or `@family`) names; None when there is no such entry."""
-        entries = self.aliases.get(family, {})
         if alias is None:
-            try:
-                alias = default_alias(family, {a: e.fields for a, e in entries.items()})
-            except NoDefaultAlias:
+            found = self._default(family)
+            if isinstance(found, NoDefaultAlias):
                 return None
-        return entries.get(alias)
+            alias = found
+        return self.aliases.get(family, {}).get(alias)
 
     def default_problem(self, family: str) -> NoDefaultAlias | None:
         """Why `@family` names no alias (None when it names one)."""
+        found = self._default(family)
+        return found if isinstance(found, NoDefaultAlias) else None
+
+    def _default(self, family: str) -> str | NoDefaultAlias:
         entries = self.aliases.get(family, {})
         try:
-            default_alias(family, {a: e.fields for a, e in entries.items()})
+            return default_alias(family, {a: e.fields for a, e in entries.items()})
         except NoDefaultAlias as err:
             return err
-        return None
 
 
 def load_connections_index(

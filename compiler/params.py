@@ -33,9 +33,8 @@ def param_type(param: Param) -> str | None:
     """The declared type, else the type of the default; None when neither says."""
     if param.type is not None:
         return param.type.value
-    if param.default is None or param.default.to_python() is None:
-        return None
-    return type_of(param.default.to_python())
+    value = param.default.to_python() if param.default is not None else None
+    return None if value is None else type_of(value)
 
 
 def coerce(text: str, kind: str | None) -> Any:

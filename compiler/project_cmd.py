@@ -61,7 +61,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Compile a pipeline into a temporary directory and run the manifest."""
-    import sys
     import tempfile
 
     from osiris.compiler.cli import compile_for_run
@@ -80,7 +79,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import os
     import shutil
-    import sys
 
     target = Path(args.dir)
     created, _ = scaffold(target)

@@ -31,12 +31,10 @@ def _best(word: str, pool: list[str], n: int, band: float | None) -> list[str]:
     scored = []
     for candidate in pool:
         matcher.set_seq1(candidate)
-        if (
-            matcher.real_quick_ratio() >= CUTOFF
-            and matcher.quick_ratio() >= CUTOFF
-            and matcher.ratio() >= CUTOFF
-        ):
-            scored.append((matcher.ratio(), candidate))
+        if matcher.real_quick_ratio() >= CUTOFF and matcher.quick_ratio() >= CUTOFF:
+            score = matcher.ratio()
+            if score >= CUTOFF:
+                scored.append((score, candidate))
     if band is not None and scored:
         best = max(score for score, _ in scored)
         scored = [(s, c) for s, c in scored if s >= best - band]

@@ -204,9 +204,7 @@ class _Run:
                     self.manifest.steps,
                     drivers=drivers,
                     contexts=contexts,
-                    database=database,
                     reporter=StepReporter(self.events, self.log, self.redactor),
-                    on_progress=contexts.on_progress,
                 )
                 steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
             finally:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from osiris.runtime.context import LocalStepContext, RunDatabase, StepContexts, counting_reader
+from osiris.runtime.context import LocalStepContext, StepContexts, counting_reader
 from osiris.runtime.drivers.base import DriverError
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
@@ -27,16 +27,13 @@ class StepRunner:
         *,
         drivers: StepDrivers,
         contexts: StepContexts,
-        database: RunDatabase,
         reporter: StepReporter,
-        on_progress: Callable[[str, int], None] | None = None,
     ) -> None:
         self.steps = {step.id: step for step in steps}
         self.drivers = drivers
         self.contexts = contexts
-        self.database = database
+        self.database = contexts.database  # the run's, which every step context shares
         self.reporter = reporter
-        self.on_progress = on_progress
         self._rows_out: dict[str, int] = {}
 
     def record(self, outcome: StepOutcome) -> None:

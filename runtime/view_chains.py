@@ -110,8 +110,8 @@ def _view_outcomes(
         into = count if step.role == "extractor" else rows_in
         if into is None:
             into = runner.upstream_rows(step) or 0
-        if runner.on_progress is not None:
-            runner.on_progress(step.id, count)
+        if runner.contexts.on_progress is not None:
+            runner.contexts.on_progress(step.id, count)
         measured = Measured(into, count, 0)
         outcomes.append(runner.reporter.succeeded(step, measured, started[step.id], ended=ended))
         rows_in = count

@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import given
 from oml_cases import pipeline
 
-from osiris.compiler.connections import index_connections
+from osiris.compiler.connections import ConnectionsIndex, index_connections
 from osiris.compiler.frontend import check_text
 from osiris.compiler.lsp.docs import public_fields as lsp_public_fields
 from osiris.compiler.registry import load_registry
@@ -33,7 +33,7 @@ connections:
 """
 
 
-def _index(text: str, name: str = "osiris_connections.yaml"):  # type: ignore[no-untyped-def]
+def _index(text: str, name: str = "osiris_connections.yaml") -> ConnectionsIndex:
     index = index_connections(SourceText(name, text), DiagnosticList())
     assert index is not None
     return index

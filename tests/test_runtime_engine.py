@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.drivers import registry
 from osiris.runtime.drivers.duckdb_driver import DuckDBWriter
 from osiris.runtime.drivers.files import CsvWriter, ParquetWriter
-from osiris.runtime.drivers.registry import DRIVERS
+from osiris.runtime.drivers.registry import DRIVERS, driver_class
 from osiris.runtime.runner import run_manifest
 
 CSV = "filesystem.csv_extractor"
@@ -356,9 +355,7 @@ def test_each_unit_kind_runs_and_run_started_records_the_units(
     def counted(driver: object) -> None:
         made[type(driver).__name__] += 1
 
-    for target in set(DRIVERS.values()):
-        module, _, name = target.partition(":")
-        cls = getattr(importlib.import_module(f"osiris.runtime.drivers.{module}"), name)
+    for cls in {driver_class(driver_id) for driver_id in DRIVERS}:
         monkeypatch.setattr(cls, "__init__", counted)
     for name in ("big", "raw", "a", "b"):
         _csv(tmp_path / f"{name}.csv", 100)

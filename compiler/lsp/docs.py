@@ -6,7 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from osiris.runtime.contract.connections import secret_fields
+from osiris.runtime.contract import connections as rules
 
 if TYPE_CHECKING:
     from osiris.compiler.connections import ConnectionAlias
@@ -80,7 +80,7 @@ def field_doc(spec: ComponentSpec, name: str) -> str | None:
 def public_fields(alias: ConnectionAlias, registry: Registry | None) -> dict[str, Any]:
     """Fields safe to show: no secret-looking names, no family secrets, no passwords in URLs."""
     schema = registry.connection_schema(alias.family) if registry is not None else None
-    return alias.public_fields(secret_fields(schema))
+    return rules.public_fields(alias.fields, rules.secret_fields(schema))
 
 
 def connection_doc(alias: ConnectionAlias, file: str, registry: Registry | None) -> str:

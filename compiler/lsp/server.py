@@ -53,9 +53,8 @@ class OmlLanguageServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.documents: dict[str, DocumentState] = {}
-        self.connection_files: dict[
-            str, ConnectionsFile
-        ] = {}  # path -> the file, re-read on change
+        # path -> that connections file, re-read when it changes
+        self.connection_files: dict[str, ConnectionsFile] = {}
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oml-check")
         self.pending: set[str] = set()  # documents with a check scheduled but not started
         self.lock = asyncio.Lock()  # one check at a time, so at most one waits per document
