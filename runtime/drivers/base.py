@@ -20,7 +20,22 @@ class DriverError(Exception):
 
 
 class ConnectionFailure(DriverError):
-    """The system could not be reached or refused us (refused, auth, unknown database, timeout)."""
+    """The system could not be reached or refused us (refused, auth, unknown database, timeout).
+    reason is one of CONNECTION_REASONS: what went wrong, for retries and exit codes."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+CONNECTION_REASONS = (
+    "authentication",  # wrong password / rejected credentials
+    "unknown_user",  # the role/user does not exist
+    "unknown_database",
+    "refused",  # nothing listens there
+    "unreachable",  # host name not resolved, no route, timed out
+    "other",
+)
 
 
 @dataclass(frozen=True, slots=True)
