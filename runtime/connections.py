@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -25,10 +26,12 @@ from osiris.runtime.contract.connections import (
 from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.secrets import (
+    MIN_SECRET_LENGTH,
     Redactor,
     VariableSource,
     embedded_passwords,
     interpolate,
+    is_short_secret,
     read_dotenv,
 )
 
@@ -106,7 +109,12 @@ def family_schema(family: str) -> dict[str, Any] | None:
 
 
 class ConnectionResolver:
-    """Resolves @family.alias references for one run and registers their secrets."""
+    """Resolves @family.alias references for one run and registers their secrets (thread-safe).
+
+    The connections file is read once. Variables are looked up when a connection is resolved:
+    the --secrets-file and .env are read again whenever they changed (size, mtime, inode), so a
+    connection opened after a secret rotated gets the new value; refresh() re-reads them even
+    when they look unchanged (after the server rejected the credentials)."""
 
     def __init__(
         self,
@@ -124,26 +132,48 @@ class ConnectionResolver:
         self._secrets_file = secrets_file
         self._environ = dict(os.environ if environ is None else environ)
         self._validation = validation
+        self._lock = threading.RLock()
         self._aliases: dict[str, dict[str, dict[str, Any]]] | None = None
         self._source: VariableSource | None = None
+        self._seen: tuple[Any, ...] = ()  # the variable files' signatures when last read
         self._cache: dict[str, ResolvedConnection] = {}
 
-    def _load(self) -> tuple[dict[str, dict[str, dict[str, Any]]], VariableSource]:
+    def _variable_files(self) -> list[Path]:
+        """The files ${VAR} values come from, in precedence order (after the environment)."""
         assert self.path is not None
-        if self._aliases is None or self._source is None:
+        files = [self._secrets_file] if self._secrets_file is not None else []
+        dotenv = self.path.parent / ".env"
+        return [*files, dotenv]
+
+    def _load(self, *, reread: bool) -> tuple[dict[str, dict[str, dict[str, Any]]], VariableSource]:
+        if self._aliases is None:
+            assert self.path is not None
             self._aliases = read_connection_aliases(self.path)
+        files = self._variable_files()
+        seen = tuple(_signature(f) for f in files)
+        if reread or self._source is None or seen != self._seen:
             layers: list[Mapping[str, str]] = [self._environ]
             if self._secrets_file is not None:
                 layers.append(read_dotenv(self._secrets_file))
-            dotenv = self.path.parent / ".env"
-            if dotenv.is_file():
-                layers.append(read_dotenv(dotenv))
+            if files[-1].is_file():
+                layers.append(read_dotenv(files[-1]))
             self._source = VariableSource(tuple(layers))
+            self._seen = seen
+            self._cache.clear()
         return self._aliases, self._source
 
     def resolve(self, text: str) -> ResolvedConnection:
-        if text in self._cache:
-            return self._cache[text]
+        """The connection's fields now (cached while the variable files stay unchanged)."""
+        with self._lock:
+            return self._resolve(text, reread=False)
+
+    def refresh(self, text: str) -> ResolvedConnection:
+        """Resolve text anew, reading the variable files again even if they look unchanged (a
+        rewrite can keep size and mtime)."""
+        with self._lock:
+            return self._resolve(text, reread=True)
+
+    def _resolve(self, text: str, *, reread: bool) -> ResolvedConnection:
         ref = ConnectionRef.parse(text)
         if ref is None:
             raise ConfigurationError(f"connection reference {text!r} is not '@family.alias'")
@@ -152,12 +182,14 @@ class ConnectionResolver:
                 f"connection {ref}: no connections file (pass --connections FILE, set "
                 f"{CONNECTIONS_ENV}, or create {CONNECTIONS_FILE} in the project directory)"
             )
-        if not self.path.is_file():
+        if self._aliases is None and not self.path.is_file():
             raise ConfigurationError(
                 f"connection {ref}: connections file {self.path} does not exist "
                 f"(pass --connections FILE or create {CONNECTIONS_FILE} in the project directory)"
             )
-        aliases, source = self._load()
+        aliases, source = self._load(reread=reread)
+        if text in self._cache:
+            return self._cache[text]
         family = aliases.get(ref.family)
         if not family:
             raise ConfigurationError(
@@ -174,33 +206,72 @@ class ConnectionResolver:
                 f"in {self.path} (known: {known})"
             )
         raw = {k: v for k, v in family[alias].items() if k != DEFAULT_KEY}
-        fields = interpolate(raw, source, f"connection @{ref.family}.{alias}")
+        label = f"connection @{ref.family}.{alias}"
+        fields = interpolate(raw, source, label)
         schema = self._schema_for(ref.family)
-        self._register_secrets(fields, secret_fields(schema))
-        warnings: tuple[str, ...] = ()
+        short = self._register_secrets(fields, secret_fields(schema))
+        warnings = tuple(
+            f"{label}: secret field {name} is shorter than {MIN_SECRET_LENGTH} characters; "
+            f"it is masked in messages only where it stands alone as a word (use a longer secret)"
+            for name in short
+        )
         if schema is not None and self._validation != "off":
             fields = _coerce_scalars(fields, schema)
             problems = _schema_problems(fields, schema)
-            label = f"connection @{ref.family}.{alias}"
             if problems and self._validation == "strict":
                 raise ConfigurationError(f"{label}: " + "; ".join(problems))
-            warnings = tuple(f"{label}: {p}" for p in problems)
+            warnings += tuple(f"{label}: {p}" for p in problems)
         resolved = ResolvedConnection(text, ref.family, alias, fields, warnings)
         self._cache[text] = resolved
         return resolved
 
-    def _register_secrets(self, fields: Mapping[str, Any], marked: frozenset[str]) -> None:
+    def _register_secrets(
+        self, fields: Mapping[str, Any], marked: frozenset[str], prefix: str = ""
+    ) -> list[str]:
+        """Register every secret value with the redactor; the names of the short ones."""
+        short: list[str] = []
         for name, value in fields.items():
             if isinstance(value, Mapping):
-                self._register_secrets(value, marked)
+                short += self._register_secrets(value, marked, f"{prefix}{name}.")
                 continue
-            if not isinstance(value, str):
-                if is_secret_field(name, marked) and value is not None:
-                    self._redactor.register(str(value))
-                continue
-            if is_secret_field(name, marked):
-                self._redactor.register(value)
-            self._redactor.register_all(embedded_passwords(value))
+            secrets: list[str] = []
+            if is_secret_field(name, marked) and value is not None and value != "":
+                secrets.append(str(value))
+            if isinstance(value, str):
+                secrets += embedded_passwords(value)
+            self._redactor.register_all(secrets)
+            if any(is_short_secret(secret) for secret in secrets):
+                short.append(prefix + name)
+        return short
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConnection:
+    """A step's connection, resolved each time the step reads it (at connect time)."""
+
+    resolver: ConnectionResolver
+    ref: str
+
+    @property
+    def name(self) -> str:
+        """'@family.alias' (the default alias filled in)."""
+        resolved = self.resolver.resolve(self.ref)
+        return f"@{resolved.family}.{resolved.alias}"
+
+    def fields(self) -> Mapping[str, Any]:
+        return self.resolver.resolve(self.ref).fields
+
+    def refresh(self) -> None:
+        """Read the secrets again now (the next fields() has what they hold)."""
+        self.resolver.refresh(self.ref)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def _coerce_scalars(fields: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:

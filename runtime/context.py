@@ -10,6 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from osiris.runtime.connections import LiveConnection
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
 from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
 from osiris.runtime.sql import quote_ident
@@ -128,7 +129,7 @@ class LocalStepContext:
         *,
         step_id: str,
         config: Mapping[str, Any],
-        connection: Mapping[str, Any] | None,
+        connection: Mapping[str, Any] | LiveConnection | None,
         inputs: Mapping[str, str],
         upstream: tuple[str, ...],
         artifacts_dir: Path,
@@ -139,7 +140,7 @@ class LocalStepContext:
     ) -> None:
         self.step_id = step_id
         self.config = config
-        self.connection = connection
+        self._connection = connection
         named = dict(inputs)
         for upstream_id in upstream:
             if upstream_id not in named.values():
@@ -161,6 +162,26 @@ class LocalStepContext:
         # (runtime.view_chains); the driver leaves DuckDB's JSON profile here.
         self.profile_main_query = False
         self.main_query_profile: str | None = None
+
+    @property
+    def connection(self) -> Mapping[str, Any] | None:
+        """The connection's fields, resolved now: a secret rotated since the run started (its
+        secrets file or .env rewritten) is read again."""
+        if isinstance(self._connection, LiveConnection):
+            return self._connection.fields()
+        return self._connection
+
+    @property
+    def connection_name(self) -> str | None:
+        """'@family.alias' of the step's connection, for messages."""
+        if isinstance(self._connection, LiveConnection):
+            return self._connection.name
+        return None
+
+    def refresh_connection(self) -> None:
+        """Read the connection's secrets again, even if their files look unchanged."""
+        if isinstance(self._connection, LiveConnection):
+            self._connection.refresh()
 
     def resolve_path(self, value: str | Path) -> Path:
         path = Path(value).expanduser()
@@ -221,7 +242,8 @@ class StepContexts:
     """Makes the LocalStepContext of each step of one run."""
 
     database: RunDatabase
-    connections: Mapping[str, Mapping[str, Any]]  # connection reference -> resolved fields
+    # connection reference -> its fields, or a LiveConnection resolving them when a step reads them
+    connections: Mapping[str, Mapping[str, Any] | LiveConnection]
     project_dir: Path
     artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
     on_progress: Callable[[str, int], None] | None = None

@@ -1,4 +1,8 @@
-"""Run records written while a run executes: events.jsonl and run.log, both redacted."""
+"""Run records written while a run executes: events.jsonl and run.log, written as given.
+
+Records are never rewritten after serialising: whoever puts free text into a record (an error
+message, a log line, a warning) redacts it first with the run's Redactor (docs/runtime.md,
+"Secrets in records")."""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from osiris.runtime.secrets import Redactor
 
 RUN_STARTED = "run_started"
 STEP_STARTED = "step_started"
@@ -29,10 +31,9 @@ def utc_now() -> str:
 class EventLog:
     """Appends one JSON object per line to events.jsonl and tells listeners; thread-safe."""
 
-    def __init__(self, path: Path, run_id: str, redactor: Redactor) -> None:
+    def __init__(self, path: Path, run_id: str) -> None:
         self._file = path.open("a", encoding="utf-8")
         self._run_id = run_id
-        self._redactor = redactor
         self._lock = threading.Lock()
         self._listeners: list[EventListener] = []
 
@@ -43,8 +44,7 @@ class EventLog:
         record: dict[str, Any] = {"event": event, "run_id": self._run_id, "step": step}
         record["ts"] = utc_now()
         record.update(fields)
-        record = self._redactor.redact_value(record)
-        line = self._redactor.redact(json.dumps(record, ensure_ascii=False, default=str))
+        line = json.dumps(record, ensure_ascii=False, default=str)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
@@ -58,18 +58,16 @@ class EventLog:
 
 
 class RunLog:
-    """run.log: timestamped lines, every line passed through the redactor."""
+    """run.log: timestamped lines (messages arrive with their free text already redacted)."""
 
-    def __init__(self, path: Path, redactor: Redactor) -> None:
+    def __init__(self, path: Path) -> None:
         self._file = path.open("a", encoding="utf-8")
-        self._redactor = redactor
         self._lock = threading.Lock()
 
     def write(self, message: str, step: str | None = None) -> None:
         prefix = f"{utc_now()} [{step}] " if step else f"{utc_now()} "
-        text = self._redactor.redact(message)
         with self._lock:
-            for line in text.splitlines() or [""]:
+            for line in message.splitlines() or [""]:
                 self._file.write(prefix + line + "\n")
             self._file.flush()
 
@@ -78,9 +76,9 @@ class RunLog:
             self._file.close()
 
 
-def write_json(path: Path, value: Any, redactor: Redactor) -> None:
-    """Write a redacted JSON document atomically (temp file + rename)."""
-    text = redactor.redact(json.dumps(redactor.redact_value(value), indent=2, ensure_ascii=False))
+def write_json(path: Path, value: Any) -> None:
+    """Write a JSON document atomically (temp file + rename)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,15 +60,16 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def describe_error(err: BaseException) -> str:
-    """A user-facing, one-line description of why a step failed."""
+def describe_error(err: BaseException, redact: Callable[[str], str]) -> str:
+    """A user-facing, one-line description of why a step failed, its message redacted."""
     if isinstance(err, DriverError):
-        return one_line(str(err)) or type(err).__name__
-    return one_line(f"{type(err).__name__}: {err}")
+        return one_line(redact(str(err))) or type(err).__name__
+    return one_line(f"{type(err).__name__}: {redact(str(err))}")
 
 
 class StepReporter:
-    """Turns what happens to steps into events, run.log lines and outcomes (thread-safe)."""
+    """Turns what happens to steps into events, run.log lines and outcomes (thread-safe).
+    Where a failure's free text enters the records: redacted here, once."""
 
     def __init__(self, events: EventLog, log: RunLog, redactor: Redactor) -> None:
         self.events = events
@@ -89,11 +90,12 @@ class StepReporter:
         rows_in: int = 0,
         message: str | None = None,
     ) -> StepOutcome:
+        """message, when given, is made of parts that are redacted already (other outcomes'
+        errors, step ids); otherwise err's own message is described and redacted."""
         duration = _ms_since(started)
-        text = self.redactor.redact(message or describe_error(err))
+        text = message if message is not None else describe_error(err, self.redactor.redact)
         self.log.write(
-            f"failed after {duration} ms: {text}\n" + "".join(traceback.format_exception(err)),
-            step.id,
+            f"failed after {duration} ms: {text}\n" + self.redactor.traceback(err), step.id
         )
         self.events.emit(
             STEP_FAILED,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from osiris.runtime.connections import ConnectionResolver, ResolvedConnection, validation_mode
+from osiris.runtime.connections import (
+    ConnectionResolver,
+    LiveConnection,
+    ResolvedConnection,
+    validation_mode,
+)
 from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
@@ -169,8 +173,8 @@ class _Run:
         self.started = time.perf_counter()
         self.warnings: list[str] = []
         self.connection_warnings: list[str] = []  # reported once the run has started
-        self.log = RunLog(paths.log, redactor)
-        self.events = EventLog(paths.events, paths.run_id, redactor)
+        self.log = RunLog(paths.log)
+        self.events = EventLog(paths.events, paths.run_id)
         if observer is not None:
             self.events.subscribe(observer.on_event)
 
@@ -190,11 +194,13 @@ class _Run:
             try:
                 contexts = StepContexts(
                     database,
-                    {ref: connection.fields for ref, connection in connections.items()},
+                    {ref: LiveConnection(self.resolver, ref) for ref in connections},
                     self.project,
                     self.paths.artifacts,
                     on_progress=self.observer.on_progress if self.observer else None,
-                    on_log=lambda step_id, message: self.log.write(message, step_id),
+                    on_log=lambda step_id, message: self.log.write(
+                        self.redactor.redact(message), step_id
+                    ),
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
@@ -218,10 +224,11 @@ class _Run:
             else:
                 outcome = self._finish("ok", ExitCode.OK, steps, None, None)
         except ConfigurationError as err:
-            self.log.write(f"configuration error: {err}")
-            outcome = self._finish("failed", err.exit_code, steps, str(err), None)
+            text = self.redactor.redact(str(err))
+            self.log.write(f"configuration error: {text}")
+            outcome = self._finish("failed", err.exit_code, steps, text, None)
         except Exception as err:
-            self.log.write("internal error:\n" + "".join(traceback.format_exception(err)))
+            self.log.write("internal error:\n" + self.redactor.traceback(err))
             message = f"internal error ({type(err).__name__}); details in {self.paths.log}"
             outcome = self._finish("failed", ExitCode.INTERNAL, steps, message, None)
         finally:
@@ -271,7 +278,9 @@ class _Run:
             target.write_bytes(step.cfg_bytes)
 
     def _resolve_connections(self) -> dict[str, ResolvedConnection]:
-        """Before the run starts: the planner's facts may depend on them (a DuckDB file's path)."""
+        """Before the run starts: the planner's facts may depend on them (a DuckDB file's path),
+        and a missing variable or alias stops the run before anything runs. Steps read their
+        connection again when they connect (LiveConnection): secrets may rotate meanwhile."""
         resolved: dict[str, ResolvedConnection] = {}
         for step in self.manifest.steps:
             if step.connection and step.connection not in resolved:
@@ -291,8 +300,8 @@ class _Run:
         error: str | None,
         failed_step: str | None,
     ) -> RunOutcome:
+        """error: redacted already (steps' errors are, when they are reported)."""
         duration = round((time.perf_counter() - self.started) * 1000)
-        error = self.redactor.redact(error) if error else None
         outcome = RunOutcome(
             status=status,
             exit_code=exit_code,
@@ -305,7 +314,7 @@ class _Run:
             duration_ms=duration,
             warnings=tuple(self.warnings),
         )
-        write_json(self.paths.metrics, _metrics(outcome), self.redactor)
+        write_json(self.paths.metrics, _metrics(outcome))
         write_json(
             self.paths.status,
             {
@@ -324,7 +333,6 @@ class _Run:
                 "modified": self.manifest.modified,
                 "warnings": list(self.warnings),
             },
-            self.redactor,
         )
         self.events.emit(
             RUN_FINISHED,

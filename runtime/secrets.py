@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import traceback as traceback_module
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,12 +124,23 @@ def embedded_passwords(text: str) -> list[str]:
     return [f for f in found if f]
 
 
+MIN_SECRET_LENGTH = 8  # shorter secrets are masked only as whole words (docs/runtime.md)
+
+
+def is_short_secret(secret: str) -> bool:
+    return len(secret) < MIN_SECRET_LENGTH
+
+
 class Redactor:
-    """Masks every registered secret (and its URL- and JSON-escaped forms) with '***'."""
+    """Masks registered secrets (and their URL- and JSON-escaped forms) with '***' in free text:
+    error messages, log lines, warnings. Never applied to serialised records or their keys.
+
+    A secret of MIN_SECRET_LENGTH characters or more is masked wherever it occurs; a shorter one
+    only where it stands alone, not inside a word (password 'ok' leaves 'token' alone)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._needles: tuple[str, ...] = ()
+        self._needles: dict[str, bool] = {}  # form -> whole words only
         self._pattern: re.Pattern[str] | None = None
 
     def register(self, secret: str) -> None:
@@ -137,9 +149,17 @@ class Redactor:
         forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
         forms.update(embedded_passwords(secret))
         with self._lock:
-            needles = set(self._needles) | {f for f in forms if f}
-            self._needles = tuple(sorted(needles, key=lambda s: (-len(s), s)))
-            self._pattern = re.compile("|".join(re.escape(n) for n in self._needles))
+            for form in forms:
+                if form:
+                    whole_word = is_short_secret(form) or is_short_secret(secret)
+                    self._needles[form] = self._needles.get(form, True) and whole_word
+            ordered = sorted(self._needles, key=lambda s: (-len(s), s))
+            self._pattern = re.compile(
+                "|".join(
+                    rf"(?<!\w){re.escape(n)}(?!\w)" if self._needles[n] else re.escape(n)
+                    for n in ordered
+                )
+            )
 
     def register_all(self, secrets: Iterable[str]) -> None:
         for secret in secrets:
@@ -151,12 +171,9 @@ class Redactor:
             return text
         return pattern.sub(MASK, text)
 
-    def redact_value(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like value."""
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, Mapping):
-            return {self.redact(str(k)): self.redact_value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact_value(v) for v in value]
-        return value
+    def traceback(self, err: BaseException) -> str:
+        """err's traceback with its messages redacted; the frames (our code's lines) as they are."""
+        return "".join(
+            part if part.startswith(("  File ", "Traceback (most recent")) else self.redact(part)
+            for part in traceback_module.format_exception(err)
+        )

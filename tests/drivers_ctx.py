@@ -24,6 +24,10 @@ class DriverCtx:
     inputs: Mapping[str, str] = field(default_factory=dict)
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    connection_name: str | None = None
+
+    def refresh_connection(self) -> None:
+        """Fixed fields: nothing to read again."""
 
     def run_db(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.db_path))

@@ -50,11 +50,25 @@ class StepContext(Protocol):
 
     step_id: str
     config: Mapping[str, Any]  # cfg/<step>.json as compiled (connection stays "@family.alias")
-    connection: Mapping[str, Any] | None  # resolved connection fields, secrets included
     inputs: Mapping[str, str]  # input name -> upstream step id (its table in the run database)
     artifacts_dir: Path  # runs/<run_id>/artifacts/<step>/ — DDL and other per-step files
     batch_size: int
     project_dir: Path  # relative paths in configs and connections resolve against this
+
+    @property
+    def connection(self) -> Mapping[str, Any] | None:
+        """Resolved connection fields, secrets included, as they are now: read it when
+        connecting (a secret may rotate during a run)."""
+        ...
+
+    @property
+    def connection_name(self) -> str | None:
+        """'@family.alias' of the step's connection, for messages."""
+        ...
+
+    def refresh_connection(self) -> None:
+        """Read the connection's secrets again (after the server rejected them)."""
+        ...
 
     def resolve_path(self, value: str | Path) -> Path:
         """An absolute path for a config/connection path (relative ones are under project_dir)."""

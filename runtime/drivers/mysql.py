@@ -27,7 +27,9 @@ from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
     WriteOptions,
+    authentication_reason,
     classify,
+    connect_as_configured,
     rebatch,
     scrub,
     settings,
@@ -82,7 +84,9 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
         conn = pymysql.connect(**kw)
     except pymysql.MySQLError as err:
         reason = classify(str(err)) or scrub(str(err), s.get("password"))
-        raise ConnectionFailure(f"cannot connect to MySQL {describe(s)}: {reason}") from None
+        raise ConnectionFailure(
+            f"cannot connect to MySQL {describe(s)}: {reason}", authentication_reason(reason)
+        ) from None
     conn._read_timeout = extra.get("read_timeout")
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
@@ -220,10 +224,9 @@ class MySQLExtractor:
     abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        s = settings(ctx)
-        opts = ExtractOptions.parse(s, ctx)
+        opts = ExtractOptions.parse(settings(ctx), ctx)
         select = opts.limited(opts.select_sql(quote(opts.table or ""), quote))
-        conn = connect(s)
+        s, conn = connect_as_configured(ctx, connect)
         try:
             with conn.cursor() as cur:
                 if opts.query:
@@ -282,9 +285,10 @@ class MySQLWriter:
     abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
-        s = settings(ctx)
-        opts = WriteOptions.parse(s, ctx)
-        conn = connect(s, local_infile=True, autocommit=True)
+        opts = WriteOptions.parse(settings(ctx), ctx)
+        s, conn = connect_as_configured(
+            ctx, lambda s: connect(s, local_infile=True, autocommit=True)
+        )
         cleanup: list[str] = []
         try:
             with conn.cursor() as cur:

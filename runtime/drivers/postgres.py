@@ -26,7 +26,9 @@ from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
     ExtractOptions,
     WriteOptions,
+    authentication_reason,
     classify,
+    connect_as_configured,
     rebatch,
     scrub,
     settings,
@@ -109,7 +111,9 @@ def connect(s: Mapping[str, Any]) -> psycopg.Connection[Any]:
         conn = psycopg.connect(dsn, **kw)
     except psycopg.Error as err:
         reason = classify(str(err)) or scrub(str(err), *_secrets(s))
-        raise ConnectionFailure(f"cannot connect to PostgreSQL {describe(s)}: {reason}") from None
+        raise ConnectionFailure(
+            f"cannot connect to PostgreSQL {describe(s)}: {reason}", authentication_reason(reason)
+        ) from None
     for stmt in SESSION:
         conn.execute(stmt)
     conn.commit()
@@ -231,9 +235,8 @@ class PostgresExtractor:
     abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        s = settings(ctx)
-        opts = ExtractOptions.parse(s, ctx)
-        conn = connect(s)
+        opts = ExtractOptions.parse(settings(ctx), ctx)
+        s, conn = connect_as_configured(ctx, connect)
         table = qualified(opts.schema or s.get("schema"), opts.table or "")
         select = opts.limited(opts.select_sql(table, quote))
         try:
@@ -308,11 +311,10 @@ class PostgresWriter:
     abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
-        s = settings(ctx)
-        opts = WriteOptions.parse(s, ctx)
+        opts = WriteOptions.parse(settings(ctx), ctx)
+        s, conn = connect_as_configured(ctx, connect)
         schema_name = opts.schema or s.get("schema")
         target = qualified(schema_name, opts.table)
-        conn = connect(s)
         try:
             rows = self._load(ctx, conn, opts, schema_name, target, data)
             conn.commit()

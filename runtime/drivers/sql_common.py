@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.secrets import Redactor
 
 WRITE_MODES = ("append", "replace", "upsert")
+T = TypeVar("T")
 
 
 class DriverConfigError(DriverError, ConfigurationError):
@@ -26,6 +28,41 @@ def settings(ctx: Any) -> dict[str, Any]:
     merged = dict(ctx.connection or {})
     merged.update({k: v for k, v in dict(ctx.config).items() if k != "connection"})
     return merged
+
+
+def connect_as_configured(
+    ctx: Any, connect: Callable[[dict[str, Any]], T]
+) -> tuple[dict[str, Any], T]:
+    """settings(ctx), read now, and connect(settings). When the server rejects the credentials,
+    the connection's secrets are read again once (they may have rotated) and, if they changed,
+    connect is tried again with them."""
+    s = settings(ctx)
+    try:
+        return s, connect(s)
+    except ConnectionFailure as err:
+        name = ctx.connection_name
+        if err.reason != "authentication" or name is None:  # None: no connection, config only
+            raise
+        ctx.refresh_connection()
+        again = settings(ctx)
+        if again == s:
+            raise ConnectionFailure(
+                f"connection {name}: {err} (its secrets were read again: unchanged)", err.reason
+            ) from None
+        ctx.log(f"connection {name}: credentials rejected; connecting with its secrets read again")
+    try:
+        return again, connect(again)
+    except ConnectionFailure as err:
+        if err.reason != "authentication":
+            raise
+        raise ConnectionFailure(
+            f"connection {name}: {err} (also with its secrets read again)", err.reason
+        ) from None
+
+
+def authentication_reason(classified: str) -> str:
+    """The ConnectionFailure reason for a classify() result."""
+    return "authentication" if classified == "authentication failed" else "other"
 
 
 def _names(value: Any, field: str) -> tuple[str, ...]:
@@ -151,12 +188,12 @@ def where(host: Any, port: Any, database: Any, user: Any) -> str:
 
 
 def scrub(message: str, *secrets: Any) -> str:
-    """First line of an error message with any secret value replaced."""
+    """First line of an error message with the secret values masked (as the run's Redactor does:
+    a short secret only as a whole word)."""
     text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
-    for secret in secrets:
-        if secret and isinstance(secret, str) and len(secret) >= 1:
-            text = text.replace(secret, "***")
-    return text
+    redactor = Redactor()
+    redactor.register_all(secret for secret in secrets if secret and isinstance(secret, str))
+    return redactor.redact(text)
 
 
 def classify(message: str) -> str:
