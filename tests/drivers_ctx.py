@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,21 @@ class DriverCtx:
     inputs: Mapping[str, str] = field(default_factory=dict)
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    scratch_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    run_tag: str = "20260101T000000Z_test00"
+    ever_tracked: list[str] = field(default_factory=list)
+    tracked: dict[int, str] = field(default_factory=dict)  # entry -> what, until untracked
+
+    def track_table(self, schema: str | None, name: str) -> int:
+        return self.track_path(Path(f"{schema}.{name}"))
+
+    def track_path(self, path: Path) -> int:
+        self.ever_tracked.append(str(path))
+        self.tracked[len(self.ever_tracked)] = str(path)
+        return len(self.ever_tracked)
+
+    def untrack(self, entry: int) -> None:
+        self.tracked.pop(entry, None)
 
     def run_db(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.db_path))
