@@ -26,8 +26,9 @@ from osiris.runtime.contract.scratch import (
     sweep_scratch,
     take_lock,
 )
-from osiris.runtime.drivers.base import DriverError
+from osiris.runtime.drivers.base import ConnectionFailure, DriverError
 from osiris.runtime.drivers.registry import load_driver
+from osiris.runtime.errors import ConfigurationError
 
 LEDGER_FILE = "debris.jsonl"
 
@@ -64,16 +65,25 @@ def remover(connection_fields: Callable[[str], Mapping[str, Any]]) -> Remover:
     """Remove paths directly and tables through their driver's drop_table, on a connection
     resolved by the current run (connection_fields: reference -> resolved fields)."""
 
+    unreachable: dict[str, Exception] = {}  # tried once per reference: a timeout costs seconds
+
     def remove(leftover: Leftover) -> None:
         if leftover.kind == "path" and leftover.path:
             remove_path(Path(leftover.path))
             return
-        if leftover.kind != "table" or not (leftover.connection and leftover.driver):
+        ref = leftover.connection
+        if leftover.kind != "table" or not (ref and leftover.driver):
             raise DriverError(f"ledger entry {leftover.id} is incomplete")
+        if ref in unreachable:
+            raise unreachable[ref]
         drop = getattr(load_driver(leftover.driver), "drop_table", None)
         if drop is None:
             raise DriverError(f"driver {leftover.driver} cannot drop tables")
-        drop(connection_fields(leftover.connection), leftover.schema, leftover.name)
+        try:
+            drop(connection_fields(ref), leftover.schema, leftover.name)
+        except (ConfigurationError, ConnectionFailure) as err:
+            unreachable[ref] = err
+            raise
 
     return remove
 

@@ -353,3 +353,47 @@ def test_scratch_dirs_of_dead_processes_are_swept_and_live_ones_kept(tmp_path: P
         mine.close()
     assert sweep_scratch(tmp_path) == [tmp_path / "osiris-live"]
     assert [p.name for p in tmp_path.iterdir()] == ["osiris-not-ours"]
+
+
+def test_what_cannot_be_removed_is_a_warning_and_stays_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from runtime_helpers import run_steps
+
+    project = _project(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    dead = project / "runs" / "20260101T000000Z-dead00"
+    dead.mkdir(parents=True)
+    part = project / "out" / ".r.csv.osiris-20260101T000000Z_dead00-abc123.part"
+    part.parent.mkdir()
+    part.write_text("half a file", encoding="utf-8")
+    table = {"kind": "table", "connection": "@mysql.gone", "driver": "mysql.writer"}
+    entries = [
+        {"op": "track", "id": 1, "kind": "path", "path": str(part)},
+        {"op": "track", "id": 2, **table, "schema": "shop", "name": "t_osiris_stg_x"},
+        {"op": "track", "id": 3, **table, "schema": "shop", "name": "t_osiris_old_x"},
+        {"op": "done", "id": 3},
+    ]
+    ledger = dead / "debris.jsonl"
+    ledger.write_text("".join(json.dumps(e) + "\n" for e in entries) + '{"op": "tr', "utf-8")
+    (project / "data" / "small.csv").write_text("id\n1\n", encoding="utf-8")
+    outcome, run_dir = run_steps(
+        project,
+        [
+            step("src", CSV, "extractor", {"path": "data/small.csv"}),
+            {
+                **step("w", "filesystem.csv_writer", "writer", {"path": "out/r.csv"}),
+                "needs": ["src"],
+            },
+        ],
+    )
+    assert outcome.status == "ok", outcome.error
+    assert not part.exists() and ledger.is_file()  # kept: the table is still to be dropped
+    (warning,) = outcome.warnings
+    assert warning.startswith("removed 1 leftover(s) of run 20260101T000000Z-dead00: file ")
+    assert "could not remove 1: staging table shop.t_osiris_stg_x (@mysql.gone)" in warning
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert "could not remove leftover of run 20260101T000000Z-dead00: staging table" in log
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["r.csv"]
