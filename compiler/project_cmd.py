@@ -60,20 +60,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Compile a pipeline into a temporary directory and run the manifest."""
-    import tempfile
+    """Compile a pipeline into a scratch directory and run the manifest."""
+    import secrets
 
     from osiris.compiler.cli import compile_for_run
     from osiris.runtime.cli import execute
     from osiris.runtime.contract.project import project_dir
+    from osiris.runtime.contract.scratch import ScratchDir
 
     # relative paths resolve against the pipeline's project, wherever the command runs
     args.project_dir = args.project_dir or project_dir(Path(args.file))
-    with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp:
-        code = compile_for_run(args, Path(tmp) / "build")
+    # locked like a run's own scratch directory, so a killed `osiris run` leaves nothing the
+    # next run does not sweep
+    with ScratchDir(f"run-{secrets.token_hex(6)}") as scratch:
+        code = compile_for_run(args, scratch.path / "build")
         if code != ExitCode.OK:
             return code
-        return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr)
+        return execute(args, scratch.path / "build", sys.stdout, sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

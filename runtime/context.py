@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from osiris.runtime.debris import RunDebris
     from osiris.runtime.manifest import ManifestStep
 
 
@@ -137,6 +140,9 @@ class LocalStepContext:
         database: RunDatabase,
         on_progress: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
+        debris: RunDebris | None = None,
+        connection_ref: str | None = None,
+        driver: str | None = None,
     ) -> None:
         self.step_id = step_id
         self.config = config
@@ -151,6 +157,12 @@ class LocalStepContext:
         self.project_dir = project_dir
         self.batch_size = _batch_size(config)
         self._database = database
+        self._debris = debris
+        self._connection_ref = connection_ref
+        self._driver = driver
+        # without a run (tests driving a context directly): the temp dir, nothing tracked
+        self.scratch_dir = debris.scratch_dir if debris else Path(tempfile.gettempdir())
+        self.run_tag = debris.tag if debris else secrets.token_hex(4)
         self._on_progress = on_progress
         self._on_log = on_log
         self._rows = 0
@@ -230,6 +242,24 @@ class LocalStepContext:
         if self._on_log is not None:
             self._on_log(self.step_id, message)
 
+    def track_table(self, schema: str | None, name: str) -> int:
+        if self._debris is None:
+            return 0
+        return self._debris.track(
+            "table",
+            connection=self._connection_ref,
+            driver=self._driver,
+            schema=schema,
+            name=name,
+        )
+
+    def track_path(self, path: Path) -> int:
+        return self._debris.track("path", path=str(path)) if self._debris else 0
+
+    def untrack(self, entry: int) -> None:
+        if self._debris is not None:
+            self._debris.untrack(entry)
+
     def close(self) -> None:
         for cursor in self._cursors:
             with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
@@ -248,6 +278,7 @@ class StepContexts:
     artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
     on_progress: Callable[[str, int], None] | None = None
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
+    debris: RunDebris | None = None
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -261,6 +292,9 @@ class StepContexts:
             database=self.database,
             on_progress=self.on_progress,
             on_log=self.on_log,
+            debris=self.debris,
+            connection_ref=step.connection,
+            driver=step.driver,
         )
 
 

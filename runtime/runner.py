@@ -20,6 +20,7 @@ from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.project import project_dir as find_project_dir
+from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
@@ -34,7 +35,7 @@ from osiris.runtime.planner import (
     plan,
 )
 from osiris.runtime.probe import probe
-from osiris.runtime.rundir import RunPaths, create_run_dir
+from osiris.runtime.rundir import RUNS_DIR, RunPaths, create_run_dir
 from osiris.runtime.secrets import Redactor
 from osiris.runtime.step_runner import StepRunner
 
@@ -136,6 +137,12 @@ def run_manifest(
         return RunOutcome(
             "failed", ExitCode.CONFIGURATION, pipeline=pipeline, error=f"run directory: {err}"
         )
+    try:
+        debris = RunDebris(paths.run_id, paths.root)
+    except OSError as err:
+        return RunOutcome(
+            "failed", ExitCode.CONFIGURATION, pipeline=pipeline, error=f"temp directory: {err}"
+        )
     resolver = ConnectionResolver(
         connections_file(connections, env, project),
         redactor=redactor,
@@ -143,7 +150,7 @@ def run_manifest(
         environ=env,
         validation=mode,
     )
-    run = _Run(verified, paths, project, redactor, resolver, observer)
+    run = _Run(verified, paths, project, redactor, resolver, debris, observer)
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -161,6 +168,7 @@ class _Run:
         project: Path,
         redactor: Redactor,
         resolver: ConnectionResolver,
+        debris: RunDebris,
         observer: RunObserver | None,
     ) -> None:
         self.manifest = manifest
@@ -168,6 +176,8 @@ class _Run:
         self.project = project
         self.redactor = redactor
         self.resolver = resolver
+        self.debris = debris
+        self.remove_leftover = remover(lambda ref: self.resolver.resolve(ref).fields)
         self.observer = observer
         self.started_at = utc_now()
         self.started = time.perf_counter()
@@ -201,11 +211,13 @@ class _Run:
                     on_log=lambda step_id, message: self.log.write(
                         self.redactor.redact(message), step_id
                     ),
+                    debris=self.debris,
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
                 execution_plan = plan(self.manifest.steps, options, facts)
                 self._announce(execution_plan, max_parallel, options)
+                self._sweep()
                 runner = StepRunner(
                     self.manifest.steps,
                     drivers=drivers,
@@ -232,6 +244,7 @@ class _Run:
             message = f"internal error ({type(err).__name__}); details in {self.paths.log}"
             outcome = self._finish("failed", ExitCode.INTERNAL, steps, message, None)
         finally:
+            self.debris.close()
             self.events.close()
             self.log.close()
         if not keep_intermediate:
@@ -262,6 +275,25 @@ class _Run:
             self._warn("manifest does not match its fingerprints; running it (--allow-modified)")
         for warning in self.connection_warnings:
             self._warn(warning)
+
+    def _sweep(self) -> None:
+        """Remove what dead runs left behind (docs/runtime.md, "Leftovers and the sweep")."""
+        try:
+            swept = sweep(self.project / RUNS_DIR, self.paths.run_id, self.remove_leftover)
+        except Exception as err:  # never fail a run over another's leftovers
+            self._warn(f"could not sweep the leftovers of earlier runs: {err}")
+            return
+        for leftovers in swept:
+            self._report_removed(leftovers)
+            self._warn(leftovers.summary())
+
+    def _report_removed(self, swept: Swept) -> None:
+        for what in swept.removed:
+            self.log.write(f"removed leftover of run {swept.run_id}: {what}")
+        for what in swept.failed:
+            self.log.write(
+                self.redactor.redact(f"could not remove leftover of run {swept.run_id}: {what}")
+            )
 
     def _warn(self, message: str) -> None:
         text = self.redactor.redact(message)
@@ -301,6 +333,11 @@ class _Run:
         failed_step: str | None,
     ) -> RunOutcome:
         """error: redacted already (steps' errors are, when they are reported)."""
+        # what a step could not clean up itself (a table on a connection killed on the server)
+        own = self.debris.finish(self.remove_leftover)
+        self._report_removed(own)
+        if own.failed:
+            self._warn(own.summary() + " (the next run retries)")
         duration = round((time.perf_counter() - self.started) * 1000)
         outcome = RunOutcome(
             status=status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,21 @@ class DriverCtx:
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     connection_name: str | None = None
+    scratch_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    run_tag: str = "20260101T000000Z_test00"
+    ever_tracked: list[str] = field(default_factory=list)
+    tracked: dict[int, str] = field(default_factory=dict)  # entry -> what, until untracked
+
+    def track_table(self, schema: str | None, name: str) -> int:
+        return self.track_path(Path(f"{schema}.{name}"))
+
+    def track_path(self, path: Path) -> int:
+        self.ever_tracked.append(str(path))
+        self.tracked[len(self.ever_tracked)] = str(path)
+        return len(self.ever_tracked)
+
+    def untrack(self, entry: int) -> None:
+        self.tracked.pop(entry, None)
 
     def refresh_connection(self) -> None:
         """Fixed fields: nothing to read again."""

@@ -54,6 +54,21 @@ class StepContext(Protocol):
     artifacts_dir: Path  # runs/<run_id>/artifacts/<step>/ — DDL and other per-step files
     batch_size: int
     project_dir: Path  # relative paths in configs and connections resolve against this
+    scratch_dir: Path  # the run's private temp directory (removed at the end, swept if it dies)
+    run_tag: str  # the run id as put in the names of staging tables and temp files
+
+    def track_table(self, schema: str | None, name: str) -> int:
+        """List a staging table in the run's ledger BEFORE creating it (runtime/debris.py), so
+        it is dropped if the run dies first; returns the entry for untrack()."""
+        ...
+
+    def track_path(self, path: Path) -> int:
+        """The same for a temp file or directory outside scratch_dir (beside a file target)."""
+        ...
+
+    def untrack(self, entry: int) -> None:
+        """The tracked thing was removed or published (renamed into place)."""
+        ...
 
     @property
     def connection(self) -> Mapping[str, Any] | None:
@@ -88,6 +103,14 @@ class StepContext(Protocol):
 
     def log(self, message: str) -> None:
         """A line in the run log (redacted by the engine)."""
+        ...
+
+
+class TableDropper(Protocol):
+    """A writer whose staging tables outlive a dead run (MySQL DDL is not transactional)."""
+
+    def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
+        """Drop a leftover staging table listed in a dead run's ledger (if it still exists)."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
+from osiris.runtime.contract.scratch import remove_path
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext, StepResult
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, quote_ident, quote_literal
@@ -206,25 +208,35 @@ class ParquetExtractor(_FileExtractor):
 # ---------------------------------------------------------------- atomic file output
 
 
-def _temp_sibling(target: Path, suffix: str) -> Path:
-    """A hidden name in the target's directory, so os.replace is a same-filesystem rename."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{suffix}")
+def _temp_sibling(ctx: StepContext, target: Path, suffix: str) -> Path:
+    """A hidden name in the target's directory, so os.replace is a same-filesystem rename; it
+    carries the run id, and stays within the usual 255-byte limit of a file name."""
+    return target.with_name(
+        f".{target.name[:160]}.osiris-{ctx.run_tag}-{secrets.token_hex(3)}.{suffix}"
+    )
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+@contextlib.contextmanager
+def _temp_siblings(ctx: StepContext, target: Path, *suffixes: str) -> Iterator[list[Path]]:
+    """Temp siblings of target, listed in the run's ledger before they exist (so a run that
+    dies leaves nothing the next run does not remove), and removed when the block ends."""
+    paths = [_temp_sibling(ctx, target, suffix) for suffix in suffixes]
+    entries = [ctx.track_path(path) for path in paths]
+    try:
+        yield paths
+    finally:
+        for path, entry in zip(paths, entries, strict=True):
+            remove_path(path)
+            ctx.untrack(entry)
 
 
-def _swap_into_place(new: Path, target: Path) -> None:
+def _swap_into_place(ctx: StepContext, new: Path, target: Path) -> None:
     """Put new at target. Files: one atomic rename. Directories: rename the old aside first
     and back if the second rename fails."""
     if not new.is_dir() and not target.is_dir():
         os.replace(new, target)
         return
-    old = _temp_sibling(target, "old") if target.exists() else None
+    old = _temp_sibling(ctx, target, "old") if target.exists() else None
     if old is not None:
         os.replace(target, old)
     try:
@@ -233,8 +245,10 @@ def _swap_into_place(new: Path, target: Path) -> None:
         if old is not None:
             os.replace(old, target)
         raise
-    if old is not None:
-        _remove(old)
+    if old is not None:  # only now is it garbage (before, it was the one copy of the target)
+        entry = ctx.track_path(old)
+        remove_path(old)
+        ctx.untrack(entry)
 
 
 def _size(path: Path) -> int:
@@ -310,9 +324,7 @@ class CsvWriter(_FileWriter):
         if cfg.get("null_value") is not None:
             options["NULLSTR"] = sql_value(cfg["null_value"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        part = _temp_sibling(target, "part")
-        combined = _temp_sibling(target, "tmp")
-        try:
+        with _temp_siblings(ctx, target, "part", "tmp") as (part, combined):
             rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
             written = part.stat().st_size
             if appending:
@@ -323,9 +335,6 @@ class CsvWriter(_FileWriter):
                 os.replace(combined, target)
             else:
                 os.replace(part, target)
-        finally:
-            part.unlink(missing_ok=True)
-            combined.unlink(missing_ok=True)
         return StepResult(rows_in=rows, rows_out=rows, bytes=written)
 
 
@@ -355,14 +364,10 @@ class ParquetWriter(_FileWriter):
         if partition_by:
             options["PARTITION_BY"] = f"({ident_list(partition_by)})"
         target.parent.mkdir(parents=True, exist_ok=True)
-        staged = _temp_sibling(target, "tmp")
-        try:
+        with _temp_siblings(ctx, target, "tmp") as (staged,):
             rows = _copy(ctx, con, _select_for_write(ctx, table), staged, options)
             written = _size(staged)
-            _swap_into_place(staged, target)
-        finally:
-            if staged.exists():
-                _remove(staged)
+            _swap_into_place(ctx, staged, target)
         return StepResult(rows_in=rows, rows_out=rows, bytes=written)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote as urlquote
 
@@ -201,7 +204,9 @@ def _pymysql_batches(
             conn.close()
 
 
-def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.Array]]:
+def _cx_batches(
+    s: Mapping[str, Any], sql: str, size: int, spill_dir: Path
+) -> Iterator[list[pa.Array]]:
     user = urlquote(str(s.get("user") or ""), safe="")
     password = urlquote(str(s.get("password") or ""), safe="")
     auth = f"{user}:{password}" if password else user
@@ -214,7 +219,7 @@ def _cx_batches(s: Mapping[str, Any], sql: str, size: int) -> Iterator[list[pa.A
         pre_execution_query=["SET time_zone = '+00:00'"],
     )
     # connectorx reads ahead without limit: Spilled keeps its backlog on disk, not in memory
-    for batch in Spilled(iter(reader), reader.schema):
+    for batch in Spilled(iter(reader), reader.schema, directory=spill_dir):
         yield list(batch.columns)
 
 
@@ -250,7 +255,11 @@ class MySQLExtractor:
     ) -> Iterator[pa.RecordBatch]:
         use_cx = connectorx is not None and not any(k.startswith("ssl_") for k in s)
         use_cx = use_cx and os.environ.get("OSIRIS_MYSQL_READER", "") != "pymysql"
-        source = _cx_batches(s, sql, size) if use_cx else _pymysql_batches(s, sql, schema, size)
+        source = (
+            _cx_batches(s, sql, size, ctx.scratch_dir)
+            if use_cx
+            else _pymysql_batches(s, sql, schema, size)
+        )
         rows = 0
         try:
             typed = (
@@ -278,6 +287,56 @@ class MySQLExtractor:
 
 # ---- write -----------------------------------------------------------------------------------
 
+MAX_IDENTIFIER = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    """A DROP that undoes part of a failed write; entry is its ledger entry, if any."""
+
+    statement: str
+    entry: int | None = None
+    session_only: bool = False  # a temporary table: gone with its connection
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+def _clean_up(
+    ctx: StepContext, s: Mapping[str, Any], conn: pymysql.Connection[Any], drops: list[_Drop]
+) -> None:
+    """Run the DROPs of a failed write: on its own connection, or on a fresh one when that
+    one is dead (say, KILLed on the server). What still cannot be dropped stays in the ledger."""
+    pending = list(drops)
+    try:
+        with conn.cursor() as cur:
+            while pending:
+                cur.execute(pending[0].statement)
+                _dropped(ctx, pending.pop(0))
+    except pymysql.MySQLError:
+        pending = [d for d in pending if not d.session_only]
+        if not pending:
+            return
+        try:
+            fresh = connect(s)
+        except DriverError:
+            return
+        try:
+            with fresh.cursor() as cur:
+                for drop in pending:
+                    cur.execute(drop.statement)
+                    _dropped(ctx, drop)
+        except pymysql.MySQLError:
+            pass
+        finally:
+            fresh.close()
+
+
+def _dropped(ctx: StepContext, drop: _Drop) -> None:
+    if drop.entry is not None:
+        ctx.untrack(drop.entry)
+
 
 class MySQLWriter:
     """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
@@ -289,7 +348,7 @@ class MySQLWriter:
         s, conn = connect_as_configured(
             ctx, lambda s: connect(s, local_infile=True, autocommit=True)
         )
-        cleanup: list[str] = []
+        cleanup: list[_Drop] = []
         try:
             with conn.cursor() as cur:
                 cur.execute(
@@ -300,15 +359,25 @@ class MySQLWriter:
                 rows = self._write(ctx, cur, opts, data, mariadb, cleanup)
             return StepResult(rows_in=rows, rows_out=rows)
         except BaseException as err:
-            with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
+            with contextlib.suppress(pymysql.MySQLError):
                 conn.rollback()
-                for stmt in cleanup:
-                    cur.execute(stmt)
+            _clean_up(ctx, s, conn, cleanup)
             if isinstance(err, pymysql.MySQLError):
                 raise _fail(s, f"load into {opts.table}", err) from None
             if isinstance(err, pa.ArrowException):
                 raise DriverError(f"load into {opts.table}: {err}") from None
             raise
+        finally:
+            conn.close()
+
+    def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
+        """Drop a staging table a dead run left (runtime/debris.py)."""
+        conn = connect(connection)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {_qualified(schema, name)}")
+        except pymysql.MySQLError as err:
+            raise _fail(connection, f"drop {name}", err) from None
         finally:
             conn.close()
 
@@ -319,8 +388,10 @@ class MySQLWriter:
         opts: WriteOptions,
         data: pa.RecordBatchReader,
         mariadb: bool,
-        cleanup: list[str],
+        cleanup: list[_Drop],
     ) -> int:
+        cur.execute("SELECT DATABASE()")
+        database = cur.fetchone()[0]
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
             "AND TABLE_NAME = %s",
@@ -331,30 +402,41 @@ class MySQLWriter:
         if not exists and not opts.create_if_missing:
             raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
 
-        def create(name: str) -> None:
+        def staging_name(kind: str) -> tuple[str, int]:
+            """A name carrying the run id, listed in the run's ledger before the table exists."""
+            suffix = f"_osiris_{kind}_{ctx.run_tag}_{secrets.token_hex(3)}"
+            name = opts.table[: MAX_IDENTIFIER - len(suffix)] + suffix
+            return name, ctx.track_table(database, name)
+
+        def create(name: str, entry: int | None = None) -> None:
             ddl = create_table_ddl(
                 "mysql", name, data.schema, opts.primary_key, quote, mariadb=mariadb
             )
             write_ddl(ctx, opts.table, ddl)
             cur.execute(ddl)
-            cleanup.append(f"DROP TABLE IF EXISTS {name}")
+            cleanup.append(_Drop(f"DROP TABLE IF EXISTS {name}", entry))
 
         if opts.write_mode == "replace":
-            staging = quote(f"{opts.table[:40]}_osiris_stg_{uuid.uuid4().hex[:8]}")
+            name, entry = staging_name("stg")
+            staging = quote(name)
             if exists:
                 cur.execute(f"CREATE TABLE {staging} LIKE {target}")
-                cleanup.append(f"DROP TABLE IF EXISTS {staging}")
+                cleanup.append(_Drop(f"DROP TABLE IF EXISTS {staging}", entry))
             else:
-                create(staging)
+                create(staging, entry)
             rows = self._load(ctx, cur, staging, data)
             if exists:
-                old = quote(f"{opts.table[:40]}_osiris_old_{uuid.uuid4().hex[:8]}")
+                old_name, old_entry = staging_name("old")
+                old = quote(old_name)
                 cur.execute(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
                 cleanup.clear()
+                ctx.untrack(entry)
                 cur.execute(f"DROP TABLE {old}")
+                ctx.untrack(old_entry)
             else:
                 cur.execute(f"RENAME TABLE {staging} TO {target}")
                 cleanup.clear()
+                ctx.untrack(entry)
             return rows
         if not exists:
             create(target)
@@ -372,7 +454,7 @@ class MySQLWriter:
         opts: WriteOptions,
         target: str,
         data: pa.RecordBatchReader,
-        cleanup: list[str],
+        cleanup: list[_Drop],
     ) -> int:
         names = data.schema.names
         missing = [k for k in opts.primary_key if k not in names]
@@ -381,7 +463,7 @@ class MySQLWriter:
         cols = ", ".join(quote(n) for n in names)
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
-        cleanup.append(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
+        cleanup.append(_Drop(f"DROP TEMPORARY TABLE IF EXISTS {staging}", session_only=True))
         rows = self._load(ctx, cur, staging, data)
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:
@@ -412,7 +494,7 @@ class MySQLWriter:
         )
         cur.connection.begin()
         rows = 0
-        fd, path = tempfile.mkstemp(prefix="osiris-load-", suffix=".csv")
+        fd, path = tempfile.mkstemp(prefix="osiris-load-", suffix=".csv", dir=ctx.scratch_dir)
         os.close(fd)
         try:
             for batch in data:

@@ -35,7 +35,7 @@ MAX_DRAIN = 16
 
 class Spilled:
     """Iterate `source` (RecordBatches of `schema`) with its backlog kept within `budget`
-    bytes of memory; the rest waits in segment files on disk."""
+    bytes of memory; the rest waits in segment files on disk, under `directory`."""
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class Spilled:
         *,
         budget: int | None = None,
         segment_bytes: int | None = None,
+        directory: Path | None = None,
     ) -> None:
         self._source = source
         self._schema = schema
@@ -53,6 +54,7 @@ class Spilled:
         self._in_memory = 0
         self._open: _Segment | None = None  # the segment being written: always the queue's last
         self._exhausted = False
+        self._parent = directory  # where the segments' directory is made (None: the temp dir)
         self._dir: Path | None = None
         self.spilled_bytes = 0
         self.peak_in_memory = 0
@@ -134,7 +136,7 @@ class Spilled:
 
     def _next_path(self) -> Path:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="osiris-spill-"))
+            self._dir = Path(tempfile.mkdtemp(prefix="osiris-spill-", dir=self._parent))
         return self._dir / f"{self.spilled_bytes:016d}.arrows"
 
 
