@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError, unique_columns
 from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
 from osiris.runtime.sql import quote_ident
 
@@ -75,6 +75,7 @@ class RunDatabase:
 
     def store(self, name: str, reader: pa.RecordBatchReader) -> None:
         """CREATE TABLE <name> with the rows of an Arrow reader, on this thread's cursor."""
+        unique_columns(name, reader.schema.names)
         cursor = self.thread_cursor()
         view = f"osiris_extract_{name.replace('-', '_')}"
         cursor.register(view, reader)
@@ -136,8 +137,10 @@ class LocalStepContext:
         database: RunDatabase,
         on_progress: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
+        defer_publish: bool = False,
     ) -> None:
         self.step_id = step_id
+        self.defer_publish = defer_publish
         self.config = config
         self.connection = connection
         named = dict(inputs)
@@ -226,6 +229,7 @@ class StepContexts:
     artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
     on_progress: Callable[[str, int], None] | None = None
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
+    defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -239,6 +243,7 @@ class StepContexts:
             database=self.database,
             on_progress=self.on_progress,
             on_log=self.on_log,
+            defer_publish=self.defer_publish,
         )
 
 

@@ -21,6 +21,7 @@ class DriverCtx:
     artifacts_dir: Path
     db_path: Path
     batch_size: int = 50_000
+    defer_publish: bool = False
     inputs: Mapping[str, str] = field(default_factory=dict)
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)

@@ -22,6 +22,8 @@ from osiris.runtime.drivers.base import (
     DriverError,
     StepContext,
     StepResult,
+    settle,
+    unique_columns,
 )
 from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
@@ -29,6 +31,7 @@ from osiris.runtime.drivers.sql_common import (
     WriteOptions,
     classify,
     rebatch,
+    require_upsert_key,
     scrub,
     settings,
     where,
@@ -276,16 +279,77 @@ class MySQLExtractor:
 # ---- write -----------------------------------------------------------------------------------
 
 
+def unique_keys(cur: Any, table: str) -> dict[str, tuple[str, ...]]:
+    """The PRIMARY and UNIQUE keys of a table in the current database: name -> columns."""
+    cur.execute(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+        "ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+        (table,),
+    )
+    keys: dict[str, tuple[str, ...]] = {}
+    for name, column in cur.fetchall():
+        keys[_text(name)] = (*keys.get(_text(name), ()), _text(column))
+    return keys
+
+
+class _MySQLPublication:
+    """A MySQL load waiting to be published: the open transaction (append, upsert) or the
+    loaded staging table (replace), swapped in by RENAME TABLE."""
+
+    def __init__(self, conn: Any, s: Mapping[str, Any], table: str) -> None:
+        self.conn: Any = conn
+        self.s = s
+        self.table = table
+        self.target = f"MySQL table {table} ({describe(s)})"
+        self.swap: list[str] = []  # run after COMMIT to publish (replace: the RENAME)
+        self.after: list[str] = []  # best effort once published (drop the old table)
+        self.cleanup: list[str] = []  # undo what DDL (which autocommits) made, on discard
+
+    def publish(self) -> None:
+        conn = self.conn
+        if conn is None:
+            raise DriverError(f"{self.target}: the load was discarded")
+        try:
+            conn.commit()
+            with conn.cursor() as cur:
+                for stmt in self.swap:
+                    cur.execute(stmt)
+        except pymysql.MySQLError as err:
+            self.discard()
+            raise _fail(self.s, f"publishing {self.table}", err) from None
+        self.conn = None
+        try:
+            with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
+                for stmt in self.after:
+                    cur.execute(stmt)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def discard(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
+            conn.rollback()
+            for stmt in self.cleanup:
+                cur.execute(stmt)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 class MySQLWriter:
     """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), deferred_publish=True)
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         s = settings(ctx)
         opts = WriteOptions.parse(s, ctx)
+        unique_columns(ctx.step_id, data.schema.names)
         conn = connect(s, local_infile=True, autocommit=True)
-        cleanup: list[str] = []
+        load = _MySQLPublication(conn, s, opts.table)
         try:
             with conn.cursor() as cur:
                 cur.execute(
@@ -293,20 +357,15 @@ class MySQLWriter:
                 )
                 cur.execute("SELECT VERSION()")
                 mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
-                rows = self._write(ctx, cur, opts, data, mariadb, cleanup)
-            return StepResult(rows_in=rows, rows_out=rows)
+                rows = self._write(ctx, cur, opts, data, mariadb, load)
         except BaseException as err:
-            with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
-                conn.rollback()
-                for stmt in cleanup:
-                    cur.execute(stmt)
+            load.discard()
             if isinstance(err, pymysql.MySQLError):
                 raise _fail(s, f"load into {opts.table}", err) from None
             if isinstance(err, pa.ArrowException):
                 raise DriverError(f"load into {opts.table}: {err}") from None
             raise
-        finally:
-            conn.close()
+        return settle(ctx, load, StepResult(rows_in=rows, rows_out=rows))
 
     def _write(
         self,
@@ -315,7 +374,7 @@ class MySQLWriter:
         opts: WriteOptions,
         data: pa.RecordBatchReader,
         mariadb: bool,
-        cleanup: list[str],
+        load: _MySQLPublication,
     ) -> int:
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
@@ -326,6 +385,9 @@ class MySQLWriter:
         target = quote(opts.table)
         if not exists and not opts.create_if_missing:
             raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
+        if exists and opts.write_mode == "upsert":
+            keys = unique_keys(cur, opts.table)
+            require_upsert_key(opts.table, keys, opts.primary_key, ignore_case=True)
 
         def create(name: str) -> None:
             ddl = create_table_ddl(
@@ -333,33 +395,28 @@ class MySQLWriter:
             )
             write_ddl(ctx, opts.table, ddl)
             cur.execute(ddl)
-            cleanup.append(f"DROP TABLE IF EXISTS {name}")
+            load.cleanup.append(f"DROP TABLE IF EXISTS {name}")
 
         if opts.write_mode == "replace":
             staging = quote(f"{opts.table[:40]}_osiris_stg_{uuid.uuid4().hex[:8]}")
             if exists:
                 cur.execute(f"CREATE TABLE {staging} LIKE {target}")
-                cleanup.append(f"DROP TABLE IF EXISTS {staging}")
+                load.cleanup.append(f"DROP TABLE IF EXISTS {staging}")
             else:
                 create(staging)
             rows = self._load(ctx, cur, staging, data)
             if exists:
                 old = quote(f"{opts.table[:40]}_osiris_old_{uuid.uuid4().hex[:8]}")
-                cur.execute(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
-                cleanup.clear()
-                cur.execute(f"DROP TABLE {old}")
+                load.swap.append(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
+                load.after.append(f"DROP TABLE {old}")
             else:
-                cur.execute(f"RENAME TABLE {staging} TO {target}")
-                cleanup.clear()
+                load.swap.append(f"RENAME TABLE {staging} TO {target}")
             return rows
         if not exists:
             create(target)
         if opts.write_mode == "append":
-            rows = self._load(ctx, cur, target, data)
-            cur.connection.commit()
-            cleanup.clear()
-            return rows
-        return self._upsert(ctx, cur, opts, target, data, cleanup)
+            return self._load(ctx, cur, target, data)
+        return self._upsert(ctx, cur, opts, target, data, load)
 
     def _upsert(
         self,
@@ -368,7 +425,7 @@ class MySQLWriter:
         opts: WriteOptions,
         target: str,
         data: pa.RecordBatchReader,
-        cleanup: list[str],
+        load: _MySQLPublication,
     ) -> int:
         names = data.schema.names
         missing = [k for k in opts.primary_key if k not in names]
@@ -377,7 +434,7 @@ class MySQLWriter:
         cols = ", ".join(quote(n) for n in names)
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
-        cleanup.append(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
+        load.cleanup.append(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
         rows = self._load(ctx, cur, staging, data)
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:
@@ -386,9 +443,6 @@ class MySQLWriter:
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} "
             f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         )
-        cur.connection.commit()
-        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
-        cleanup.clear()
         return rows
 
     def _load(self, ctx: StepContext, cur: Any, table: str, data: pa.RecordBatchReader) -> int:
