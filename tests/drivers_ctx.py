@@ -26,6 +26,10 @@ class DriverCtx:
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
 
+    def resolve_path(self, value: str | Path) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.db_path.parent / path
+
     def run_db(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.db_path))
         con.execute("SET arrow_lossless_conversion = true")
