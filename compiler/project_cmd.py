@@ -101,6 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         max_parallel=None,
         validation=None,
         materialize=None,
+        atomic=False,
     )
     code = cmd_run(run_args)
     if code == 0:

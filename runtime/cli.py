@@ -75,6 +75,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
         help="all: copy every step's output into run.duckdb, no streaming or in-place views "
         "(default auto, or $OSIRIS_MATERIALIZE)",
     )
+    parser.add_argument(
+        "--atomic",
+        action="store_true",
+        help="publish every writer's target only once every step succeeded (default: each "
+        "writer publishes when it finishes)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +128,7 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
             max_parallel=args.max_parallel,
             validation=args.validation,
             materialize=args.materialize,
+            atomic=args.atomic,
             observer=view,
         )
     if args.format == "json":
@@ -142,6 +149,8 @@ def _print_text(outcome: RunOutcome, console: Console, err: TextIO) -> None:
     where = f"; details in {outcome.run_dir / 'run.log'}" if outcome.run_dir else ""
     label = "run failed" if outcome.exit_code == 4 else "oml-run"
     print(f"{label}: {outcome.error}{where}", file=err, flush=True)
+    if outcome.note:
+        print(f"note: {outcome.note}", file=err, flush=True)
 
 
 if __name__ == "__main__":

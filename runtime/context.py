@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from osiris.runtime.connections import LiveConnection
-from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError, unique_columns
 from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
 from osiris.runtime.sql import quote_ident
 
@@ -79,6 +79,7 @@ class RunDatabase:
 
     def store(self, name: str, reader: pa.RecordBatchReader) -> None:
         """CREATE TABLE <name> with the rows of an Arrow reader, on this thread's cursor."""
+        unique_columns(name, reader.schema.names)
         cursor = self.thread_cursor()
         view = f"osiris_extract_{name.replace('-', '_')}"
         cursor.register(view, reader)
@@ -143,8 +144,10 @@ class LocalStepContext:
         debris: RunDebris | None = None,
         connection_ref: str | None = None,
         driver: str | None = None,
+        defer_publish: bool = False,
     ) -> None:
         self.step_id = step_id
+        self.defer_publish = defer_publish
         self.config = config
         self._connection = connection
         named = dict(inputs)
@@ -279,6 +282,7 @@ class StepContexts:
     on_progress: Callable[[str, int], None] | None = None
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
     debris: RunDebris | None = None
+    defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -295,6 +299,7 @@ class StepContexts:
             debris=self.debris,
             connection_ref=step.connection,
             driver=step.driver,
+            defer_publish=self.defer_publish,
         )
 
 

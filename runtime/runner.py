@@ -35,6 +35,7 @@ from osiris.runtime.planner import (
     plan,
 )
 from osiris.runtime.probe import probe
+from osiris.runtime.publish import Publications, PublishReport
 from osiris.runtime.rundir import RUNS_DIR, RunPaths, create_run_dir
 from osiris.runtime.secrets import Redactor
 from osiris.runtime.step_runner import StepRunner
@@ -64,6 +65,7 @@ class RunOutcome:
     failed_step: str | None = None
     duration_ms: int = 0
     warnings: tuple[str, ...] = field(default=())
+    note: str | None = None  # what a failed run already changed (targets published) or not
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary object printed by `oml-run --format json`."""
@@ -76,6 +78,7 @@ class RunOutcome:
             "failed_step": self.failed_step,
             "error": self.error,
             "duration_ms": self.duration_ms,
+            "note": self.note,
             "steps": [
                 {
                     "id": s.step_id,
@@ -108,13 +111,17 @@ def run_manifest(
     environ: Mapping[str, str] | None = None,
     observer: RunObserver | None = None,
     materialize: str | None = None,
+    atomic: bool = False,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
 
     materialize: "auto" (default) lets plain extract -> write edges stream and single-use file
     extracts be views over their files; "all" stores every step's output as a table in
-    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md)."""
+    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md).
+
+    atomic: every writer stages its load and the run publishes them all only once every step
+    has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -155,6 +162,7 @@ def run_manifest(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
         options=options,
+        atomic=atomic,
     )
 
 
@@ -183,16 +191,23 @@ class _Run:
         self.started = time.perf_counter()
         self.warnings: list[str] = []
         self.connection_warnings: list[str] = []  # reported once the run has started
+        self.atomic = False
+        # Writer steps whose targets this run changed; None: not known (the run stopped early).
+        self.published: list[str] | None = None
         self.log = RunLog(paths.log)
         self.events = EventLog(paths.events, paths.run_id)
         if observer is not None:
             self.events.subscribe(observer.on_event)
 
     def execute(
-        self, *, keep_intermediate: bool, max_parallel: int, options: PlanOptions
+        self, *, keep_intermediate: bool, max_parallel: int, options: PlanOptions, atomic: bool
     ) -> RunOutcome:
-        """Resolve connections, load drivers, probe, plan, announce, execute, record."""
+        """Resolve connections, load drivers, probe, plan, announce, execute, (publish,) record."""
         steps: tuple[StepOutcome, ...] = ()
+        self.atomic = atomic
+        if atomic:
+            self.published = []  # until the publish phase, nothing is
+        publishing: PublishReport | None = None
         try:
             self._copy_manifest()
             try:
@@ -212,6 +227,7 @@ class _Run:
                         self.redactor.redact(message), step_id
                     ),
                     debris=self.debris,
+                    defer_publish=atomic,
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
@@ -224,11 +240,26 @@ class _Run:
                     contexts=contexts,
                     reporter=StepReporter(self.events, self.log, self.redactor),
                 )
-                steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
+                try:
+                    steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
+                    publishing = self._publish(steps, runner.publications)
+                finally:  # a failed or stopped run publishes nothing more
+                    for held in runner.publications.discard_all():
+                        self.log.write(
+                            f"discarded the staged load of {held.publication.target}", held.step_id
+                        )
             finally:
                 database.close(discard=not keep_intermediate)
             failed = [s for s in steps if s.status == "failed"]
-            if failed:
+            if publishing is not None and publishing.failed is not None:
+                outcome = self._finish(
+                    "failed",
+                    ExitCode.RUN_FAILED,
+                    steps,
+                    publishing.message(),
+                    publishing.failed.step_id,
+                )
+            elif failed:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
                 code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
@@ -254,6 +285,26 @@ class _Run:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
         return outcome
+
+    def _publish(
+        self, steps: tuple[StepOutcome, ...], publications: Publications
+    ) -> PublishReport | None:
+        """The final phase of an --atomic run: publish every writer's staged load once every
+        step succeeded (else the caller discards them). Without --atomic, each writer
+        published when it finished."""
+        writers = [s.step_id for s in steps if s.role == "writer"]
+        if not self.atomic:
+            self.published = [s.step_id for s in steps if s.role == "writer" and s.status == "ok"]
+            return None
+        if not steps or any(s.status != "ok" for s in steps):
+            return None
+        report = publications.publish_all(writers, self.redactor.redact)
+        self.published = [held.step_id for held in report.published]
+        for held in report.published:
+            self.log.write(f"published {held.publication.target}", held.step_id)
+        if report.failed is not None:
+            self.log.write(f"publishing failed: {report.error}", report.failed.step_id)
+        return report
 
     def _announce(
         self, execution_plan: ExecutionPlan, max_parallel: int, options: PlanOptions
@@ -339,6 +390,19 @@ class _Run:
         if own.failed:
             self._warn(own.summary() + " (the next run retries)")
         duration = round((time.perf_counter() - self.started) * 1000)
+        writers = [s.id for s in self.manifest.steps if s.role == "writer"]
+        published = self.published
+        unpublished = None if published is None else [w for w in writers if w not in published]
+        note = None
+        if status != "ok" and published:
+            names = ", ".join(f"'{w}'" for w in published)
+            note = (
+                f"the targets of writer step(s) {names} were updated before the run failed "
+                "(each writer publishes when it finishes; --atomic publishes only when every "
+                "step succeeded)"
+                if not self.atomic
+                else f"the targets of writer step(s) {names} were published before publishing failed"
+            )
         outcome = RunOutcome(
             status=status,
             exit_code=exit_code,
@@ -350,6 +414,7 @@ class _Run:
             failed_step=failed_step,
             duration_ms=duration,
             warnings=tuple(self.warnings),
+            note=note,
         )
         write_json(self.paths.metrics, _metrics(outcome))
         write_json(
@@ -369,6 +434,10 @@ class _Run:
                 "manifest_fingerprint": self.manifest.fingerprint,
                 "modified": self.manifest.modified,
                 "warnings": list(self.warnings),
+                "atomic": self.atomic,
+                "published_steps": published,
+                "unpublished_steps": unpublished,
+                "note": note,
             },
         )
         self.events.emit(

@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from osiris.runtime.context import LocalStepContext, StepContexts, counting_reader
-from osiris.runtime.drivers.base import DriverError
+from osiris.runtime.drivers.base import DriverError, StepResult
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.outcomes import Measured, StepOutcome, StepReporter
+from osiris.runtime.publish import Publications
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,6 +35,7 @@ class StepRunner:
         self.contexts = contexts
         self.database = contexts.database  # the run's, which every step context shares
         self.reporter = reporter
+        self.publications = Publications()  # writers' deferred loads (--atomic)
         self._rows_out: dict[str, int] = {}
 
     def record(self, outcome: StepOutcome) -> None:
@@ -122,14 +124,32 @@ class StepRunner:
         rows_in = self.upstream_rows(step)
         return Measured(result.rows_in if rows_in is None else rows_in, rows_out, result.bytes)
 
+    def write(
+        self, step: ManifestStep, driver: Any, ctx: LocalStepContext, data: pa.RecordBatchReader
+    ) -> StepResult:
+        """driver.write, keeping a deferred publication (--atomic) for the run's publish phase."""
+        self._can_defer(step, driver, ctx)
+        return self._hold(step, driver.write(ctx, data))
+
+    def _can_defer(self, step: ManifestStep, driver: Any, ctx: LocalStepContext) -> None:
+        if ctx.defer_publish and not driver.abilities.deferred_publish:
+            raise DriverError(f"driver {step.driver} cannot defer publishing its target (--atomic)")
+
+    def _hold(self, step: ManifestStep, result: StepResult) -> StepResult:
+        if result.pending is not None:
+            self.publications.hold(step.id, result.pending)
+        return result
+
     def _write(self, step: ManifestStep, driver: Any, ctx: LocalStepContext) -> Measured:
         source = ctx.input_table()
         if driver.abilities.run_database_sink:
+            self._can_defer(step, driver, ctx)
             result = driver.write_from_run_db(ctx, source)
             if result is not None:
+                self._hold(step, result)
                 return Measured(result.rows_in, result.rows_out, result.bytes)
         if "writer" not in driver.abilities.roles:
             raise DriverError(f"driver {step.driver} cannot run as a writer")
-        result = driver.write(ctx, ctx.input_reader())
+        result = self.write(step, driver, ctx, ctx.input_reader())
         rows_in = ctx.rows_read or result.rows_in
         return Measured(rows_in, result.rows_out, result.bytes or ctx.bytes_read)

@@ -38,7 +38,7 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
     result: StepResult | None = None
     write_error: Exception | None = None
     try:
-        result = runner.driver(sink).write(sink_ctx, tap.reader())
+        result = runner.write(sink, runner.driver(sink), sink_ctx, tap.reader())
     except Exception as err:
         write_error = err
     finally:

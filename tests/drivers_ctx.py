@@ -22,6 +22,7 @@ class DriverCtx:
     artifacts_dir: Path
     db_path: Path
     batch_size: int = 50_000
+    defer_publish: bool = False
     inputs: Mapping[str, str] = field(default_factory=dict)
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
@@ -44,6 +45,10 @@ class DriverCtx:
 
     def refresh_connection(self) -> None:
         """Fixed fields: nothing to read again."""
+
+    def resolve_path(self, value: str | Path) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.db_path.parent / path
 
     def run_db(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.db_path))

@@ -265,7 +265,11 @@ def test_duckdb_writer_append_creates_then_appends(tmp_path: Path) -> None:
 
 
 def test_duckdb_writer_replace(tmp_path: Path) -> None:
-    _write_rows(tmp_path, "1,a\n2,b\n", {"table": "t", "write_mode": "replace", "schema": "stage"})
+    _, created_in = _write_rows(
+        tmp_path, "1,a\n2,b\n", {"table": "t", "write_mode": "replace", "schema": "stage"}
+    )
+    assert created_in is not None
+    assert "CREATE TABLE" in (created_in / "artifacts/load/ddl.sql").read_text()
     outcome, run_dir = _write_rows(
         tmp_path, "9,z\n", {"table": "t", "write_mode": "replace", "schema": "stage"}
     )
@@ -273,7 +277,7 @@ def test_duckdb_writer_replace(tmp_path: Path) -> None:
     assert query(tmp_path / "target.duckdb", "SELECT * FROM stage.t") == [(9, "z")]
     tables = query(tmp_path / "target.duckdb", "SELECT table_name FROM duckdb_tables()")
     assert tables == [("t",)]  # no staging table left behind
-    assert "CREATE TABLE" in (run_dir / "artifacts/load/ddl.sql").read_text()
+    assert run_dir is not None and not (run_dir / "artifacts/load/ddl.sql").exists()  # kept
 
 
 def test_duckdb_writer_upsert_twice_is_idempotent(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -38,11 +38,56 @@ CONNECTION_REASONS = (
 )
 
 
+class Publication(Protocol):
+    """A writer's load, done but not yet visible: published or discarded by the engine at the
+    end of an --atomic run (docs/runtime.md, Writers)."""
+
+    target: str  # what publishing changes, for messages: "file /data/out.csv", "table public.t"
+
+    def publish(self) -> None:
+        """Make the load visible (rename into place, swap, commit); raise DriverError if it
+        cannot, after discarding it. Called at most once."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the staged load, leaving the target as it was. Never raises; safe to repeat."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     rows_in: int = 0
     rows_out: int = 0
     bytes: int = 0
+    pending: Publication | None = None  # a writer's deferred publication (ctx.defer_publish)
+
+
+def settle(ctx: StepContext, publication: Publication, result: StepResult) -> StepResult:
+    """A writer's last move: publish now, or - when the run defers publishing (--atomic) -
+    hand the publication to the engine with the result."""
+    # Contexts made outside the engine (tests, tools) may lack the flag: they publish at once.
+    if getattr(ctx, "defer_publish", False):
+        return replace(result, pending=publication)
+    publication.publish()
+    return result
+
+
+def unique_columns(step_id: str, names: list[str], *, ignore_case: bool = True) -> None:
+    """Refuse clashing column names (DuckDB would silently rename the second `a` to `a_1`).
+    ignore_case: the names clash when they differ only in case (DuckDB, MySQL, files)."""
+    seen: dict[str, str] = {}
+    clashes: list[str] = []
+    for name in names:
+        key = name.casefold() if ignore_case else name
+        if key in seen:
+            clashes.append(name if seen[key] == name else f"{seen[key]}/{name}")
+        else:
+            seen[key] = name
+    if clashes:
+        raise DriverError(
+            f"step {step_id}: duplicate column name(s) {', '.join(dict.fromkeys(clashes))}; "
+            "give every column its own name (e.g. SELECT ... AS another_name)"
+        )
 
 
 class StepContext(Protocol):
@@ -84,6 +129,8 @@ class StepContext(Protocol):
     def refresh_connection(self) -> None:
         """Read the connection's secrets again (after the server rejected them)."""
         ...
+
+    defer_publish: bool  # --atomic: a writer stages its load and returns StepResult.pending
 
     def resolve_path(self, value: str | Path) -> Path:
         """An absolute path for a config/connection path (relative ones are under project_dir)."""
@@ -201,6 +248,7 @@ class Abilities:
     view_processor: bool = False  # ViewProcessor
     run_database_sink: bool = False  # RunDatabaseSink
     database_file: bool = False  # DatabaseFile
+    deferred_publish: bool = False  # Writer.write honours ctx.defer_publish (settle())
 
 
 class Driver(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -12,7 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
-from osiris.runtime.drivers.base import Abilities, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import (
+    Abilities,
+    DriverError,
+    StepContext,
+    StepResult,
+    settle,
+    unique_columns,
+)
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, qualified, quote_ident, quote_literal
 
@@ -152,7 +160,9 @@ class DuckDBExtractor:
 class DuckDBWriter:
     """duckdb.writer: append | replace | upsert in one transaction; on failure nothing changes."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), database_file=True)
+    abilities: ClassVar[Abilities] = Abilities(
+        roles=("writer",), database_file=True, deferred_publish=True
+    )
 
     def database_file(self, ctx: StepContext) -> Path:
         return database_path(ctx).resolve()
@@ -178,6 +188,7 @@ class DuckDBWriter:
             raise DriverError(
                 f"step {ctx.step_id}: DuckDB database {path} does not exist and create_if_missing is false"
             )
+        unique_columns(ctx.step_id, data.schema.names)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path):
             con = _waiting_for_lock(lambda: open_duckdb(path))
@@ -185,17 +196,49 @@ class DuckDBWriter:
                 con.register(_INPUT_VIEW, data)
                 load = _Load(ctx, con, schema, table, create)
                 con.execute("BEGIN TRANSACTION")
-                try:
-                    rows = load.run(mode)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                if load.created:
-                    load.save_ddl()
-            finally:
-                con.close()
-        return StepResult(rows_in=rows, rows_out=rows)
+                rows = load.run(mode)
+                con.unregister(_INPUT_VIEW)  # the input is read: do not hold it while pending
+            except BaseException:
+                _TransactionPublication(con, load=None, target="").discard()
+                raise
+            # Under --atomic the transaction stays open until the run publishes; the file lock
+            # is released (another step on this file opens the same in-process database).
+            publication = _TransactionPublication(con, load, f"table {schema}.{table} in {path}")
+        return settle(ctx, publication, StepResult(rows_in=rows, rows_out=rows))
+
+
+class _TransactionPublication:
+    """A DuckDB writer's open transaction: COMMIT publishes, ROLLBACK discards."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, load: _Load | None, target: str) -> None:
+        self.con: duckdb.DuckDBPyConnection | None = con
+        self.load = load
+        self.target = target
+
+    def publish(self) -> None:
+        con = self.con
+        if con is None:
+            raise DriverError(f"{self.target}: the load was discarded")
+        try:
+            con.execute("COMMIT")
+        except duckdb.Error as err:
+            self.discard()
+            raise DriverError(f"{self.target}: commit failed: {err}") from None
+        self.con = None
+        try:
+            if self.load is not None and self.load.created:
+                self.load.save_ddl()
+        finally:
+            con.close()
+
+    def discard(self) -> None:
+        con, self.con = self.con, None
+        if con is None:
+            return
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):
+            con.close()
 
 
 class _Load:
@@ -261,14 +304,12 @@ class _Load:
         return self._scalar(f"CREATE TABLE {self.target} AS SELECT * FROM {_INPUT_VIEW}")
 
     def _replace(self, exists: bool) -> int:
-        staging_name = f"osiris_new_{self.table}_{secrets.token_hex(4)}"
-        staging = qualified(self.schema, staging_name)
-        rows = self._scalar(f"CREATE TABLE {staging} AS SELECT * FROM {_INPUT_VIEW}")
-        if exists:
-            self.con.execute(f"DROP TABLE {self.target}")
-        self.con.execute(f"ALTER TABLE {staging} RENAME TO {quote_ident(self.table)}")
-        self.created = True
-        return rows
+        if not exists:
+            return self._append(exists)
+        # The table keeps its definition (columns, types, keys, constraints, defaults), as with
+        # the PostgreSQL and MySQL writers: rows that do not fit fail the load, which rolls back.
+        self.con.execute(f"DELETE FROM {self.target}")
+        return self._scalar(f"INSERT INTO {self.target} BY NAME SELECT * FROM {_INPUT_VIEW}")
 
     def _upsert(self, exists: bool) -> int:
         keys = self.ctx.config.get("primary_key")
@@ -350,6 +391,7 @@ class DuckDBProcessor:
                     f"SELECT * FROM main.{quote_ident(table)}"
                 )
                 created.append(alias)
+            unique_columns(ctx.step_id, con.sql(body).columns)
             found = execute_main_query(
                 con, ctx, f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}"
             )
@@ -375,6 +417,8 @@ class DuckDBProcessor:
     def define_view(self, ctx: StepContext) -> None:
         body = _processor_query(ctx)
         aliases = processor_aliases(ctx)
+        con = ctx.run_db()
+        _check_output_names(ctx, con, body, aliases)
         if aliases:
             # A view outlives this connection's temp views, so the aliases become CTEs; NOT
             # MATERIALIZED keeps a self-join from copying its input into memory.
@@ -383,7 +427,26 @@ class DuckDBProcessor:
                 for alias, table in aliases.items()
             )
             body = f"WITH {ctes} SELECT * FROM (\n{body}\n) AS osiris_query"
-        ctx.run_db().execute(f"CREATE VIEW main.{quote_ident(ctx.step_id)} AS {body}")
+        con.execute(f"CREATE VIEW main.{quote_ident(ctx.step_id)} AS {body}")
+
+
+def _check_output_names(
+    ctx: StepContext, con: duckdb.DuckDBPyConnection, body: str, aliases: dict[str, str]
+) -> None:
+    """Bind the query as written (aliases as temp views): DuckDB would rename a second `a` to
+    `a_1` in the table or view, and inside a wrapping SELECT the clash is no longer visible."""
+    created: list[str] = []
+    try:
+        for alias, table in aliases.items():
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {quote_ident(alias)} AS "
+                f"SELECT * FROM main.{quote_ident(table)}"
+            )
+            created.append(alias)
+        unique_columns(ctx.step_id, con.sql(body).columns)
+    finally:
+        for alias in created:
+            con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
 
 
 def _processor_query(ctx: StepContext) -> str:

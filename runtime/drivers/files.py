@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import secrets
@@ -14,7 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import duckdb
 
 from osiris.runtime.contract.scratch import remove_path
-from osiris.runtime.drivers.base import Abilities, DriverError, StepContext, StepResult
+from osiris.runtime.drivers.base import (
+    Abilities,
+    DriverError,
+    StepContext,
+    StepResult,
+    settle,
+    unique_columns,
+)
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, quote_ident, quote_literal
 
@@ -216,18 +222,11 @@ def _temp_sibling(ctx: StepContext, target: Path, suffix: str) -> Path:
     )
 
 
-@contextlib.contextmanager
-def _temp_siblings(ctx: StepContext, target: Path, *suffixes: str) -> Iterator[list[Path]]:
-    """Temp siblings of target, listed in the run's ledger before they exist (so a run that
-    dies leaves nothing the next run does not remove), and removed when the block ends."""
+def _tracked_siblings(ctx: StepContext, target: Path, *suffixes: str) -> list[tuple[Path, int]]:
+    """Temp siblings of target with their ledger entries, listed in the run's ledger before they
+    exist (so a run that dies leaves nothing the next run does not remove)."""
     paths = [_temp_sibling(ctx, target, suffix) for suffix in suffixes]
-    entries = [ctx.track_path(path) for path in paths]
-    try:
-        yield paths
-    finally:
-        for path, entry in zip(paths, entries, strict=True):
-            remove_path(path)
-            ctx.untrack(entry)
+    return [(path, ctx.track_path(path)) for path in paths]
 
 
 def _swap_into_place(ctx: StepContext, new: Path, target: Path) -> None:
@@ -249,6 +248,36 @@ def _swap_into_place(ctx: StepContext, new: Path, target: Path) -> None:
         entry = ctx.track_path(old)
         remove_path(old)
         ctx.untrack(entry)
+
+
+class _FilePublication:
+    """A file (or partition directory, directories=True) written beside its target, renamed
+    into place on publish; entry is the staged file's ledger entry."""
+
+    def __init__(
+        self, ctx: StepContext, staged: Path, target: Path, entry: int, *, directories: bool = False
+    ) -> None:
+        self.ctx = ctx
+        self.staged = staged
+        self.final = target
+        self.entry = entry
+        self.target = f"file {target}"
+        self.directories = directories
+
+    def publish(self) -> None:
+        try:
+            if self.directories:
+                _swap_into_place(self.ctx, self.staged, self.final)
+            else:
+                os.replace(self.staged, self.final)
+        except OSError as err:
+            self.discard()
+            raise DriverError(f"cannot move the new {self.target} into place: {err}") from None
+        self.ctx.untrack(self.entry)
+
+    def discard(self) -> None:
+        remove_path(self.staged)
+        self.ctx.untrack(self.entry)
 
 
 def _size(path: Path) -> int:
@@ -288,9 +317,12 @@ def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
 class _FileWriter:
     """A file target written with DuckDB's COPY, from an Arrow stream or straight from the run db."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), run_database_sink=True)
+    abilities: ClassVar[Abilities] = Abilities(
+        roles=("writer",), run_database_sink=True, deferred_publish=True
+    )
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
+        unique_columns(ctx.step_id, data.schema.names)
         return _with_registered(data, lambda con, view: self._write(ctx, con, view))
 
     def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
@@ -324,7 +356,11 @@ class CsvWriter(_FileWriter):
         if cfg.get("null_value") is not None:
             options["NULLSTR"] = sql_value(cfg["null_value"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_siblings(ctx, target, "part", "tmp") as (part, combined):
+        (part, part_entry), (combined, combined_entry) = _tracked_siblings(
+            ctx, target, "part", "tmp"
+        )
+        staged: Path | None = None
+        try:
             rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
             written = part.stat().st_size
             if appending:
@@ -332,10 +368,17 @@ class CsvWriter(_FileWriter):
                 shutil.copyfile(target, combined)
                 with combined.open("ab") as out, part.open("rb") as new_rows:
                     shutil.copyfileobj(new_rows, out)
-                os.replace(combined, target)
+                staged = combined
             else:
-                os.replace(part, target)
-        return StepResult(rows_in=rows, rows_out=rows, bytes=written)
+                staged = part
+        finally:
+            for leftover, entry in ((part, part_entry), (combined, combined_entry)):
+                if leftover != staged:
+                    remove_path(leftover)
+                    ctx.untrack(entry)
+        entry = part_entry if staged == part else combined_entry
+        result = StepResult(rows_in=rows, rows_out=rows, bytes=written)
+        return settle(ctx, _FilePublication(ctx, staged, target, entry), result)
 
 
 class ParquetWriter(_FileWriter):
@@ -364,11 +407,30 @@ class ParquetWriter(_FileWriter):
         if partition_by:
             options["PARTITION_BY"] = f"({ident_list(partition_by)})"
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_siblings(ctx, target, "tmp") as (staged,):
-            rows = _copy(ctx, con, _select_for_write(ctx, table), staged, options)
+        ((staged, entry),) = _tracked_siblings(ctx, target, "tmp")
+        try:
+            rows = _copy(ctx, con, _nullable_select(ctx, con, table), staged, options)
             written = _size(staged)
-            _swap_into_place(ctx, staged, target)
-        return StepResult(rows_in=rows, rows_out=rows, bytes=written)
+        except BaseException:
+            remove_path(staged)
+            ctx.untrack(entry)
+            raise
+        result = StepResult(rows_in=rows, rows_out=rows, bytes=written)
+        return settle(ctx, _FilePublication(ctx, staged, target, entry, directories=True), result)
+
+
+def _nullable_select(ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """_select_for_write with every column nullable in the Parquet schema. DuckDB marks a
+    column `required` when its statistics show no NULL (every column of an empty table, and
+    constants), so the file's schema would depend on the rows. A CASE on a condition the
+    optimiser cannot fold hides those statistics (5M rows: ~10% slower COPY)."""
+    select = _select_for_write(ctx, table)
+    names = con.sql(select).columns
+    unique_columns(ctx.step_id, names)
+    columns = ", ".join(
+        f"CASE WHEN random() < 2 THEN {quote_ident(n)} END AS {quote_ident(n)}" for n in names
+    )
+    return f"SELECT {columns} FROM ({select}) AS osiris_rows"
 
 
 def _single_target(ctx: StepContext) -> Path:

@@ -25,6 +25,8 @@ from osiris.runtime.drivers.base import (
     DriverError,
     StepContext,
     StepResult,
+    settle,
+    unique_columns,
 )
 from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
@@ -34,6 +36,7 @@ from osiris.runtime.drivers.sql_common import (
     classify,
     connect_as_configured,
     rebatch,
+    require_upsert_key,
     scrub,
     settings,
     where,
@@ -338,17 +341,82 @@ def _dropped(ctx: StepContext, drop: _Drop) -> None:
         ctx.untrack(drop.entry)
 
 
+def unique_keys(cur: Any, table: str) -> dict[str, tuple[str, ...]]:
+    """The PRIMARY and UNIQUE keys of a table in the current database: name -> columns."""
+    cur.execute(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+        "ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+        (table,),
+    )
+    keys: dict[str, tuple[str, ...]] = {}
+    for name, column in cur.fetchall():
+        keys[_text(name)] = (*keys.get(_text(name), ()), _text(column))
+    return keys
+
+
+class _MySQLPublication:
+    """A MySQL load waiting to be published: the open transaction (append, upsert) or the
+    loaded staging table (replace), swapped in by RENAME TABLE."""
+
+    def __init__(self, ctx: StepContext, conn: Any, s: Mapping[str, Any], table: str) -> None:
+        self.ctx = ctx
+        self.conn: Any = conn
+        self.s = s
+        self.table = table
+        self.target = f"MySQL table {table} ({describe(s)})"
+        self.swap: list[str] = []  # run after COMMIT to publish (replace: the RENAME)
+        self.published_entries: list[int] = []  # ledger entries the swap makes the target
+        self.after: list[_Drop] = []  # best effort once published (drop the old table)
+        self.cleanup: list[_Drop] = []  # undo what DDL (which autocommits) made, on discard
+
+    def publish(self) -> None:
+        conn = self.conn
+        if conn is None:
+            raise DriverError(f"{self.target}: the load was discarded")
+        try:
+            conn.commit()
+            with conn.cursor() as cur:
+                for stmt in self.swap:
+                    cur.execute(stmt)
+        except pymysql.MySQLError as err:
+            self.discard()
+            raise _fail(self.s, f"publishing {self.table}", err) from None
+        self.conn = None
+        for entry in self.published_entries:
+            self.ctx.untrack(entry)
+        try:
+            with contextlib.suppress(pymysql.MySQLError), conn.cursor() as cur:
+                for drop in self.after:  # what fails stays in the ledger for the sweep
+                    cur.execute(drop.statement)
+                    _dropped(self.ctx, drop)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def discard(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(pymysql.MySQLError):
+            conn.rollback()
+        _clean_up(self.ctx, self.s, conn, self.cleanup)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 class MySQLWriter:
     """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), deferred_publish=True)
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         opts = WriteOptions.parse(settings(ctx), ctx)
+        unique_columns(ctx.step_id, data.schema.names)
         s, conn = connect_as_configured(
             ctx, lambda s: connect(s, local_infile=True, autocommit=True)
         )
-        cleanup: list[_Drop] = []
+        load = _MySQLPublication(ctx, conn, s, opts.table)
         try:
             with conn.cursor() as cur:
                 cur.execute(
@@ -356,19 +424,15 @@ class MySQLWriter:
                 )
                 cur.execute("SELECT VERSION()")
                 mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
-                rows = self._write(ctx, cur, opts, data, mariadb, cleanup)
-            return StepResult(rows_in=rows, rows_out=rows)
+                rows = self._write(ctx, cur, opts, data, mariadb, load)
         except BaseException as err:
-            with contextlib.suppress(pymysql.MySQLError):
-                conn.rollback()
-            _clean_up(ctx, s, conn, cleanup)
+            load.discard()
             if isinstance(err, pymysql.MySQLError):
                 raise _fail(s, f"load into {opts.table}", err) from None
             if isinstance(err, pa.ArrowException):
                 raise DriverError(f"load into {opts.table}: {err}") from None
             raise
-        finally:
-            conn.close()
+        return settle(ctx, load, StepResult(rows_in=rows, rows_out=rows))
 
     def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
         """Drop a staging table a dead run left (runtime/debris.py)."""
@@ -388,7 +452,7 @@ class MySQLWriter:
         opts: WriteOptions,
         data: pa.RecordBatchReader,
         mariadb: bool,
-        cleanup: list[_Drop],
+        load: _MySQLPublication,
     ) -> int:
         cur.execute("SELECT DATABASE()")
         database = cur.fetchone()[0]
@@ -401,6 +465,9 @@ class MySQLWriter:
         target = quote(opts.table)
         if not exists and not opts.create_if_missing:
             raise DriverError(f"table {opts.table} does not exist and create_if_missing is false")
+        if exists and opts.write_mode == "upsert":
+            keys = unique_keys(cur, opts.table)
+            require_upsert_key(opts.table, keys, opts.primary_key, ignore_case=True)
 
         def staging_name(kind: str) -> tuple[str, int]:
             """A name carrying the run id, listed in the run's ledger before the table exists."""
@@ -414,38 +481,31 @@ class MySQLWriter:
             )
             write_ddl(ctx, opts.table, ddl)
             cur.execute(ddl)
-            cleanup.append(_Drop(f"DROP TABLE IF EXISTS {name}", entry))
+            load.cleanup.append(_Drop(f"DROP TABLE IF EXISTS {name}", entry))
 
         if opts.write_mode == "replace":
             name, entry = staging_name("stg")
             staging = quote(name)
             if exists:
                 cur.execute(f"CREATE TABLE {staging} LIKE {target}")
-                cleanup.append(_Drop(f"DROP TABLE IF EXISTS {staging}", entry))
+                load.cleanup.append(_Drop(f"DROP TABLE IF EXISTS {staging}", entry))
             else:
                 create(staging, entry)
             rows = self._load(ctx, cur, staging, data)
             if exists:
                 old_name, old_entry = staging_name("old")
                 old = quote(old_name)
-                cur.execute(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
-                cleanup.clear()
-                ctx.untrack(entry)
-                cur.execute(f"DROP TABLE {old}")
-                ctx.untrack(old_entry)
+                load.swap.append(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
+                load.after.append(_Drop(f"DROP TABLE IF EXISTS {old}", old_entry))
             else:
-                cur.execute(f"RENAME TABLE {staging} TO {target}")
-                cleanup.clear()
-                ctx.untrack(entry)
+                load.swap.append(f"RENAME TABLE {staging} TO {target}")
+            load.published_entries.append(entry)
             return rows
         if not exists:
             create(target)
         if opts.write_mode == "append":
-            rows = self._load(ctx, cur, target, data)
-            cur.connection.commit()
-            cleanup.clear()
-            return rows
-        return self._upsert(ctx, cur, opts, target, data, cleanup)
+            return self._load(ctx, cur, target, data)
+        return self._upsert(ctx, cur, opts, target, data, load)
 
     def _upsert(
         self,
@@ -454,7 +514,7 @@ class MySQLWriter:
         opts: WriteOptions,
         target: str,
         data: pa.RecordBatchReader,
-        cleanup: list[_Drop],
+        load: _MySQLPublication,
     ) -> int:
         names = data.schema.names
         missing = [k for k in opts.primary_key if k not in names]
@@ -463,7 +523,7 @@ class MySQLWriter:
         cols = ", ".join(quote(n) for n in names)
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
-        cleanup.append(_Drop(f"DROP TEMPORARY TABLE IF EXISTS {staging}", session_only=True))
+        load.cleanup.append(_Drop(f"DROP TEMPORARY TABLE IF EXISTS {staging}", session_only=True))
         rows = self._load(ctx, cur, staging, data)
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:
@@ -472,9 +532,6 @@ class MySQLWriter:
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} "
             f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         )
-        cur.connection.commit()
-        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
-        cleanup.clear()
         return rows
 
     def _load(self, ctx: StepContext, cur: Any, table: str, data: pa.RecordBatchReader) -> int:

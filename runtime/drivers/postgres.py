@@ -21,6 +21,8 @@ from osiris.runtime.drivers.base import (
     DriverError,
     StepContext,
     StepResult,
+    settle,
+    unique_columns,
 )
 from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
@@ -30,6 +32,7 @@ from osiris.runtime.drivers.sql_common import (
     classify,
     connect_as_configured,
     rebatch,
+    require_upsert_key,
     scrub,
     settings,
     where,
@@ -305,30 +308,58 @@ class PostgresExtractor:
 # ---- write -----------------------------------------------------------------------------------
 
 
+class _PgPublication:
+    """A PostgreSQL load in its open transaction: COMMIT publishes, ROLLBACK discards."""
+
+    def __init__(self, conn: psycopg.Connection[Any], s: Mapping[str, Any], table: str) -> None:
+        self.conn: psycopg.Connection[Any] | None = conn
+        self.s = s
+        self.table = table
+        self.target = f"PostgreSQL table {table} ({describe(s)})"
+
+    def publish(self) -> None:
+        conn = self.conn
+        if conn is None:
+            raise DriverError(f"{self.target}: the load was discarded")
+        try:
+            conn.commit()
+        except psycopg.Error as err:
+            self.discard()
+            raise _fail(self.s, f"publishing {self.table}", err) from None
+        self.conn = None
+        conn.close()
+
+    def discard(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(psycopg.Error):  # a dead connection rolls back server-side
+            conn.rollback()
+        conn.close()
+
+
 class PostgresWriter:
     """Transactional load through COPY FROM STDIN (FORMAT csv): append, replace (swap), upsert."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",))
+    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), deferred_publish=True)
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         opts = WriteOptions.parse(settings(ctx), ctx)
+        unique_columns(ctx.step_id, data.schema.names, ignore_case=False)
         s, conn = connect_as_configured(ctx, connect)
         schema_name = opts.schema or s.get("schema")
         target = qualified(schema_name, opts.table)
+        load = _PgPublication(conn, s, opts.table)
         try:
             rows = self._load(ctx, conn, opts, schema_name, target, data)
-            conn.commit()
-            return StepResult(rows_in=rows, rows_out=rows)
         except BaseException as err:
-            with contextlib.suppress(psycopg.Error):  # a dead connection rolls back server-side
-                conn.rollback()
+            load.discard()
             if isinstance(err, psycopg.Error):
                 raise _fail(s, f"load into {opts.table}", err) from None
             if isinstance(err, pa.ArrowException):
                 raise DriverError(f"load into {opts.table}: {err}") from None
             raise
-        finally:
-            conn.close()
+        return settle(ctx, load, StepResult(rows_in=rows, rows_out=rows))
 
     def _load(
         self,
@@ -436,6 +467,9 @@ class PostgresWriter:
         missing = [k for k in opts.primary_key if k not in names]
         if missing:
             raise DriverError(f"primary_key column(s) {missing} are not in the data {names}")
+        require_upsert_key(
+            opts.table, unique_keys(conn, target), opts.primary_key, ignore_case=False
+        )
         cols = ", ".join(quote(n) for n in names)
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
         conn.execute(
@@ -448,3 +482,19 @@ class PostgresWriter:
         merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({keys}) {action}"
         conn.execute(pgsql.SQL(merge))
         return rows
+
+
+def unique_keys(conn: psycopg.Connection[Any], target: str) -> dict[str, tuple[str, ...]]:
+    """The unique indexes ON CONFLICT can use (not partial, no expressions): name -> columns,
+    the primary key first."""
+    found = conn.execute(
+        "SELECT c.relname, array_agg(a.attname ORDER BY k.ord) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indpred IS NULL "
+        "AND i.indexprs IS NULL GROUP BY c.relname, i.indisprimary "
+        "ORDER BY i.indisprimary DESC, c.relname",
+        [target],
+    ).fetchall()
+    return {str(name): tuple(columns) for name, columns in found}

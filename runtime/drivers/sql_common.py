@@ -154,6 +154,26 @@ class WriteOptions:
         return cls(table, s.get("schema"), mode, pk, bool(create), _batch_size(s, ctx))
 
 
+def require_upsert_key(
+    table: str, keys: Mapping[str, Sequence[str]], primary_key: Sequence[str], *, ignore_case: bool
+) -> None:
+    """Upsert matches rows through a PRIMARY or UNIQUE key: one must have exactly the columns
+    of primary_key (in any order), else the merge would insert duplicates or fail halfway."""
+
+    def as_set(columns: Sequence[str]) -> frozenset[str]:
+        return frozenset(c.casefold() if ignore_case else c for c in columns)
+
+    if any(as_set(columns) == as_set(primary_key) for columns in keys.values()):
+        return
+    has = ", ".join(f"{name} ({', '.join(columns)})" for name, columns in keys.items())
+    raise DriverError(
+        f"write_mode upsert into {table} needs a PRIMARY KEY or UNIQUE key on exactly "
+        f"primary_key ({', '.join(primary_key)}); {table} has "
+        + (f"these keys: {has}" if has else "no primary or unique key")
+        + " - add a matching key to the table or change primary_key; nothing was loaded"
+    )
+
+
 def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
     """Re-chunk a stream into batches of exactly `size` rows (the last one may be shorter)."""
     pending: list[pa.RecordBatch] = []
