@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = compile_for_run(args, Path(tmp) / "build")
         if code != ExitCode.OK:
             return code
-        return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr)
+        return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr, prog="osiris")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

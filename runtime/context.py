@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
 from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
 from osiris.runtime.sql import quote_ident
@@ -83,6 +85,14 @@ class RunDatabase:
         finally:
             cursor.unregister(view)
 
+    def interrupt(self) -> None:
+        """Interrupt whatever runs on the run database's cursors (the run was cancelled)."""
+        with self._lock:
+            cursors = list(self._cursors)
+        for cursor in cursors:
+            with contextlib.suppress(Exception):  # a closed cursor: nothing runs there
+                cursor.interrupt()
+
     def close(self, *, discard: bool = False) -> None:
         """Close every cursor; discard=True drops the tables first so closing skips the
         checkpoint (the file is about to be deleted)."""
@@ -136,6 +146,7 @@ class LocalStepContext:
         database: RunDatabase,
         on_progress: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.step_id = step_id
         self.config = config
@@ -152,6 +163,7 @@ class LocalStepContext:
         self._database = database
         self._on_progress = on_progress
         self._on_log = on_log
+        self._cancel = cancel or CancelToken()
         self._rows = 0
         self._rows_lock = threading.Lock()
         self.rows_read = 0
@@ -191,6 +203,7 @@ class LocalStepContext:
         return counting_reader(plain_booleans(reader), self._count_read)
 
     def _count_read(self, batch: pa.RecordBatch) -> None:
+        self.raise_if_cancelled()
         self.rows_read += batch.num_rows
         self.bytes_read += batch.nbytes
         self.progress(batch.num_rows)
@@ -209,6 +222,12 @@ class LocalStepContext:
         if self._on_log is not None:
             self._on_log(self.step_id, message)
 
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        return self._cancel.on_cancel(callback)
+
+    def raise_if_cancelled(self) -> None:
+        self._cancel.raise_if_cancelled()
+
     def close(self) -> None:
         for cursor in self._cursors:
             with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
@@ -226,6 +245,7 @@ class StepContexts:
     artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
     on_progress: Callable[[str, int], None] | None = None
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
+    cancel: CancelToken = field(default_factory=CancelToken)
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -239,6 +259,7 @@ class StepContexts:
             database=self.database,
             on_progress=self.on_progress,
             on_log=self.on_log,
+            cancel=self.cancel,
         )
 
 

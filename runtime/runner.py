@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import ConnectionResolver, ResolvedConnection, validation_mode
 from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.exits import ExitCode
@@ -49,7 +50,7 @@ class RunObserver(Protocol):
 class RunOutcome:
     """The result of run_manifest; exit_code is what `oml-run` exits with."""
 
-    status: str  # ok | failed
+    status: str  # ok | failed | cancelled
     exit_code: int
     run_id: str | None = None
     run_dir: Path | None = None
@@ -103,13 +104,17 @@ def run_manifest(
     environ: Mapping[str, str] | None = None,
     observer: RunObserver | None = None,
     materialize: str | None = None,
+    cancel: CancelToken | None = None,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
 
     materialize: "auto" (default) lets plain extract -> write edges stream and single-use file
     extracts be views over their files; "all" stores every step's output as a table in
-    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md)."""
+    run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md).
+
+    cancel: a CancelToken another thread may cancel; the running steps are stopped and rolled
+    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -139,7 +144,7 @@ def run_manifest(
         environ=env,
         validation=mode,
     )
-    run = _Run(verified, paths, project, redactor, resolver, observer)
+    run = _Run(verified, paths, project, redactor, resolver, observer, cancel or CancelToken())
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -158,8 +163,10 @@ class _Run:
         redactor: Redactor,
         resolver: ConnectionResolver,
         observer: RunObserver | None,
+        cancel: CancelToken,
     ) -> None:
         self.manifest = manifest
+        self.cancel = cancel
         self.paths = paths
         self.project = project
         self.redactor = redactor
@@ -195,6 +202,7 @@ class _Run:
                     self.paths.artifacts,
                     on_progress=self.observer.on_progress if self.observer else None,
                     on_log=lambda step_id, message: self.log.write(message, step_id),
+                    cancel=self.cancel,
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
@@ -204,13 +212,21 @@ class _Run:
                     self.manifest.steps,
                     drivers=drivers,
                     contexts=contexts,
-                    reporter=StepReporter(self.events, self.log, self.redactor),
+                    reporter=StepReporter(self.events, self.log, self.redactor, self.cancel),
                 )
-                steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
+                executor = LocalExecutor(runner, max_parallel=max_parallel, cancel=self.cancel)
+                with self.cancel.on_cancel(database.interrupt):
+                    steps = executor.run(execution_plan)
             finally:
+                self.cancel.join()  # the cancel hooks are done with connections and cursors
                 database.close(discard=not keep_intermediate)
             failed = [s for s in steps if s.status == "failed"]
-            if failed:
+            if any(s.status == "cancelled" for s in steps):
+                self.log.write(self.cancel.describe())
+                outcome = self._finish(
+                    "cancelled", self.cancel.exit_code, steps, self.cancel.describe(), None
+                )
+            elif failed:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
                 code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
@@ -316,6 +332,7 @@ class _Run:
                 "failed_step": failed_step,
                 "failed_steps": [s.step_id for s in steps if s.status == "failed"],
                 "skipped_steps": [s.step_id for s in steps if s.status == "skipped"],
+                "cancelled_steps": [s.step_id for s in steps if s.status == "cancelled"],
                 "error": error,
                 "started_at": self.started_at,
                 "finished_at": utc_now(),

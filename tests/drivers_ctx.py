@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from osiris.runtime.cancel import CancelToken
 
 
 @dataclass
@@ -24,6 +27,7 @@ class DriverCtx:
     inputs: Mapping[str, str] = field(default_factory=dict)
     progressed: list[int] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    cancel: CancelToken = field(default_factory=CancelToken)
 
     def run_db(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.db_path))
@@ -40,6 +44,12 @@ class DriverCtx:
 
     def log(self, message: str) -> None:
         self.logs.append(message)
+
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        return self.cancel.on_cancel(callback)
+
+    def raise_if_cancelled(self) -> None:
+        self.cancel.raise_if_cancelled()
 
 
 def make_ctx(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -76,6 +77,17 @@ class StepContext(Protocol):
         """A line in the run log (redacted by the engine)."""
         ...
 
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        """While inside the block, callback stops the step's in-flight work if the run is
+        cancelled (cancels the server statement, interrupts DuckDB). It runs once, on another
+        thread (at once, on this one, if the run already was cancelled); the step then unwinds
+        through its ordinary failure path: roll back, remove what it staged."""
+        ...
+
+    def raise_if_cancelled(self) -> None:
+        """Raise if the run was cancelled: between batches and right before committing."""
+        ...
+
 
 class Extractor(Protocol):
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
@@ -89,7 +101,8 @@ class Writer(Protocol):
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         """Load data transactionally: on any failure the target is left as it was. data may be
         an upstream extractor's own live reader: an error raised while reading it must roll the
-        load back like any other failure."""
+        load back like any other failure. Check ctx.raise_if_cancelled() right before committing
+        (or publishing), and register ctx.on_cancel() around long statements."""
         ...
 
 

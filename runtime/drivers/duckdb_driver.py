@@ -186,7 +186,9 @@ class DuckDBWriter:
                 load = _Load(ctx, con, schema, table, create)
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    rows = load.run(mode)
+                    with ctx.on_cancel(con.interrupt):
+                        rows = load.run(mode)
+                    ctx.raise_if_cancelled()
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")

@@ -260,12 +260,13 @@ def _copy(
     return int(found[0]) if found else 0
 
 
-def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
+def _with_registered(ctx: StepContext, data: pa.RecordBatchReader, write: Any) -> StepResult:
     """Expose an Arrow reader as a view on a private DuckDB and call write(con, view)."""
     con = open_duckdb()
     try:
         con.register(_INPUT_VIEW, data)
-        result: StepResult = write(con, _INPUT_VIEW)
+        with ctx.on_cancel(con.interrupt):
+            result: StepResult = write(con, _INPUT_VIEW)
         return result
     finally:
         con.close()
@@ -277,7 +278,7 @@ class _FileWriter:
     abilities: ClassVar[Abilities] = Abilities(roles=("writer",), run_database_sink=True)
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
-        return _with_registered(data, lambda con, view: self._write(ctx, con, view))
+        return _with_registered(ctx, data, lambda con, view: self._write(ctx, con, view))
 
     def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
         return self._write(ctx, ctx.run_db(), table)
@@ -315,6 +316,7 @@ class CsvWriter(_FileWriter):
         try:
             rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
             written = part.stat().st_size
+            ctx.raise_if_cancelled()
             if appending:
                 # gzip and zstd both allow concatenated streams, so appending bytes is valid.
                 shutil.copyfile(target, combined)
@@ -359,6 +361,7 @@ class ParquetWriter(_FileWriter):
         try:
             rows = _copy(ctx, con, _select_for_write(ctx, table), staged, options)
             written = _size(staged)
+            ctx.raise_if_cancelled()
             _swap_into_place(staged, target)
         finally:
             if staged.exists():

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote as urlquote
 
@@ -87,6 +87,22 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
     return conn
+
+
+def _kill_query(s: Mapping[str, Any], conn: pymysql.Connection[Any]) -> Callable[[], None]:
+    """Stops the statement running on conn: KILL QUERY from a second, short-lived connection
+    (for ctx.on_cancel; the session itself lives on, to roll back and clean up)."""
+    thread_id = conn.thread_id()
+
+    def kill() -> None:
+        killer = connect(s, connect_timeout=5)
+        try:
+            with killer.cursor() as cur:
+                cur.execute(f"KILL QUERY {int(thread_id)}")
+        finally:
+            killer.close()
+
+    return kill
 
 
 def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
@@ -177,18 +193,19 @@ def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def _pymysql_batches(
-    s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+    ctx: StepContext, s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
 ) -> Iterator[list[pa.Array]]:
     conn = connect(s, cursorclass=pymysql.cursors.SSCursor, conv=RAW_CONV)
     cur = conn.cursor()
     try:
-        cur.execute(sql)
-        kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
-        while rows := cur.fetchmany(size):
-            yield [
-                pa.array(col, kind)
-                for col, kind in zip(zip(*rows, strict=False), kinds, strict=False)
-            ]
+        with ctx.on_cancel(_kill_query(s, conn)):
+            cur.execute(sql)
+            kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
+            while rows := cur.fetchmany(size):
+                yield [
+                    pa.array(col, kind)
+                    for col, kind in zip(zip(*rows, strict=False), kinds, strict=False)
+                ]
     finally:
         result = getattr(cur, "_result", None)
         if result is not None:  # never drain an abandoned or broken result: just hang up
@@ -247,7 +264,10 @@ class MySQLExtractor:
     ) -> Iterator[pa.RecordBatch]:
         use_cx = connectorx is not None and not any(k.startswith("ssl_") for k in s)
         use_cx = use_cx and os.environ.get("OSIRIS_MYSQL_READER", "") != "pymysql"
-        source = _cx_batches(s, sql, size) if use_cx else _pymysql_batches(s, sql, schema, size)
+        # connectorx cannot be interrupted: on cancel the engine just stops reading from it
+        source = (
+            _cx_batches(s, sql, size) if use_cx else _pymysql_batches(ctx, s, sql, schema, size)
+        )
         rows = 0
         try:
             typed = (
@@ -287,7 +307,7 @@ class MySQLWriter:
         conn = connect(s, local_infile=True, autocommit=True)
         cleanup: list[str] = []
         try:
-            with conn.cursor() as cur:
+            with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
                 cur.execute(
                     "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO')"
                 )
@@ -343,6 +363,7 @@ class MySQLWriter:
             else:
                 create(staging)
             rows = self._load(ctx, cur, staging, data)
+            ctx.raise_if_cancelled()  # RENAME commits
             if exists:
                 old = quote(f"{opts.table[:40]}_osiris_old_{uuid.uuid4().hex[:8]}")
                 cur.execute(f"RENAME TABLE {target} TO {old}, {staging} TO {target}")
@@ -356,6 +377,7 @@ class MySQLWriter:
             create(target)
         if opts.write_mode == "append":
             rows = self._load(ctx, cur, target, data)
+            ctx.raise_if_cancelled()
             cur.connection.commit()
             cleanup.clear()
             return rows
@@ -379,6 +401,7 @@ class MySQLWriter:
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
         cleanup.append(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
         rows = self._load(ctx, cur, staging, data)
+        ctx.raise_if_cancelled()
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:
             updates = [f"{quote(opts.primary_key[0])} = {quote(opts.primary_key[0])}"]
@@ -386,6 +409,7 @@ class MySQLWriter:
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} "
             f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         )
+        ctx.raise_if_cancelled()
         cur.connection.commit()
         cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {staging}")
         cleanup.clear()
