@@ -111,8 +111,8 @@ class CancelToken:
 @contextlib.contextmanager
 def cancel_on_signals(token: CancelToken, notify: Callable[[int, bool], None]) -> Iterator[None]:
     """SIGINT and SIGTERM cancel the run instead of interrupting the main thread, and call
-    notify(signum, repeated); a repeated signal does nothing else. The previous handlers come
-    back afterwards."""
+    notify(signum, repeated); a repeated signal does nothing else. A signal the process ignores
+    stays ignored. The previous handlers come back afterwards."""
 
     def handler(signum: int, _frame: Any) -> None:
         notify(signum, not token.cancel(signum))
@@ -120,7 +120,11 @@ def cancel_on_signals(token: CancelToken, notify: Callable[[int, bool], None]) -
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may install handlers; the caller cancels the token itself
         return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN  # e.g. SIGINT of a background job
+    }
     try:
         yield
     finally:

@@ -52,7 +52,7 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
                 source, Measured(tap.rows, tap.rows, tap.bytes), started, ended=tap.ended
             )
             if delivered
-            else report.cancelled(source, started, err=tap.error)
+            else report.cancelled(source, started, rows_in=tap.rows, err=tap.error)
         )
         sink_outcome = report.cancelled(sink, sink_started, rows_in=tap.rows, err=write_error)
         return source_outcome, sink_outcome

@@ -20,7 +20,7 @@ import pymysql
 import pytest
 from runtime_helpers import step, write_manifest
 
-from osiris.runtime.cancel import CancelToken
+from osiris.runtime.cancel import CancelToken, RunCancelled
 
 ROWS = 20_000_000  # far more than any load gets through before the signal
 SOURCE = f"SELECT id, md5(id::text) AS payload FROM (SELECT generate_series(1, {ROWS}) AS id) AS s"
@@ -379,3 +379,30 @@ def test_cancel_from_another_thread_interrupts_the_run_database(tmp_path: Path) 
     assert (outcome.status, outcome.exit_code) == ("cancelled", 130)
     assert [s.status for s in outcome.steps] == ["cancelled", "cancelled"]
     assert not [t for t in threading.enumerate() if t.name.startswith(("osiris-", "Thread-"))]
+
+
+def test_cancel_token_fires_each_hook_once_off_the_cancelling_thread() -> None:
+    token = CancelToken()
+    calls: list[tuple[str, str]] = []
+    fired = threading.Event()
+
+    def hook(name: str) -> Callable[[], None]:
+        def call() -> None:
+            calls.append((name, threading.current_thread().name))
+            fired.set()
+
+        return call
+
+    with token.on_cancel(hook("left")):
+        pass
+    with token.on_cancel(hook("inside")):
+        assert token.cancel(signal.SIGTERM) is True
+        assert fired.wait(5)
+        assert token.cancel(signal.SIGINT) is False  # the first signal is the one that counts
+    token.join()
+    assert calls == [("inside", "osiris-cancel")]
+    assert (token.signum, token.exit_code) == (signal.SIGTERM, 143)
+    with token.on_cancel(hook("late")):  # already cancelled: called at once, on this thread
+        assert calls[-1] == ("late", threading.current_thread().name)
+    with pytest.raises(RunCancelled, match="SIGTERM"):
+        token.raise_if_cancelled()
