@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = compile_for_run(args, scratch.path / "build")
         if code != ExitCode.OK:
             return code
-        return execute(args, scratch.path / "build", sys.stdout, sys.stderr)
+        return execute(args, scratch.path / "build", sys.stdout, sys.stderr, prog="osiris")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

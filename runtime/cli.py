@@ -9,16 +9,21 @@ Exit codes (osiris.runtime.contract.exits.ExitCode):
      skips only the fingerprint comparison, never validation)
   4  run failure: a step failed; downstream steps were skipped, independent branches finished
   5  configuration: connections file, alias, ${VARIABLE}, secrets file, run directory
+  130  cancelled by SIGINT (Ctrl-C), 143 cancelled by SIGTERM: running statements are cancelled
+     on their servers and rolled back, file targets are left as they were, status.json says
+     "cancelled"; a second signal while cancelling only prints a line
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from osiris.runtime.cancel import CancelToken, cancel_on_signals, signal_name
 from osiris.runtime.connections import VALIDATION_MODES
 from osiris.runtime.console import LiveView, PlainView, QuietView, summary_table
 from osiris.runtime.contract.exits import ExitCode
@@ -34,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="oml-run",
         description="Run a compiled Osiris manifest (manifest.yaml + cfg/).",
         epilog="exit codes: 0 ok, 1 internal error, 2 usage, 3 manifest invalid/modified, "
-        "4 run failure, 5 configuration, 130/143 interrupted/terminated",
+        "4 run failure, 5 configuration, 130/143 cancelled by SIGINT/SIGTERM (the running "
+        "steps are rolled back)",
     )
     add_version_flag(parser)
     parser.add_argument("manifest", type=Path, help="manifest.yaml or the directory holding it")
@@ -102,8 +108,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return execute(args, args.manifest, out, err)
 
 
-def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) -> int:
-    """Run a manifest with the flags of add_run_arguments; print as --format says."""
+def execute(
+    args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO, *, prog: str = "oml-run"
+) -> int:
+    """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
+    SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
     if args.max_parallel is not None and args.max_parallel < 1:
         print("oml-run: error: --max-parallel must be at least 1", file=err)
         return ExitCode.INVALID
@@ -116,7 +125,14 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
 
         console = Console(file=out)
         view = LiveView(console) if out.isatty() else PlainView(out)
-    with view:
+    cancel = CancelToken()
+
+    def notify(signum: int, repeated: bool) -> None:
+        what = "already cancelling; cleaning up" if repeated else "cancelling; rolling back"
+        with contextlib.suppress(Exception):  # e.g. a reentrant write: the line is only a courtesy
+            print(f"{prog}: {signal_name(signum)}: {what}", file=err, flush=True)
+
+    with view, cancel_on_signals(cancel, notify):
         outcome = run_manifest(
             manifest,
             connections=args.connections,
@@ -130,6 +146,7 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
             materialize=args.materialize,
             atomic=args.atomic,
             observer=view,
+            cancel=cancel,
         )
     if args.format == "json":
         print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)

@@ -19,6 +19,7 @@ _STYLE = {
     "ok": "green",
     "failed": "bold red",
     "skipped": "yellow",
+    "cancelled": "magenta",
     "running": "cyan",
     "pending": "dim",
 }
@@ -77,6 +78,9 @@ class _StepBoard:
                 line.elapsed = event.get("duration_ms", 0) / 1000
             elif name == "step_skipped":
                 line.status, line.note = "skipped", event.get("reason", "")
+            elif name == "step_cancelled":
+                line.status, line.note = "cancelled", event.get("reason", "")
+                line.elapsed = event.get("duration_ms", 0) / 1000
             return line
 
     def progress(self, step_id: str, rows: int) -> None:
@@ -186,6 +190,8 @@ class PlainView:
             self._print(f"FAILED  {step}: {line.note}")
         elif name == "step_skipped":
             self._print(f"skipped {step}: {line.note}")
+        elif name == "step_cancelled":
+            self._print(f"cancelled {step}: {line.note}")
 
     def on_progress(self, step_id: str, rows: int) -> None:
         self.board.progress(step_id, rows)
@@ -234,6 +240,8 @@ def summary_table(outcome: RunOutcome) -> Table:
             str(step.rows_in),
             str(step.rows_out),
             human_rows(step.rows_per_s) if step.status == "ok" else "",
-            f"{step.duration_ms / 1000:.2f}s" if step.status != "skipped" else "",
+            f"{step.duration_ms / 1000:.2f}s"
+            if step.status not in ("skipped", "cancelled") or step.duration_ms
+            else "",
         )
     return table

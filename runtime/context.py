@@ -7,11 +7,13 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError, unique_columns
 from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
@@ -88,6 +90,14 @@ class RunDatabase:
         finally:
             cursor.unregister(view)
 
+    def interrupt(self) -> None:
+        """Interrupt whatever runs on the run database's cursors (the run was cancelled)."""
+        with self._lock:
+            cursors = list(self._cursors)
+        for cursor in cursors:
+            with contextlib.suppress(Exception):  # a closed cursor: nothing runs there
+                cursor.interrupt()
+
     def close(self, *, discard: bool = False) -> None:
         """Close every cursor; discard=True drops the tables first so closing skips the
         checkpoint (the file is about to be deleted)."""
@@ -145,6 +155,7 @@ class LocalStepContext:
         connection_ref: str | None = None,
         driver: str | None = None,
         defer_publish: bool = False,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.step_id = step_id
         self.defer_publish = defer_publish
@@ -168,6 +179,7 @@ class LocalStepContext:
         self.run_tag = debris.tag if debris else secrets.token_hex(4)
         self._on_progress = on_progress
         self._on_log = on_log
+        self._cancel = cancel or CancelToken()
         self._rows = 0
         self._rows_lock = threading.Lock()
         self.rows_read = 0
@@ -227,6 +239,7 @@ class LocalStepContext:
         return counting_reader(plain_booleans(reader), self._count_read)
 
     def _count_read(self, batch: pa.RecordBatch) -> None:
+        self.raise_if_cancelled()
         self.rows_read += batch.num_rows
         self.bytes_read += batch.nbytes
         self.progress(batch.num_rows)
@@ -263,6 +276,12 @@ class LocalStepContext:
         if self._debris is not None:
             self._debris.untrack(entry)
 
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        return self._cancel.on_cancel(callback)
+
+    def raise_if_cancelled(self) -> None:
+        self._cancel.raise_if_cancelled()
+
     def close(self) -> None:
         for cursor in self._cursors:
             with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
@@ -283,6 +302,7 @@ class StepContexts:
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
     debris: RunDebris | None = None
     defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
+    cancel: CancelToken = field(default_factory=CancelToken)
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -300,6 +320,7 @@ class StepContexts:
             connection_ref=step.connection,
             driver=step.driver,
             defer_publish=self.defer_publish,
+            cancel=self.cancel,
         )
 
 

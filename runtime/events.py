@@ -18,6 +18,7 @@ STEP_STARTED = "step_started"
 STEP_FINISHED = "step_finished"
 STEP_FAILED = "step_failed"
 STEP_SKIPPED = "step_skipped"
+STEP_CANCELLED = "step_cancelled"
 RUN_FINISHED = "run_finished"
 
 EventListener = Callable[[dict[str, Any]], None]

@@ -6,6 +6,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol, assert_never
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.outcomes import StepOutcome
 from osiris.runtime.planner import (
     ExecutionPlan,
@@ -18,6 +19,8 @@ from osiris.runtime.planner import (
 from osiris.runtime.step_runner import StepRunner
 from osiris.runtime.streams import run_stream
 from osiris.runtime.view_chains import run_view_chain
+
+POLL_SECONDS = 0.2
 
 
 def default_parallelism() -> int:
@@ -35,11 +38,20 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """Runs units in process: independent ones on parallel threads, each unit as its kind says.
-    A step that fails skips every step downstream of it."""
+    A step that fails skips every step downstream of it. Once the run is cancelled no unit
+    starts; the running ones unwind (their steps are cancelled through the token's hooks), every
+    worker thread is joined, and the steps that never ran are reported cancelled."""
 
-    def __init__(self, runner: StepRunner, *, max_parallel: int | None = None) -> None:
+    def __init__(
+        self,
+        runner: StepRunner,
+        *,
+        max_parallel: int | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
         self.runner = runner
         self.max_parallel = max(1, max_parallel or default_parallelism())
+        self.cancel = cancel or runner.reporter.cancel
 
     def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
         outcomes: dict[str, StepOutcome] = {}
@@ -47,7 +59,7 @@ class LocalExecutor:
         running: dict[Future[tuple[StepOutcome, ...]], Unit] = {}
         with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="osiris-step") as pool:
             while pending or running:
-                for unit in list(pending):
+                for unit in [] if self.cancel.cancelled else list(pending):
                     if unit.steps[0].id in outcomes:  # skipped because of an earlier failure
                         pending.remove(unit)
                         continue
@@ -57,10 +69,11 @@ class LocalExecutor:
                         pending.remove(unit)
                         running[pool.submit(self._run_unit, unit)] = unit
                 if not running:
-                    if pending:  # cannot happen for a plan in dependency order; never spin
+                    if pending and not self.cancel.cancelled:  # never spin on a bad plan
                         raise RuntimeError("no runnable unit: the plan is not in dependency order")
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                # A timeout, so a cancel from another thread is noticed without a unit ending.
+                done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     running.pop(future)
                     finished = future.result()
@@ -70,6 +83,9 @@ class LocalExecutor:
                     for outcome in finished:
                         if outcome.status == "failed":
                             self._skip_downstream(plan, outcome.step_id, outcomes)
+        for step in plan.steps:
+            if step.id not in outcomes:  # the run was cancelled before it could start
+                outcomes[step.id] = self.runner.reporter.cancelled(step, None)
         return tuple(outcomes[step.id] for step in plan.steps)
 
     def _run_unit(self, unit: Unit) -> tuple[StepOutcome, ...]:

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.drivers.base import DriverError
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.events import (
+    STEP_CANCELLED,
     STEP_FAILED,
     STEP_FINISHED,
     STEP_SKIPPED,
@@ -20,7 +22,7 @@ from osiris.runtime.events import (
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.secrets import Redactor
 
-StepStatus = Literal["ok", "failed", "skipped"]
+StepStatus = Literal["ok", "failed", "skipped", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,17 @@ class StepReporter:
     """Turns what happens to steps into events, run.log lines and outcomes (thread-safe).
     Where a failure's free text enters the records: redacted here, once."""
 
-    def __init__(self, events: EventLog, log: RunLog, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        log: RunLog,
+        redactor: Redactor,
+        cancel: CancelToken | None = None,
+    ) -> None:
         self.events = events
         self.log = log
         self.redactor = redactor
+        self.cancel = cancel or CancelToken()
 
     def started(self, step: ManifestStep, **fields: Any) -> None:
         self.events.emit(STEP_STARTED, step.id, driver=step.driver, role=step.role, **fields)
@@ -91,7 +100,11 @@ class StepReporter:
         message: str | None = None,
     ) -> StepOutcome:
         """message, when given, is made of parts that are redacted already (other outcomes'
-        errors, step ids); otherwise err's own message is described and redacted."""
+        errors, step ids); otherwise err's own message is described and redacted.
+        Once the run is cancelled, whatever a step raised is how its cancellation surfaced
+        (an interrupted statement, a stream cut short): cancelled."""
+        if self.cancel.cancelled:
+            return self.cancelled(step, started, rows_in=rows_in, err=err)
         duration = _ms_since(started)
         text = message if message is not None else describe_error(err, self.redactor.redact)
         self.log.write(
@@ -150,6 +163,39 @@ class StepReporter:
         self.events.emit(STEP_SKIPPED, step.id, reason=reason, cause=failed, upstream=blocked_by)
         self.log.write(f"skipped: {reason}", step.id)
         return StepOutcome(step.id, step.driver, step.role, "skipped", error=reason, cause=failed)
+
+    def cancelled(
+        self,
+        step: ManifestStep,
+        started: float | None,
+        *,
+        rows_in: int = 0,
+        err: BaseException | None = None,
+    ) -> StepOutcome:
+        """A step stopped by the run's cancellation (started None: it never started)."""
+        duration = _ms_since(started) if started is not None else 0
+        reason = self.cancel.describe()
+        if started is None:
+            self.log.write(f"cancelled before it started: {reason}", step.id)
+        else:
+            how = f"; it stopped with: {describe_error(err, self.redactor.redact)}" if err else ""
+            self.log.write(f"cancelled after {duration} ms: {reason}{how}", step.id)
+        self.events.emit(
+            STEP_CANCELLED,
+            step.id,
+            reason=reason,
+            started=started is not None,
+            duration_ms=duration,
+        )
+        return StepOutcome(
+            step.id,
+            step.driver,
+            step.role,
+            "cancelled",
+            rows_in=rows_in,
+            duration_ms=duration,
+            error=reason,
+        )
 
 
 def _ms_since(started: float, ended: float | None = None) -> int:

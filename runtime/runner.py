@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import (
     ConnectionResolver,
     LiveConnection,
@@ -55,7 +56,7 @@ class RunObserver(Protocol):
 class RunOutcome:
     """The result of run_manifest; exit_code is what `oml-run` exits with."""
 
-    status: str  # ok | failed
+    status: str  # ok | failed | cancelled
     exit_code: int
     run_id: str | None = None
     run_dir: Path | None = None
@@ -112,6 +113,7 @@ def run_manifest(
     observer: RunObserver | None = None,
     materialize: str | None = None,
     atomic: bool = False,
+    cancel: CancelToken | None = None,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
@@ -121,7 +123,9 @@ def run_manifest(
     run.duckdb for inspection. Unset, $OSIRIS_MATERIALIZE decides (see docs/runtime.md).
 
     atomic: every writer stages its load and the run publishes them all only once every step
-    has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers)."""
+    has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers).
+    cancel: a CancelToken another thread may cancel; the running steps are stopped and rolled
+    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -157,7 +161,9 @@ def run_manifest(
         environ=env,
         validation=mode,
     )
-    run = _Run(verified, paths, project, redactor, resolver, debris, observer)
+    run = _Run(
+        verified, paths, project, redactor, resolver, debris, observer, cancel or CancelToken()
+    )
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -178,8 +184,10 @@ class _Run:
         resolver: ConnectionResolver,
         debris: RunDebris,
         observer: RunObserver | None,
+        cancel: CancelToken,
     ) -> None:
         self.manifest = manifest
+        self.cancel = cancel
         self.paths = paths
         self.project = project
         self.redactor = redactor
@@ -208,6 +216,7 @@ class _Run:
         if atomic:
             self.published = []  # until the publish phase, nothing is
         publishing: PublishReport | None = None
+        discarded: list[str] = []  # writer steps whose staged loads were thrown away
         try:
             self._copy_manifest()
             try:
@@ -228,6 +237,7 @@ class _Run:
                     ),
                     debris=self.debris,
                     defer_publish=atomic,
+                    cancel=self.cancel,
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
@@ -238,20 +248,30 @@ class _Run:
                     self.manifest.steps,
                     drivers=drivers,
                     contexts=contexts,
-                    reporter=StepReporter(self.events, self.log, self.redactor),
+                    reporter=StepReporter(self.events, self.log, self.redactor, self.cancel),
                 )
+                executor = LocalExecutor(runner, max_parallel=max_parallel, cancel=self.cancel)
                 try:
-                    steps = LocalExecutor(runner, max_parallel=max_parallel).run(execution_plan)
-                    publishing = self._publish(steps, runner.publications)
+                    with self.cancel.on_cancel(database.interrupt):
+                        steps = executor.run(execution_plan)
+                    if not self.cancel.cancelled:
+                        publishing = self._publish(steps, runner.publications)
                 finally:  # a failed or stopped run publishes nothing more
                     for held in runner.publications.discard_all():
+                        discarded.append(held.step_id)
                         self.log.write(
                             f"discarded the staged load of {held.publication.target}", held.step_id
                         )
             finally:
+                self.cancel.join()  # the cancel hooks are done with connections and cursors
                 database.close(discard=not keep_intermediate)
             failed = [s for s in steps if s.status == "failed"]
-            if publishing is not None and publishing.failed is not None:
+            if any(s.status == "cancelled" for s in steps) or (self.cancel.cancelled and discarded):
+                self.log.write(self.cancel.describe())
+                outcome = self._finish(
+                    "cancelled", self.cancel.exit_code, steps, self.cancel.describe(), None
+                )
+            elif publishing is not None and publishing.failed is not None:
                 outcome = self._finish(
                     "failed",
                     ExitCode.RUN_FAILED,
@@ -427,6 +447,7 @@ class _Run:
                 "failed_step": failed_step,
                 "failed_steps": [s.step_id for s in steps if s.status == "failed"],
                 "skipped_steps": [s.step_id for s in steps if s.status == "skipped"],
+                "cancelled_steps": [s.step_id for s in steps if s.status == "cancelled"],
                 "error": error,
                 "started_at": self.started_at,
                 "finished_at": utc_now(),

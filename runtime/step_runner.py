@@ -65,6 +65,7 @@ class StepRunner:
         return self.reporter.succeeded(step, measured, started)
 
     def run_role(self, step: ManifestStep, ctx: LocalStepContext) -> Measured:
+        ctx.raise_if_cancelled()
         driver = self.driver(step)
         if step.role == "extractor":
             return self._extract(step, driver, ctx)
@@ -107,6 +108,7 @@ class StepRunner:
         seen = {"rows": 0, "bytes": 0}
 
         def count(batch: pa.RecordBatch) -> None:
+            ctx.raise_if_cancelled()
             seen["rows"] += batch.num_rows
             seen["bytes"] += batch.nbytes
             ctx.progress(batch.num_rows)

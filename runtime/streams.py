@@ -34,7 +34,7 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
     sink_started = time.perf_counter()
     report.started(sink, streamed_from=source.id)
     sink_ctx = runner.context(sink)
-    tap = _StreamTap(reader, (src_ctx.progress, sink_ctx.progress))
+    tap = _StreamTap(reader, (src_ctx.progress, sink_ctx.progress), sink_ctx.raise_if_cancelled)
     result: StepResult | None = None
     write_error: Exception | None = None
     try:
@@ -45,6 +45,17 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
         tap.close()
         src_ctx.close()
         sink_ctx.close()
+    if write_error is not None and report.cancel.cancelled:
+        delivered = tap.ended is not None and tap.error is None
+        source_outcome = (
+            report.succeeded(
+                source, Measured(tap.rows, tap.rows, tap.bytes), started, ended=tap.ended
+            )
+            if delivered
+            else report.cancelled(source, started, rows_in=tap.rows, err=tap.error)
+        )
+        sink_outcome = report.cancelled(sink, sink_started, rows_in=tap.rows, err=write_error)
+        return source_outcome, sink_outcome
     if tap.error is not None:
         source_outcome = report.failed(source, tap.error, started, rows_in=tap.rows)
         cause = write_error or tap.error
@@ -66,13 +77,18 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
 
 class _StreamTap:
     """Wraps an extractor's reader for its writer: counts rows and bytes, reports progress to
-    both steps, and records an error raised by the extractor (as opposed to the writer)."""
+    both steps, records an error raised by the extractor (as opposed to the writer), and stops
+    the stream between batches once the run is cancelled (check raises)."""
 
     def __init__(
-        self, source: pa.RecordBatchReader, progress: tuple[Callable[[int], None], ...]
+        self,
+        source: pa.RecordBatchReader,
+        progress: tuple[Callable[[int], None], ...],
+        check: Callable[[], None],
     ) -> None:
         self.source = source
         self.progress = progress
+        self.check = check
         self.rows = 0
         self.bytes = 0
         self.error: BaseException | None = None
@@ -88,6 +104,7 @@ class _StreamTap:
     def _iterate(self) -> Generator[pa.RecordBatch, None, None]:
         batches = iter(self.source)
         while True:
+            self.check()
             try:
                 batch = next(batches)
             except StopIteration:
@@ -97,6 +114,7 @@ class _StreamTap:
                 self.error = err
                 self.ended = time.perf_counter()
                 raise
+            self.check()
             self.rows += batch.num_rows
             self.bytes += batch.nbytes
             for report in self.progress:

@@ -45,6 +45,11 @@ def run_view_chain(runner: StepRunner, unit: ViewChainUnit) -> tuple[StepOutcome
     finally:
         ctx.close()
     ended = time.perf_counter()
+    if error is not None and report.cancel.cancelled:  # no view is read again to blame one
+        return (
+            *(report.cancelled(step, started[step.id]) for step in views),
+            report.cancelled(last, last_started, err=error),
+        )
     rows: dict[str, int] = {}
     for index, step in enumerate(views):
         counted: int | None = None

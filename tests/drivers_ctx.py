@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from osiris.runtime.cancel import CancelToken
 
 
 @dataclass
@@ -31,6 +34,7 @@ class DriverCtx:
     run_tag: str = "20260101T000000Z_test00"
     ever_tracked: list[str] = field(default_factory=list)
     tracked: dict[int, str] = field(default_factory=dict)  # entry -> what, until untracked
+    cancel: CancelToken = field(default_factory=CancelToken)
 
     def track_table(self, schema: str | None, name: str) -> int:
         return self.track_path(Path(f"{schema}.{name}"))
@@ -65,6 +69,12 @@ class DriverCtx:
 
     def log(self, message: str) -> None:
         self.logs.append(message)
+
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        return self.cancel.on_cancel(callback)
+
+    def raise_if_cancelled(self) -> None:
+        self.cancel.raise_if_cancelled()
 
 
 def make_ctx(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -68,6 +69,11 @@ def settle(ctx: StepContext, publication: Publication, result: StepResult) -> St
     # Contexts made outside the engine (tests, tools) may lack the flag: they publish at once.
     if getattr(ctx, "defer_publish", False):
         return replace(result, pending=publication)
+    try:
+        ctx.raise_if_cancelled()  # the last moment at which a cancel leaves the target as it was
+    except BaseException:
+        publication.discard()
+        raise
     publication.publish()
     return result
 
@@ -152,6 +158,17 @@ class StepContext(Protocol):
         """A line in the run log (redacted by the engine)."""
         ...
 
+    def on_cancel(self, callback: Callable[[], object]) -> AbstractContextManager[None]:
+        """While inside the block, callback stops the step's in-flight work if the run is
+        cancelled (cancels the server statement, interrupts DuckDB). It runs once, on another
+        thread (at once, on this one, if the run already was cancelled); the step then unwinds
+        through its ordinary failure path: roll back, remove what it staged."""
+        ...
+
+    def raise_if_cancelled(self) -> None:
+        """Raise if the run was cancelled: between batches and right before committing."""
+        ...
+
 
 class TableDropper(Protocol):
     """A writer whose staging tables outlive a dead run (MySQL DDL is not transactional)."""
@@ -173,7 +190,8 @@ class Writer(Protocol):
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         """Load data transactionally: on any failure the target is left as it was. data may be
         an upstream extractor's own live reader: an error raised while reading it must roll the
-        load back like any other failure."""
+        load back like any other failure. Check ctx.raise_if_cancelled() right before committing
+        (or publishing), and register ctx.on_cancel() around long statements."""
         ...
 
 

@@ -196,7 +196,8 @@ class DuckDBWriter:
                 con.register(_INPUT_VIEW, data)
                 load = _Load(ctx, con, schema, table, create)
                 con.execute("BEGIN TRANSACTION")
-                rows = load.run(mode)
+                with ctx.on_cancel(con.interrupt):
+                    rows = load.run(mode)
                 con.unregister(_INPUT_VIEW)  # the input is read: do not hold it while pending
             except BaseException:
                 _TransactionPublication(con, load=None, target="").discard()

@@ -303,12 +303,13 @@ def _copy(
     return int(found[0]) if found else 0
 
 
-def _with_registered(data: pa.RecordBatchReader, write: Any) -> StepResult:
+def _with_registered(ctx: StepContext, data: pa.RecordBatchReader, write: Any) -> StepResult:
     """Expose an Arrow reader as a view on a private DuckDB and call write(con, view)."""
     con = open_duckdb()
     try:
         con.register(_INPUT_VIEW, data)
-        result: StepResult = write(con, _INPUT_VIEW)
+        with ctx.on_cancel(con.interrupt):
+            result: StepResult = write(con, _INPUT_VIEW)
         return result
     finally:
         con.close()
@@ -323,7 +324,7 @@ class _FileWriter:
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         unique_columns(ctx.step_id, data.schema.names)
-        return _with_registered(data, lambda con, view: self._write(ctx, con, view))
+        return _with_registered(ctx, data, lambda con, view: self._write(ctx, con, view))
 
     def write_from_run_db(self, ctx: StepContext, table: str) -> StepResult:
         return self._write(ctx, ctx.run_db(), table)
@@ -363,6 +364,7 @@ class CsvWriter(_FileWriter):
         try:
             rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
             written = part.stat().st_size
+            ctx.raise_if_cancelled()
             if appending:
                 # gzip and zstd both allow concatenated streams, so appending bytes is valid.
                 shutil.copyfile(target, combined)

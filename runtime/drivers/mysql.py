@@ -7,7 +7,7 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -99,6 +99,22 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
     return conn
 
 
+def _kill_query(s: Mapping[str, Any], conn: pymysql.Connection[Any]) -> Callable[[], None]:
+    """Stops the statement running on conn: KILL QUERY from a second, short-lived connection
+    (for ctx.on_cancel; the session itself lives on, to roll back and clean up)."""
+    thread_id = conn.thread_id()
+
+    def kill() -> None:
+        killer = connect(s, connect_timeout=5)
+        try:
+            with killer.cursor() as cur:
+                cur.execute(f"KILL QUERY {int(thread_id)}")
+        finally:
+            killer.close()
+
+    return kill
+
+
 def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
     message = scrub(str(err), s.get("password"), urlquote(str(s.get("password") or ""), safe=""))
     code = err.args[0] if isinstance(err, pymysql.MySQLError) and err.args else None
@@ -187,18 +203,19 @@ def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def _pymysql_batches(
-    s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+    ctx: StepContext, s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
 ) -> Iterator[list[pa.Array]]:
     conn = connect(s, cursorclass=pymysql.cursors.SSCursor, conv=RAW_CONV)
     cur = conn.cursor()
     try:
-        cur.execute(sql)
-        kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
-        while rows := cur.fetchmany(size):
-            yield [
-                pa.array(col, kind)
-                for col, kind in zip(zip(*rows, strict=False), kinds, strict=False)
-            ]
+        with ctx.on_cancel(_kill_query(s, conn)):
+            cur.execute(sql)
+            kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
+            while rows := cur.fetchmany(size):
+                yield [
+                    pa.array(col, kind)
+                    for col, kind in zip(zip(*rows, strict=False), kinds, strict=False)
+                ]
     finally:
         result = getattr(cur, "_result", None)
         if result is not None:  # never drain an abandoned or broken result: just hang up
@@ -258,10 +275,11 @@ class MySQLExtractor:
     ) -> Iterator[pa.RecordBatch]:
         use_cx = connectorx is not None and not any(k.startswith("ssl_") for k in s)
         use_cx = use_cx and os.environ.get("OSIRIS_MYSQL_READER", "") != "pymysql"
+        # connectorx cannot be interrupted: on cancel the engine just stops reading from it
         source = (
             _cx_batches(s, sql, size, ctx.scratch_dir)
             if use_cx
-            else _pymysql_batches(s, sql, schema, size)
+            else _pymysql_batches(ctx, s, sql, schema, size)
         )
         rows = 0
         try:
@@ -418,7 +436,7 @@ class MySQLWriter:
         )
         load = _MySQLPublication(ctx, conn, s, opts.table)
         try:
-            with conn.cursor() as cur:
+            with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
                 cur.execute(
                     "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO')"
                 )
@@ -525,6 +543,7 @@ class MySQLWriter:
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
         load.cleanup.append(_Drop(f"DROP TEMPORARY TABLE IF EXISTS {staging}", session_only=True))
         rows = self._load(ctx, cur, staging, data)
+        ctx.raise_if_cancelled()
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:
             updates = [f"{quote(opts.primary_key[0])} = {quote(opts.primary_key[0])}"]

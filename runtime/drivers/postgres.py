@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import psycopg
@@ -121,6 +121,11 @@ def connect(s: Mapping[str, Any]) -> psycopg.Connection[Any]:
         conn.execute(stmt)
     conn.commit()
     return conn
+
+
+def _cancel_statement(conn: psycopg.Connection[Any]) -> Callable[[], None]:
+    """Cancels the statement running on conn, on the server (for ctx.on_cancel)."""
+    return lambda: conn.cancel_safe(timeout=5)
 
 
 def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
@@ -278,23 +283,24 @@ class PostgresExtractor:
         parse = pcsv.ParseOptions(newlines_in_values=True)
         rows = 0
         try:
-            stream = _CopyStream(conn, f"COPY ({select}) TO STDOUT (FORMAT csv)")
-            if stream.peek_empty():
-                return
-            reader = pcsv.open_csv(
-                stream, read_options=read, parse_options=parse, convert_options=convert
-            )
-            parsed = (
-                pa.RecordBatch.from_arrays(
-                    [_finish(col, f.type) for col, f in zip(b.columns, schema, strict=False)],
-                    schema=schema,
+            with ctx.on_cancel(_cancel_statement(conn)):
+                stream = _CopyStream(conn, f"COPY ({select}) TO STDOUT (FORMAT csv)")
+                if stream.peek_empty():
+                    return
+                reader = pcsv.open_csv(
+                    stream, read_options=read, parse_options=parse, convert_options=convert
                 )
-                for b in reader
-            )
-            for batch in rebatch(parsed, batch_size):
-                rows += batch.num_rows
-                ctx.progress(rows)
-                yield batch
+                parsed = (
+                    pa.RecordBatch.from_arrays(
+                        [_finish(col, f.type) for col, f in zip(b.columns, schema, strict=False)],
+                        schema=schema,
+                    )
+                    for b in reader
+                )
+                for batch in rebatch(parsed, batch_size):
+                    rows += batch.num_rows
+                    ctx.progress(rows)
+                    yield batch
         except psycopg.Error as err:
             raise _fail(s, "extract", err) from None
         except (pa.ArrowException, ValueError) as err:
@@ -351,7 +357,8 @@ class PostgresWriter:
         target = qualified(schema_name, opts.table)
         load = _PgPublication(conn, s, opts.table)
         try:
-            rows = self._load(ctx, conn, opts, schema_name, target, data)
+            with ctx.on_cancel(_cancel_statement(conn)):
+                rows = self._load(ctx, conn, opts, schema_name, target, data)
         except BaseException as err:
             load.discard()
             if isinstance(err, psycopg.Error):
