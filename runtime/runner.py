@@ -214,7 +214,7 @@ class _Run:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
                 code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
-                outcome = self._finish("failed", code, steps, error, first.step_id)
+                outcome = self._finish("failed", code, steps, error, first.step_id, first.detail)
             else:
                 outcome = self._finish("ok", ExitCode.OK, steps, None, None)
         except ConfigurationError as err:
@@ -290,6 +290,7 @@ class _Run:
         steps: tuple[StepOutcome, ...],
         error: str | None,
         failed_step: str | None,
+        detail: str | None = None,
     ) -> RunOutcome:
         duration = round((time.perf_counter() - self.started) * 1000)
         error = self.redactor.redact(error) if error else None
@@ -317,6 +318,7 @@ class _Run:
                 "failed_steps": [s.step_id for s in steps if s.status == "failed"],
                 "skipped_steps": [s.step_id for s in steps if s.status == "skipped"],
                 "error": error,
+                **({"error_detail": detail} if detail else {}),
                 "started_at": self.started_at,
                 "finished_at": utc_now(),
                 "duration_ms": duration,

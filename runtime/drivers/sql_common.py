@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, DriverError
+from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
 
 WRITE_MODES = ("append", "replace", "upsert")
@@ -150,26 +152,67 @@ def where(host: Any, port: Any, database: Any, user: Any) -> str:
     return f"{user or '?'}@{host or '?'}:{port or '?'}/{database or '?'}"
 
 
-def scrub(message: str, *secrets: Any) -> str:
-    """First line of an error message with any secret value replaced."""
-    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
+def _redact(text: str, secrets: Iterable[Any]) -> str:
     for secret in secrets:
-        if secret and isinstance(secret, str) and len(secret) >= 1:
+        if secret and isinstance(secret, str):
             text = text.replace(secret, "***")
     return text
 
 
-def classify(message: str) -> str:
-    """A short, stable reason for a connection failure."""
-    low = message.lower()
-    if "refused" in low or "can't connect" in low or "could not connect" in low:
-        return "connection refused"
-    if "timeout" in low or "timed out" in low:
-        return "connection timed out"
-    if "access denied" in low or "authentication" in low or "password" in low:
-        return "authentication failed"
-    if ("unknown database" in low) or ("does not exist" in low and "database" in low):
-        return "database does not exist"
-    if "name or service not known" in low or "could not translate host" in low:
-        return "host name not resolved"
-    return ""
+def scrub(message: str, *secrets: Any) -> str:
+    """First line of an error message with any secret value replaced."""
+    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
+    return _redact(text, secrets)
+
+
+def whole(message: str, *secrets: Any) -> str:
+    """A library's or server's whole message on one line, with any secret value replaced."""
+    text = " ".join(part.strip() for part in (message or "").splitlines() if part.strip())
+    return _redact(text or "unknown error", secrets)
+
+
+def connection_failure(
+    system: str, where: str, reason: str, sentence: str, said: str, detail: str | None = None
+) -> ConnectionFailure:
+    """Our one-sentence diagnosis, then what the server or driver said (already redacted);
+    detail: the driver's whole message, when said is only part of it."""
+    return ConnectionFailure(
+        f"cannot connect to {system} {where}: {sentence} ({said})", reason, detail=detail or said
+    )
+
+
+def network_diagnosis(
+    err: BaseException | None, host: Any, port: Any, timeout: Any
+) -> tuple[str, str] | None:
+    """(reason, sentence) for the OS error of a connection attempt; None if it is not one."""
+    if isinstance(err, ConnectionRefusedError):
+        return "refused", refused(host, port)
+    if isinstance(err, socket.gaierror):
+        return "unreachable", unresolved(host)
+    if isinstance(err, TimeoutError):
+        return "unreachable", timed_out(host, port, timeout)
+    if isinstance(err, OSError) and err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable", no_route(host)
+    return None
+
+
+def refused(host: Any, port: Any) -> str:
+    return (
+        f"connection refused: nothing accepts connections on {host} port {port}; "
+        "check host and port, and that the server is running"
+    )
+
+
+def unresolved(host: Any) -> str:
+    return f"host name {host!r} cannot be resolved; check the host"
+
+
+def timed_out(host: Any, port: Any, timeout: Any) -> str:
+    return (
+        f"no answer from {host} port {port} within {timeout} s (connect_timeout); "
+        "check host, port and any firewall in between"
+    )
+
+
+def no_route(host: Any) -> str:
+    return f"{host} cannot be reached from this machine (no route to host); check the host"
