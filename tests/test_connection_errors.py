@@ -289,7 +289,9 @@ def test_pg_right_password_connects(pg_password_server: dict[str, Any], tmp_path
 
 
 @pytest.mark.postgres
-def test_pg_invalid_dsn_option_is_a_configuration_error(pg_db: dict[str, Any], tmp_path: Path) -> None:
+def test_pg_invalid_dsn_option_is_a_configuration_error(
+    pg_db: dict[str, Any], tmp_path: Path
+) -> None:
     dsn = f"host=127.0.0.1 port={pg_db['port']} user=postgres password={SECRET} bogus_option=1"
     with pytest.raises(DriverError) as info:
         PostgresExtractor().extract(make_ctx(tmp_path, "e", {"table": "t"}, {"dsn": dsn}))
