@@ -3,6 +3,7 @@ row numbers and causes, and no prefix said twice."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -240,7 +241,7 @@ def test_mysql_rejected_row_is_numbered_in_the_whole_input(
 def _segments_repeat(text: str) -> bool:
     """Whether any ': '-separated part of a message is said twice in a row."""
     parts = [part.strip() for part in text.split(": ")]
-    return any(a == b for a, b in zip(parts, parts[1:], strict=False))
+    return any(a == b for a, b in itertools.pairwise(parts))
 
 
 def test_no_prefix_is_said_twice(tmp_path: Path) -> None:
