@@ -8,7 +8,8 @@ Exit codes (osiris.runtime.contract.exits.ExitCode):
      is missing, or the body/cfg files do not match their fingerprints (--allow-modified
      skips only the fingerprint comparison, never validation)
   4  run failure: a step failed; downstream steps were skipped, independent branches finished
-  5  configuration: connections file, alias, ${VARIABLE}, secrets file, run directory
+  5  configuration: connections file, alias, ${VARIABLE}, secrets file, run directory, or a
+     connection it cannot make (credentials, unknown user/database, refused, unreachable)
   130  cancelled by SIGINT (Ctrl-C), 143 cancelled by SIGTERM: running statements are cancelled
      on their servers and rolled back, file targets are left as they were, status.json says
      "cancelled"; a second signal while cancelling only prints a line

@@ -82,11 +82,26 @@ class RunDatabase:
     def store(self, name: str, reader: pa.RecordBatchReader) -> None:
         """CREATE TABLE <name> with the rows of an Arrow reader, on this thread's cursor."""
         unique_columns(name, reader.schema.names)
+        import pyarrow as pa
+
         cursor = self.thread_cursor()
         view = f"osiris_extract_{name.replace('-', '_')}"
-        cursor.register(view, reader)
+        failures: list[Exception] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            except Exception as err:  # DuckDB reports it as "... failed: Unknown error"
+                failures.append(err)
+                raise
+
+        cursor.register(view, pa.RecordBatchReader.from_batches(reader.schema, batches()))
         try:
             cursor.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM {quote_ident(view)}")
+        except Exception:
+            if failures:  # the reader's own error, not DuckDB's account of it
+                raise failures[0] from None
+            raise
         finally:
             cursor.unregister(view)
 
@@ -220,16 +235,16 @@ class LocalStepContext:
             if len(self.upstream) == 1:
                 return self.upstream[0]
             if not self.upstream:
-                raise DriverError(f"step {self.step_id} has no input")
+                raise DriverError("the step has no input")
             raise DriverError(
-                f"step {self.step_id} has {len(self.upstream)} inputs "
+                f"the step has {len(self.upstream)} inputs "
                 f"({', '.join(self.upstream)}); name the one to read"
             )
         if name in self.inputs:
             return self.inputs[name]
         if name in self.upstream:
             return name
-        raise DriverError(f"step {self.step_id} has no input named {name!r}")
+        raise DriverError(f"the step has no input named {name!r}")
 
     def input_reader(self, name: str | None = None) -> pa.RecordBatchReader:
         table = self.input_table(name)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from osiris.runtime.cancel import CancelToken
-from osiris.runtime.drivers.base import DriverError
+from osiris.runtime.drivers.base import CONFIGURATION_REASONS, ConnectionFailure, DriverError
+from osiris.runtime.drivers.duckdb_errors import explain
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.events import (
     STEP_CANCELLED,
@@ -41,6 +42,7 @@ class StepOutcome:
     error_type: str | None = None
     cause: str | None = None  # for a skipped step: the failed step that caused it
     configuration: bool = False  # failed for a configuration reason (exit 5), e.g. credentials
+    detail: str | None = None  # the library's or server's own words behind error
 
     @property
     def rows_per_s(self) -> float:
@@ -62,11 +64,34 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def user_error(err: BaseException) -> DriverError | None:
+    """err as the runtime reports it: a DriverError as is, a library's error that we can
+    explain in our components' terms as one (None: neither)."""
+    return err if isinstance(err, DriverError) else explain(err)
+
+
 def describe_error(err: BaseException, redact: Callable[[str], str]) -> str:
     """A user-facing, one-line description of why a step failed, its message redacted."""
-    if isinstance(err, DriverError):
-        return one_line(redact(str(err))) or type(err).__name__
+    known = user_error(err)
+    if known is not None:
+        return one_line(redact(str(known))) or type(err).__name__
+    if type(err).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+        return one_line(redact(str(err)))  # it names its kind itself: "Binder Error: ..."
     return one_line(f"{type(err).__name__}: {redact(str(err))}")
+
+
+def error_detail(err: BaseException) -> str | None:
+    """The original text behind describe_error, when describe_error reworded it."""
+    known = user_error(err)
+    return known.detail if known is not None else None
+
+
+def is_configuration_error(err: BaseException) -> bool:
+    """Whether a step failed because of its configuration (exit 5) rather than at run time
+    (exit 4): configuration errors, and connections the configuration cannot make."""
+    if isinstance(err, ConnectionFailure):
+        return err.reason in CONFIGURATION_REASONS
+    return isinstance(err, ConfigurationError)
 
 
 class StepReporter:
@@ -107,15 +132,22 @@ class StepReporter:
             return self.cancelled(step, started, rows_in=rows_in, err=err)
         duration = _ms_since(started)
         text = message if message is not None else describe_error(err, self.redactor.redact)
+        detail = error_detail(err)
+        detail = self.redactor.redact(detail) if detail else None
         self.log.write(
-            f"failed after {duration} ms: {text}\n" + self.redactor.traceback(err), step.id
+            f"failed after {duration} ms: {text}\n"
+            + (f"detail: {detail}\n" if detail else "")
+            + self.redactor.traceback(err),
+            step.id,
         )
+        extra = {"detail": detail} if detail else {}
         self.events.emit(
             STEP_FAILED,
             step.id,
             error=text,
             error_type=type(err).__name__,
             duration_ms=duration,
+            **extra,
         )
         return StepOutcome(
             step.id,
@@ -126,7 +158,8 @@ class StepReporter:
             duration_ms=duration,
             error=text,
             error_type=type(err).__name__,
-            configuration=isinstance(err, ConfigurationError),
+            configuration=is_configuration_error(err),
+            detail=detail,
         )
 
     def succeeded(

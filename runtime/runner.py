@@ -283,7 +283,7 @@ class _Run:
                 first = failed[0]
                 error = f"step '{first.step_id}' ({first.driver}) failed: {first.error}"
                 code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
-                outcome = self._finish("failed", code, steps, error, first.step_id)
+                outcome = self._finish("failed", code, steps, error, first.step_id, first.detail)
             else:
                 outcome = self._finish("ok", ExitCode.OK, steps, None, None)
         except ConfigurationError as err:
@@ -402,6 +402,7 @@ class _Run:
         steps: tuple[StepOutcome, ...],
         error: str | None,
         failed_step: str | None,
+        detail: str | None = None,
     ) -> RunOutcome:
         """error: redacted already (steps' errors are, when they are reported)."""
         # what a step could not clean up itself (a table on a connection killed on the server)
@@ -449,6 +450,7 @@ class _Run:
                 "skipped_steps": [s.step_id for s in steps if s.status == "skipped"],
                 "cancelled_steps": [s.step_id for s in steps if s.status == "cancelled"],
                 "error": error,
+                **({"error_detail": detail} if detail else {}),
                 "started_at": self.started_at,
                 "finished_at": utc_now(),
                 "duration_ms": duration,

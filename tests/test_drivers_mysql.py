@@ -233,9 +233,9 @@ def silent_port() -> Iterator[int]:
     ("change", "reason"),
     [
         ({"port": 1}, "refused"),
-        ({"user": "osiris_nobody"}, "authentication failed"),
-        ({"database": "osiris_no_such_db"}, "database does not exist"),
-        ({"port": "SILENT", "connect_timeout": 1}, "timed out"),
+        ({"user": "osiris_nobody"}, "authentication"),
+        ({"database": "osiris_no_such_db"}, "unknown_database"),
+        ({"port": "SILENT", "connect_timeout": 1}, "unreachable"),
     ],
 )
 def test_connection_failures_are_one_secret_free_line(
@@ -253,4 +253,5 @@ def test_connection_failures_are_one_secret_free_line(
     with pytest.raises(ConnectionFailure) as info:
         MySQLExtractor().extract(make_ctx(tmp_path, "e", {"table": "t"}, conn))
     message = str(info.value)
-    assert reason in message and "s3cr3t-pw" not in message and "\n" not in message
+    assert info.value.reason == reason, message
+    assert "s3cr3t-pw" not in message and "\n" not in message

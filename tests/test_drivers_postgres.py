@@ -201,8 +201,8 @@ def test_missing_table_without_create(pg_db: dict[str, Any], tmp_path: Path) -> 
     ("change", "reason"),
     [
         ({"port": 1}, "refused"),
-        ({"database": "osiris_no_such_db"}, "database does not exist"),
-        ({"port": "SILENT", "connect_timeout": 1}, "timed out"),
+        ({"database": "osiris_no_such_db"}, "unknown_database"),
+        ({"port": "SILENT", "connect_timeout": 1}, "unreachable"),
     ],
 )
 def test_connection_failures_are_one_secret_free_line(
@@ -218,7 +218,8 @@ def test_connection_failures_are_one_secret_free_line(
     with pytest.raises(ConnectionFailure) as info:
         PostgresExtractor().extract(make_ctx(tmp_path, "e", {"table": "t"}, conn))
     message = str(info.value)
-    assert reason in message and "s3cr3t-pw" not in message and "\n" not in message
+    assert info.value.reason == reason, message
+    assert "s3cr3t-pw" not in message and "\n" not in message
 
 
 def test_supabase_rest_only_credentials_are_a_configuration_error(tmp_path: Path) -> None:

@@ -346,9 +346,8 @@ def test_rejected_credentials_that_did_not_change_fail_clearly(
         cur.execute(f"ALTER USER '{user}'@'%%' IDENTIFIED BY %s", (new,))  # the file still has old
     write_manifest(tmp_path / "build", rotation_steps())
     result = run_cli(["build", "--secrets-file", "team.env"], cwd=tmp_path)
-    # 4 today; 5 once connection failures count as configuration problems (issue 12, "errors")
-    assert result.returncode in (ExitCode.RUN_FAILED, ExitCode.CONFIGURATION), result.stderr
-    assert "connection @mysql.app" in result.stderr and "authentication failed" in result.stderr
+    assert result.returncode == ExitCode.CONFIGURATION, result.stderr  # rejected credentials
+    assert "connection @mysql.app" in result.stderr and "access denied" in result.stderr
     assert "read again" in result.stderr and "Traceback" not in result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     status = check_records(run_dir)

@@ -17,15 +17,21 @@ Role = Literal["extractor", "processor", "writer"]
 
 
 class DriverError(Exception):
-    """A step failed for a reason the user can act on (exit 4). Message must be secret-free."""
+    """A step failed for a reason the user can act on (exit 4). Message must be secret-free:
+    one line a user understands on its own; detail keeps the library's or server's own text
+    (run.log, the step_failed event, status.json)."""
+
+    def __init__(self, message: str = "", *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ConnectionFailure(DriverError):
     """The system could not be reached or refused us (refused, auth, unknown database, timeout).
     reason is one of CONNECTION_REASONS: what went wrong, for retries and exit codes."""
 
-    def __init__(self, message: str, reason: str = "other") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, reason: str = "other", *, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.reason = reason
 
 
@@ -36,6 +42,10 @@ CONNECTION_REASONS = (
     "refused",  # nothing listens there
     "unreachable",  # host name not resolved, no route, timed out
     "other",
+)
+# Reasons that are the configuration's fault, not the run's: the step exits 5, not 4.
+CONFIGURATION_REASONS = frozenset(
+    {"authentication", "unknown_user", "unknown_database", "refused", "unreachable"}
 )
 
 

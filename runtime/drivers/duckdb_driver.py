@@ -49,9 +49,7 @@ def database_path(ctx: StepContext) -> Path:
     if raw is None:
         raw = ctx.config.get("path")
     if not isinstance(raw, str) or not raw:
-        raise DriverError(
-            f"step {ctx.step_id}: no DuckDB database path (set 'path' or a connection)"
-        )
+        raise DriverError("no DuckDB database path (set 'path' or a connection)")
     return ctx.resolve_path(raw)
 
 
@@ -69,7 +67,7 @@ def extract_query(ctx: StepContext) -> str:
     cfg = ctx.config
     table, query = cfg.get("table"), cfg.get("query")
     if bool(table) == bool(query):
-        raise DriverError(f"step {ctx.step_id}: set exactly one of 'table' or 'query'")
+        raise DriverError("set exactly one of 'table' or 'query'")
     if table:
         source = qualified(*_split_table(str(table), cfg.get("schema")))
     else:
@@ -134,7 +132,7 @@ class DuckDBExtractor:
 
         path = database_path(ctx)
         if not path.is_file():
-            raise DriverError(f"step {ctx.step_id}: DuckDB database {path} does not exist")
+            raise DriverError(f"DuckDB database {path} does not exist")
         query = extract_query(ctx)
         lock = _file_lock(path)
         with lock:
@@ -172,21 +170,17 @@ class DuckDBWriter:
         path = database_path(ctx)
         table = cfg.get("table")
         if not isinstance(table, str) or not table:
-            raise DriverError(f"step {ctx.step_id}: 'table' is required")
+            raise DriverError("'table' is required")
         schema = cfg.get("schema") or "main"
         mode = cfg.get("write_mode", "append")
         if mode not in ("append", "replace", "upsert"):
-            raise DriverError(
-                f"step {ctx.step_id}: write_mode {mode!r} is not append, replace or upsert"
-            )
+            raise DriverError(f"write_mode {mode!r} is not append, replace or upsert")
         create = cfg.get("create_if_missing", True) is not False
         if ctx.connection is not None and ctx.connection.get("read_only") in (True, "true"):
-            raise DriverError(
-                f"step {ctx.step_id}: the connection is read_only; a writer needs write access"
-            )
+            raise DriverError("the connection is read_only; a writer needs write access")
         if not path.exists() and not create:
             raise DriverError(
-                f"step {ctx.step_id}: DuckDB database {path} does not exist and create_if_missing is false"
+                f"DuckDB database {path} does not exist and create_if_missing is false"
             )
         unique_columns(ctx.step_id, data.schema.names)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +281,7 @@ class _Load:
         exists = self._exists()
         if not exists and not self.create:
             raise DriverError(
-                f"step {self.ctx.step_id}: target table {self.schema}.{self.table} does not exist "
+                f"target table {self.schema}.{self.table} does not exist "
                 "and create_if_missing is false"
             )
         if not exists:
@@ -317,21 +311,19 @@ class _Load:
         if isinstance(keys, str):
             keys = [keys]
         if not keys or not all(isinstance(k, str) for k in keys):
-            raise DriverError(f"step {self.ctx.step_id}: write_mode upsert needs 'primary_key'")
+            raise DriverError("write_mode upsert needs 'primary_key'")
         stage = quote_ident(f"osiris_stage_{secrets.token_hex(4)}")
         rows = self._scalar(f"CREATE TEMP TABLE {stage} AS SELECT * FROM {_INPUT_VIEW}")
         columns = [r[0] for r in self.con.execute(f"DESCRIBE {stage}").fetchall()]
         missing = [k for k in keys if k not in columns]
         if missing:
-            raise DriverError(
-                f"step {self.ctx.step_id}: primary_key column(s) {', '.join(missing)} not in the input"
-            )
+            raise DriverError(f"primary_key column(s) {', '.join(missing)} not in the input")
         duplicates = self._scalar(
             f"SELECT count(*) FROM (SELECT 1 FROM {stage} GROUP BY {ident_list(keys)} HAVING count(*) > 1)"
         )
         if duplicates:
             raise DriverError(
-                f"step {self.ctx.step_id}: {duplicates} primary key value(s) occur more than once in the input"
+                f"{duplicates} primary key value(s) occur more than once in the input"
             )
         if not exists:
             self.con.execute(f"CREATE TABLE {self.target} AS SELECT * FROM {stage} LIMIT 0")
@@ -453,5 +445,5 @@ def _check_output_names(
 def _processor_query(ctx: StepContext) -> str:
     query = ctx.config.get("query")
     if not isinstance(query, str) or not query.strip():
-        raise DriverError(f"step {ctx.step_id}: 'query' is required")
+        raise DriverError("'query' is required")
     return query.strip().rstrip(";")

@@ -65,14 +65,20 @@ def _paths(ctx: StepContext) -> list[str]:
     raw = ctx.config.get("path")
     items = raw if isinstance(raw, list) else [raw]
     if not items or not all(isinstance(p, str) and p for p in items):
-        raise DriverError(f"step {ctx.step_id}: 'path' must be a file path, glob or list of them")
+        raise DriverError("'path' must be a file path, glob or list of them")
     resolved = [str(ctx.resolve_path(str(p))) for p in items]
     for path in resolved:
         if glob.has_magic(path):
             if not glob.glob(path):
-                raise DriverError(f"step {ctx.step_id}: no file matches {path}")
+                raise DriverError(f"no file matches {path}")
+        elif os.path.isdir(path):
+            pattern = os.path.join(path, "*" + Path(path).suffix)
+            raise DriverError(
+                f"path {path} is a directory, not a file; to read the files in it, "
+                f"use a glob such as {pattern}"
+            )
         elif not os.path.exists(path):
-            raise DriverError(f"step {ctx.step_id}: file {path} does not exist")
+            raise DriverError(f"file {path} does not exist")
     return resolved
 
 
@@ -81,7 +87,7 @@ def _projection(ctx: StepContext) -> str:
     if columns in (None, []):
         return "*"
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise DriverError(f"step {ctx.step_id}: 'columns' must be a list of column names")
+        raise DriverError("'columns' must be a list of column names")
     return ident_list(columns)
 
 
@@ -124,7 +130,7 @@ def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
             options[option] = cfg[key]
     compression = cfg.get("compression", "auto")
     if compression not in _CSV_READ_COMPRESSION:
-        raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+        raise DriverError(f"compression {compression!r} is not supported")
     options["compression"] = _CSV_READ_COMPRESSION[compression]
     return ", ".join([sql_value(paths), *(f"{k} = {sql_value(v)}" for k, v in options.items())])
 
@@ -341,10 +347,10 @@ class CsvWriter(_FileWriter):
         target = _single_target(ctx)
         mode = cfg.get("write_mode", "replace")
         if mode not in ("replace", "append"):
-            raise DriverError(f"step {ctx.step_id}: write_mode {mode!r} is not replace or append")
+            raise DriverError(f"write_mode {mode!r} is not replace or append")
         compression = cfg.get("compression") or _compression_from_suffix(target)
         if compression not in _CSV_WRITE_COMPRESSION:
-            raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+            raise DriverError(f"compression {compression!r} is not supported")
         appending = mode == "append" and target.exists() and target.stat().st_size > 0
         options: dict[str, str] = {
             "FORMAT": "csv",
@@ -391,12 +397,10 @@ class ParquetWriter(_FileWriter):
         target = _single_target(ctx)
         mode = cfg.get("write_mode", "replace")
         if mode != "replace":
-            raise DriverError(
-                f"step {ctx.step_id}: parquet write_mode must be replace, not {mode!r}"
-            )
+            raise DriverError(f"parquet write_mode must be replace, not {mode!r}")
         compression = cfg.get("compression", "snappy")
         if compression not in _PARQUET_COMPRESSION:
-            raise DriverError(f"step {ctx.step_id}: compression {compression!r} is not supported")
+            raise DriverError(f"compression {compression!r} is not supported")
         options: dict[str, str] = {
             "FORMAT": "parquet",
             "COMPRESSION": _PARQUET_COMPRESSION[compression],
@@ -438,9 +442,9 @@ def _nullable_select(ctx: StepContext, con: duckdb.DuckDBPyConnection, table: st
 def _single_target(ctx: StepContext) -> Path:
     raw = ctx.config.get("path")
     if not isinstance(raw, str) or not raw:
-        raise DriverError(f"step {ctx.step_id}: 'path' must be the output file path")
+        raise DriverError("'path' must be the output file path")
     if glob.has_magic(raw):
-        raise DriverError(f"step {ctx.step_id}: output path {raw} must not be a glob")
+        raise DriverError(f"output path {raw} must not be a glob")
     return ctx.resolve_path(raw)
 
 

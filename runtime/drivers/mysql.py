@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import uuid
@@ -32,14 +33,15 @@ from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
     WriteOptions,
-    authentication_reason,
-    classify,
     connect_as_configured,
+    connection_failure,
+    network_diagnosis,
     rebatch,
     require_upsert_key,
     scrub,
     settings,
     where,
+    whole,
     write_ddl,
 )
 from osiris.runtime.drivers.sql_csv import encode_batch, is_binary
@@ -89,10 +91,7 @@ def connect(s: Mapping[str, Any], **extra: Any) -> pymysql.Connection[Any]:
     try:
         conn = pymysql.connect(**kw)
     except pymysql.MySQLError as err:
-        reason = classify(str(err)) or scrub(str(err), s.get("password"))
-        raise ConnectionFailure(
-            f"cannot connect to MySQL {describe(s)}: {reason}", authentication_reason(reason)
-        ) from None
+        raise _connect_failure(s, kw, err) from None
     conn._read_timeout = extra.get("read_timeout")
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
@@ -115,11 +114,99 @@ def _kill_query(s: Mapping[str, Any], conn: pymysql.Connection[Any]) -> Callable
     return kill
 
 
+def _secrets(s: Mapping[str, Any]) -> tuple[str, str]:
+    password = str(s.get("password") or "")
+    return password, urlquote(password, safe="")
+
+
+# Connection rejections by error number: (reason, our sentence).
+_REJECTIONS = {
+    1045: ("authentication", "access denied for user {user}: wrong password, or no such user"),
+    1698: ("authentication", "access denied for user {user}: wrong password, or no such user"),
+    1130: ("authentication", "the server does not accept user {user} from this host"),
+    1044: ("unknown_database",
+           "user {user} has no access to database {database}, or it does not exist"),
+    1049: ("unknown_database", "database {database} does not exist on the server"),
+}  # fmt: skip
+
+
+def _connect_failure(
+    s: Mapping[str, Any], kw: Mapping[str, Any], err: pymysql.MySQLError
+) -> ConnectionFailure:
+    """Why pymysql.connect failed, by the server's error number or (2003, 2013: no server
+    answer) by the OS error pymysql kept."""
+    code, message = _code_and_message(err)
+    said = f"{code} {whole(message, *_secrets(s))}" if code else whole(message, *_secrets(s))
+    names = {"user": repr(s.get("user") or ""), "database": repr(s.get("database") or "")}
+    if code in _REJECTIONS:
+        reason, sentence = _REJECTIONS[code]
+        return connection_failure(
+            "MySQL", describe(s), reason, sentence.format(**names), f"server: {said}"
+        )
+    network = None
+    if code in (2003, 2013):
+        cause = getattr(err, "original_exception", None) or err.__context__
+        network = network_diagnosis(cause, kw["host"], kw["port"], kw["connect_timeout"])
+    reason, sentence = network or ("other", "the connection failed")
+    return connection_failure("MySQL", describe(s), reason, sentence, f"PyMySQL: {said}")
+
+
+# Errors of a running statement that are not about the data: (error number, what happened).
+_STATEMENT_ERRORS = {
+    1213: "deadlock: this step and another transaction each waited for locks the other held, "
+    "and the server rolled this step's transaction back",
+    1205: "a lock wait timed out (innodb_lock_wait_timeout)",
+    1317: "the statement was interrupted on the server (KILL QUERY or a timeout)",
+    1969: "the statement ran longer than max_statement_time",
+    3024: "the statement ran longer than max_execution_time",
+    1053: "the server is shutting down",
+    1927: "the connection was killed on the server",
+    2006: "the connection was lost",
+    2013: "the connection was lost",
+}
+
+
+def _code_and_message(err: BaseException) -> tuple[int | None, str]:
+    """A MySQL error's number and message, from pymysql or from connectorx's error text."""
+    if isinstance(err, pymysql.MySQLError) and err.args and isinstance(err.args[0], int):
+        return err.args[0], str(err.args[1]) if len(err.args) > 1 else ""
+    text = str(err).removeprefix("cx writer failed: ")
+    server = re.search(r"ERROR (\d+) \(\w+\): (.*?) \}", text)
+    if server:
+        return int(server.group(1)), server.group(2)
+    if "CodecError" in text or "IoError" in text:
+        return 2013, "lost the connection while reading the result"
+    value = re.search(r"Couldn't convert the value `(\w+)\((.*)\)` to a desired type", text)
+    if value:
+        kind, raw = value.group(1), value.group(2).strip("\"'")
+        hint = (
+            ": MySQL zero dates are not dates; make them NULL in the query, e.g. "
+            "NULLIF(column, '0000-00-00')"
+            if raw.startswith("0000-00-00")
+            else ""
+        )
+        return None, f"cannot convert the {kind.lower()} value '{raw}' read from MySQL{hint}"
+    return None, text
+
+
 def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
-    message = scrub(str(err), s.get("password"), urlquote(str(s.get("password") or ""), safe=""))
-    code = err.args[0] if isinstance(err, pymysql.MySQLError) and err.args else None
-    lost = " (connection lost)" if code in (2006, 2013, 1927) else ""
-    return DriverError(f"MySQL {describe(s)}: {what}{lost}: {message}")
+    """A statement's error: our sentence for what happened (by error number), then MySQL's."""
+    secrets = _secrets(s)
+    code, message = _code_and_message(err)
+    happened = _STATEMENT_ERRORS.get(code) if code else None
+    said = scrub(message, *secrets)
+    prefix = f"MySQL {describe(s)}: {what}"
+    detail = whole(str(err), *secrets)
+    if happened is None:
+        return DriverError(f"{prefix}: {said}", detail=detail)
+    return DriverError(f"{prefix}: {happened} (server: {code} {said})", detail=detail)
+
+
+def _at_input_row(message: str, offset: int) -> str:
+    """LOAD DATA counts rows within its file (one batch): count them in the whole input."""
+    return re.sub(
+        r"at row (\d+)", lambda m: f"at row {offset + int(m.group(1))} of the input", message
+    )
 
 
 # ---- extract ---------------------------------------------------------------------------------
@@ -578,12 +665,17 @@ class MySQLWriter:
                     continue
                 with open(path, "wb") as fh:
                     fh.write(memoryview(encode_batch(batch, "mysql")))
-                cur.execute(statement, (path,))
+                try:
+                    cur.execute(statement, (path,))
+                except pymysql.MySQLError as err:
+                    code, message = _code_and_message(err)
+                    raise type(err)(code, _at_input_row(message, rows)) from None
                 if cur._result is not None and cur._result.warning_count:
                     cur.execute("SHOW WARNINGS LIMIT 1")
                     level, code, message = cur.fetchone()
                     raise DriverError(
-                        f"row rejected while loading {table}: {level} {code}: {message}"
+                        f"row rejected while loading {table}: {level} {code}: "
+                        + _at_input_row(message, rows)
                     )
                 rows += batch.num_rows
                 ctx.progress(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -28,14 +29,18 @@ from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
     ExtractOptions,
     WriteOptions,
-    authentication_reason,
-    classify,
     connect_as_configured,
+    connection_failure,
+    no_route,
     rebatch,
+    refused,
     require_upsert_key,
     scrub,
     settings,
+    timed_out,
+    unresolved,
     where,
+    whole,
     write_ddl,
 )
 from osiris.runtime.drivers.sql_csv import encode_batch
@@ -105,7 +110,11 @@ def describe(s: Mapping[str, Any]) -> str:
 
 
 def _secrets(s: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (s.get("password"), s.get("dsn"), s.get("key"), s.get("service_role_key"))
+    found = [s.get("password"), s.get("dsn"), s.get("key"), s.get("service_role_key")]
+    if s.get("dsn"):
+        with contextlib.suppress(psycopg.Error):
+            found.append(psycopg.conninfo.conninfo_to_dict(str(s["dsn"])).get("password"))
+    return tuple(found)
 
 
 def connect(s: Mapping[str, Any]) -> psycopg.Connection[Any]:
@@ -113,10 +122,7 @@ def connect(s: Mapping[str, Any]) -> psycopg.Connection[Any]:
     try:
         conn = psycopg.connect(dsn, **kw)
     except psycopg.Error as err:
-        reason = classify(str(err)) or scrub(str(err), *_secrets(s))
-        raise ConnectionFailure(
-            f"cannot connect to PostgreSQL {describe(s)}: {reason}", authentication_reason(reason)
-        ) from None
+        raise _connect_failure(s, dsn, kw, err) from None
     for stmt in SESSION:
         conn.execute(stmt)
     conn.commit()
@@ -128,11 +134,100 @@ def _cancel_statement(conn: psycopg.Connection[Any]) -> Callable[[], None]:
     return lambda: conn.cancel_safe(timeout=5)
 
 
+# Rejections by the server while connecting: (SQLSTATE, its message, reason, our sentence).
+# libpq keeps no result for errors of the connection phase, so psycopg gives no SQLSTATE
+# there; the server's own message (PostgreSQL's auth.c and postinit.c) identifies it.
+_REJECTIONS = (
+    ("28P01", r"^password authentication failed", "authentication",
+     "password authentication failed for user {user}; check the password"),
+    ("28000", r'^role ".*" does not exist', "unknown_user",
+     "user (role) {user} does not exist on the server"),
+    ("3D000", r'^database ".*" does not exist', "unknown_database",
+     "database {database} does not exist on the server"),
+    ("28000", r"authentication failed|pg_hba\.conf|not permitted to log in", "authentication",
+     "the server does not let user {user} log in; check the user and the server's pg_hba.conf"),
+    ("42501", r"^permission denied for database", "authentication",
+     "user {user} may not connect to database {database} (no CONNECT privilege)"),
+)  # fmt: skip
+
+
+def _connect_failure(
+    s: Mapping[str, Any], dsn: str, kw: Mapping[str, Any], err: psycopg.Error
+) -> DriverError:
+    """Why psycopg.connect failed: the server's SQLSTATE when there is one, else the server's
+    FATAL message, else libpq's own (client-side) message."""
+    text = str(err)
+    for prefix in ("connection failed: ", "connection is bad: "):
+        text = text.removeprefix(prefix)
+    secrets = _secrets(s)
+    said = whole(text, *secrets)
+    if isinstance(err, psycopg.ProgrammingError) or re.match(r"invalid \w+ value", text):
+        return DriverConfigError(f"invalid PostgreSQL connection settings: {said}", detail=said)
+    info: dict[str, Any] = {}
+    with contextlib.suppress(psycopg.Error):
+        info = dict(psycopg.conninfo.conninfo_to_dict(psycopg.conninfo.make_conninfo(dsn, **kw)))
+    host, port = info.get("host") or "localhost", info.get("port") or 5432
+    names = {"user": repr(info.get("user") or "?"), "database": repr(info.get("dbname") or "?")}
+
+    def failure(reason: str, sentence: str, origin: str = "psycopg") -> ConnectionFailure:
+        return connection_failure(
+            "PostgreSQL", describe(s), reason, sentence, f"{origin}: {said}", whole(text, *secrets)
+        )
+
+    fatal = re.search(r"FATAL:\s+(.*)", text)
+    if fatal:  # the server's own words, without libpq's "connection to server at ..." around them
+        said = whole(re.sub(r"\s+", " ", fatal.group(0)), *secrets)
+    state = getattr(err, "sqlstate", None)
+    for code, pattern, reason, sentence in _REJECTIONS:
+        if (state == code) or (not state and fatal and re.search(pattern, fatal.group(1))):
+            return failure(reason, sentence.format(**names), "server")
+    if fatal or state:
+        return failure("other", "the server refused the connection", "server")
+    low = text.lower()
+    if isinstance(err, getattr(psycopg.errors, "ConnectionTimeout", ())) or "timeout" in low:
+        return failure("unreachable", timed_out(host, port, kw.get("connect_timeout")))
+    pgconn = getattr(err, "pgconn", None)
+    if pgconn is not None and pgconn.needs_password:
+        return failure("authentication", f"the server wants a password for user {names['user']} "
+                       "and the connection has none")  # fmt: skip
+    if "connection refused" in low:
+        return failure("refused", refused(host, port))
+    if "resolve host" in low or "translate host name" in low or "not known" in low:
+        return failure("unreachable", unresolved(host))
+    if "no route to host" in low or "network is unreachable" in low:
+        return failure("unreachable", no_route(host))
+    return failure("other", "the connection failed")
+
+
+# Errors of a running statement that are not about the data: (SQLSTATE, what happened).
+_STATEMENT_STATES = {
+    "40P01": "deadlock: this step and another transaction each waited for locks the other held, "
+    "and the server cancelled this step's statement",
+    "40001": "serialization failure: a concurrent transaction changed the same rows",
+    "55P03": "a lock could not be acquired in time (lock_timeout)",
+    "57014": "the statement was cancelled on the server (statement_timeout or a cancel request)",
+    "57P01": "the server ended the session (terminated by an administrator, or shutting down)",
+    "57P02": "the server ended the session (crash shutdown)",
+    "57P03": "the server is not accepting connections now",
+    "25P03": "the server ended the session (idle_in_transaction_session_timeout)",
+    "53100": "the server ran out of disk space",
+    "53200": "the server ran out of memory",
+    "53300": "the server has too many connections",
+}
+
+
 def _fail(s: Mapping[str, Any], what: str, err: BaseException) -> DriverError:
-    message = scrub(str(err), *_secrets(s))
-    if isinstance(err, psycopg.OperationalError):
-        return DriverError(f"PostgreSQL {describe(s)}: {what}: connection lost: {message}")
-    return DriverError(f"PostgreSQL {describe(s)}: {what}: {message}")
+    """A statement's error: our sentence for what happened (by SQLSTATE), then the server's."""
+    secrets = _secrets(s)
+    said = whole(str(err), *secrets)
+    state = getattr(err, "sqlstate", None) or ""
+    happened = _STATEMENT_STATES.get(state)
+    if happened is None and isinstance(err, psycopg.OperationalError):
+        happened = "the connection was lost" if not state or state.startswith("08") else None
+    prefix = f"PostgreSQL {describe(s)}: {what}"
+    if happened is None:
+        return DriverError(f"{prefix}: {scrub(str(err), *secrets)}", detail=said)
+    return DriverError(f"{prefix}: {happened} (server: {scrub(str(err), *secrets)})", detail=said)
 
 
 # ---- extract ---------------------------------------------------------------------------------
@@ -211,6 +306,8 @@ def _message(raw: bytes | None) -> str:
 
 def _result_error(pg: Any, result: Any) -> psycopg.Error:
     """The error a failed COPY result carries; FATAL ones end the session (connection lost)."""
+    if result.error_field(pq.DiagnosticField.SQLSTATE):  # the class its SQLSTATE says
+        return psycopg.errors.error_from_result(result)
     primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY)
     text = _message(primary or result.error_message or pg.error_message)
     severity = result.error_field(pq.DiagnosticField.SEVERITY_NONLOCALIZED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,9 @@ def connect_as_configured(
         again = settings(ctx)
         if again == s:
             raise ConnectionFailure(
-                f"connection {name}: {err} (its secrets were read again: unchanged)", err.reason
+                f"connection {name}: {err} (its secrets were read again: unchanged)",
+                err.reason,
+                detail=err.detail,
             ) from None
         ctx.log(f"connection {name}: credentials rejected; connecting with its secrets read again")
     try:
@@ -56,13 +60,10 @@ def connect_as_configured(
         if err.reason != "authentication":
             raise
         raise ConnectionFailure(
-            f"connection {name}: {err} (also with its secrets read again)", err.reason
+            f"connection {name}: {err} (also with its secrets read again)",
+            err.reason,
+            detail=err.detail,
         ) from None
-
-
-def authentication_reason(classified: str) -> str:
-    """The ConnectionFailure reason for a classify() result."""
-    return "authentication" if classified == "authentication failed" else "other"
 
 
 def _names(value: Any, field: str) -> tuple[str, ...]:
@@ -207,26 +208,68 @@ def where(host: Any, port: Any, database: Any, user: Any) -> str:
     return f"{user or '?'}@{host or '?'}:{port or '?'}/{database or '?'}"
 
 
-def scrub(message: str, *secrets: Any) -> str:
-    """First line of an error message with the secret values masked (as the run's Redactor does:
-    a short secret only as a whole word)."""
-    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
+def _redact(text: str, secrets: Iterable[Any]) -> str:
+    """text with the secret values masked as the run's Redactor does (a short secret only as a
+    whole word)."""
     redactor = Redactor()
     redactor.register_all(secret for secret in secrets if secret and isinstance(secret, str))
     return redactor.redact(text)
 
 
-def classify(message: str) -> str:
-    """A short, stable reason for a connection failure."""
-    low = message.lower()
-    if "refused" in low or "can't connect" in low or "could not connect" in low:
-        return "connection refused"
-    if "timeout" in low or "timed out" in low:
-        return "connection timed out"
-    if "access denied" in low or "authentication" in low or "password" in low:
-        return "authentication failed"
-    if ("unknown database" in low) or ("does not exist" in low and "database" in low):
-        return "database does not exist"
-    if "name or service not known" in low or "could not translate host" in low:
-        return "host name not resolved"
-    return ""
+def scrub(message: str, *secrets: Any) -> str:
+    """First line of an error message with any secret value replaced."""
+    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "unknown error"
+    return _redact(text, secrets)
+
+
+def whole(message: str, *secrets: Any) -> str:
+    """A library's or server's whole message on one line, with any secret value replaced."""
+    text = " ".join(part.strip() for part in (message or "").splitlines() if part.strip())
+    return _redact(text or "unknown error", secrets)
+
+
+def connection_failure(
+    system: str, where: str, reason: str, sentence: str, said: str, detail: str | None = None
+) -> ConnectionFailure:
+    """Our one-sentence diagnosis, then what the server or driver said (already redacted);
+    detail: the driver's whole message, when said is only part of it."""
+    return ConnectionFailure(
+        f"cannot connect to {system} {where}: {sentence} ({said})", reason, detail=detail or said
+    )
+
+
+def network_diagnosis(
+    err: BaseException | None, host: Any, port: Any, timeout: Any
+) -> tuple[str, str] | None:
+    """(reason, sentence) for the OS error of a connection attempt; None if it is not one."""
+    if isinstance(err, ConnectionRefusedError):
+        return "refused", refused(host, port)
+    if isinstance(err, socket.gaierror):
+        return "unreachable", unresolved(host)
+    if isinstance(err, TimeoutError):
+        return "unreachable", timed_out(host, port, timeout)
+    if isinstance(err, OSError) and err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable", no_route(host)
+    return None
+
+
+def refused(host: Any, port: Any) -> str:
+    return (
+        f"connection refused: nothing accepts connections on {host} port {port}; "
+        "check host and port, and that the server is running"
+    )
+
+
+def unresolved(host: Any) -> str:
+    return f"host name {host!r} cannot be resolved; check the host"
+
+
+def timed_out(host: Any, port: Any, timeout: Any) -> str:
+    return (
+        f"no answer from {host} port {port} within {timeout} s (connect_timeout); "
+        "check host, port and any firewall in between"
+    )
+
+
+def no_route(host: Any) -> str:
+    return f"{host} cannot be reached from this machine (no route to host); check the host"
