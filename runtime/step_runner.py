@@ -107,7 +107,7 @@ class StepRunner:
         def count(batch: pa.RecordBatch) -> None:
             seen["rows"] += batch.num_rows
             seen["bytes"] += batch.nbytes
-            ctx.progress(batch.num_rows)
+            ctx.progress(seen["rows"])
 
         self.database.store(step.id, counting_reader(reader, count))
         return Measured(seen["rows"], seen["rows"], seen["bytes"])

@@ -65,8 +65,8 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
 
 
 class _StreamTap:
-    """Wraps an extractor's reader for its writer: counts rows and bytes, reports progress to
-    both steps, and records an error raised by the extractor (as opposed to the writer)."""
+    """Wraps an extractor's reader for its writer: counts rows and bytes, reports the running
+    total to both steps, and records an error raised by the extractor (as opposed to the writer)."""
 
     def __init__(
         self, source: pa.RecordBatchReader, progress: tuple[Callable[[int], None], ...]
@@ -100,7 +100,7 @@ class _StreamTap:
             self.rows += batch.num_rows
             self.bytes += batch.nbytes
             for report in self.progress:
-                report(batch.num_rows)
+                report(self.rows)
             yield batch
 
     def close(self) -> None:
