@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from osiris.runtime.connections import VALIDATION_MODES
-from osiris.runtime.console import LiveView, PlainView, QuietView, summary_table
+from osiris.runtime.console import (
+    UNLIMITED_WIDTH,
+    LiveView,
+    PlainView,
+    QuietView,
+    progress_interval,
+    summary_table,
+)
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
 from osiris.runtime.runner import RunOutcome, run_manifest
@@ -105,11 +113,22 @@ def execute(args: argparse.Namespace, manifest: Path, out: TextIO, err: TextIO) 
     console: Console | None = None
     if args.format == "json":
         view = QuietView(err)
-    else:
+    elif out.isatty():
         from rich.console import Console  # not loaded for --format json
 
         console = Console(file=out)
-        view = LiveView(console) if out.isatty() else PlainView(out)
+        view = LiveView(console)
+    else:
+        try:
+            interval = progress_interval(os.environ)
+        except ValueError as problem:
+            print(f"oml-run: error: {problem}", file=err)
+            return ExitCode.CONFIGURATION
+        from rich.console import Console
+
+        # a pipe or file has no width: never cut or wrap the summary table to 80 columns
+        console = Console(file=out, width=UNLIMITED_WIDTH)
+        view = PlainView(out, interval)
     with view:
         outcome = run_manifest(
             manifest,

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from runtime_helpers import run_steps, step
+from runtime_helpers import run_cli, run_steps, step, write_manifest
 
 pytestmark = [pytest.mark.postgres]
 
@@ -84,3 +84,67 @@ def test_live_counters_are_exact(pg_db: dict[str, Any], tmp_path: Path, material
         assert seen == sorted(seen), seen
         assert max(seen) <= final, seen
         assert seen[-1] == final, seen
+
+
+SLOW_QUERY = (  # 4 x 10,000 rows of ~500 bytes, with a 0.5 s pause before each block
+    "SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 40000) g "
+    "WHERE g % 10000 <> 1 OR pg_sleep(0.5)::text = ''"
+)
+LONG_ID = "load-" + "the-orders-of-every-customer-" * 4 + "into-the-warehouse"
+
+
+def test_plain_output_has_progress_lines_and_a_whole_summary(
+    pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """Off a terminal: a progress line per running step every OSIRIS_PROGRESS_INTERVAL seconds,
+    and a summary table as wide as it needs (a pipe used to get 80 columns)."""
+    args = _pg_source(tmp_path, pg_db)
+    manifest = write_manifest(
+        tmp_path / "build",
+        [
+            step(
+                "slow",
+                "postgres.extractor",
+                "extractor",
+                {"query": SLOW_QUERY, "batch_size": 2_000},
+                connection="@postgres.t",
+            ),
+            step(
+                LONG_ID,
+                "postgres.writer",
+                "writer",
+                {"table": "copy"},
+                needs=["slow"],
+                connection="@postgres.t",
+            ),
+        ],
+    )
+    result = run_cli([str(manifest)], cwd=tmp_path, env={"OSIRIS_PROGRESS_INTERVAL": "0.3"})
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(**args) as conn:
+        assert conn.execute("SELECT count(*) FROM copy").fetchone() == (40_000,)
+    lines = result.stdout.splitlines()
+    running = [line for line in lines if line.startswith("running slow: ")]
+    assert len(running) >= 4, result.stdout
+    counts = [int(line.split()[2].replace(",", "")) for line in running]
+    assert counts == sorted(counts) and all(0 <= c <= 40_000 for c in counts), running
+    assert any(0 < c < 40_000 for c in counts), running  # counted as it went
+    assert all(line.endswith("s") and "rows/s" in line for line in running), running
+    assert any(line.startswith(f"running {LONG_ID}: ") for line in lines), result.stdout
+    summary = [
+        line for line in lines if line.startswith(f"│ {LONG_ID} ") and "postgres.writer" in line
+    ]
+    assert len(summary) == 1 and "40000" in summary[0], result.stdout  # one whole row
+
+
+def test_no_progress_lines_when_interval_is_zero(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id\n1\n2\n")
+    manifest = write_manifest(
+        tmp_path / "build",
+        [step("a", "filesystem.csv_extractor", "extractor", {"path": "a.csv"})],
+    )
+    result = run_cli([str(manifest)], cwd=tmp_path, env={"OSIRIS_PROGRESS_INTERVAL": "0"})
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stdout.splitlines() if line.startswith("running")]
+    bad = run_cli([str(manifest)], cwd=tmp_path, env={"OSIRIS_PROGRESS_INTERVAL": "soon"})
+    assert bad.returncode == 5 and "OSIRIS_PROGRESS_INTERVAL" in bad.stderr, bad.stderr
