@@ -64,16 +64,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
 
     from osiris.compiler.cli import compile_for_run
-    from osiris.runtime.cli import execute
+    from osiris.runtime.cli import closable_stdout, execute
     from osiris.runtime.contract.project import project_dir
 
     # relative paths resolve against the pipeline's project, wherever the command runs
     args.project_dir = args.project_dir or project_dir(Path(args.file))
-    with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp, closable_stdout() as out:
         code = compile_for_run(args, Path(tmp) / "build")
         if code != ExitCode.OK:
             return code
-        return execute(args, Path(tmp) / "build", sys.stdout, sys.stderr)
+        return execute(args, Path(tmp) / "build", out, sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

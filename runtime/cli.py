@@ -31,6 +31,7 @@ from osiris.runtime.console import (
 )
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
+from osiris.runtime.output import closable_stdout
 from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args, sys.stdout, sys.stderr)
+        with closable_stdout() as out:
+            return _run(args, out, sys.stderr)
     except KeyboardInterrupt:
         print("oml-run: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -148,3 +151,68 @@ def test_no_progress_lines_when_interval_is_zero(tmp_path: Path) -> None:
     assert not [line for line in result.stdout.splitlines() if line.startswith("running")]
     bad = run_cli([str(manifest)], cwd=tmp_path, env={"OSIRIS_PROGRESS_INTERVAL": "soon"})
     assert bad.returncode == 5 and "OSIRIS_PROGRESS_INTERVAL" in bad.stderr, bad.stderr
+
+
+OSIRIS = "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())"
+SLOW_PIPELINE = f"""\
+oml_version: "0.1.0"
+name: slow
+steps:
+  - id: slow
+    component: postgres.extractor
+    mode: read
+    config:
+      connection: "@postgres.t"
+      query: "{SLOW_QUERY}"
+  - id: save
+    component: filesystem.csv_writer
+    mode: write
+    needs: [slow]
+    config:
+      path: output/slow.csv
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
+    if "OSIRIS_CACHE_DIR" in os.environ:  # the test session's cache
+        keep["OSIRIS_CACHE_DIR"] = os.environ["OSIRIS_CACHE_DIR"]
+    return keep | extra
+
+
+@pytest.mark.parametrize("command", ["oml-run", "osiris run"])
+def test_a_closed_stdout_does_not_stop_the_run(
+    pg_db: dict[str, Any], tmp_path: Path, command: str
+) -> None:
+    """`... | head -1`: the reader goes away after the first line; the run carries on to the
+    end, writes its outputs and records, and exits 0 without BrokenPipeError noise."""
+    _pg_source(tmp_path, pg_db)
+    (tmp_path / "pipeline.oml").write_text(SLOW_PIPELINE, encoding="utf-8")
+    env = _env(OSIRIS_PROGRESS_INTERVAL="0.1")  # keeps writing after the reader is gone
+    if command == "oml-run":
+        compiled = subprocess.run(
+            [sys.executable, "-c", OSIRIS, "compile", "pipeline.oml", "-o", "build"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+        argv = [sys.executable, "-m", "osiris.runtime.cli", "build"]
+    else:
+        argv = [sys.executable, "-c", OSIRIS, "run", "pipeline.oml"]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does
+    stderr = proc.stderr.read()
+    code = proc.wait(timeout=60)
+    assert first.startswith("run "), first
+    assert code == 0, stderr
+    assert "BrokenPipe" not in stderr and "Exception ignored" not in stderr, stderr
+    rows = (tmp_path / "output" / "slow.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 40_001
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
