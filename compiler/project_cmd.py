@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -65,10 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from osiris.compiler.cli import compile_for_run
     from osiris.runtime.cli import closable_stdout, execute
-    from osiris.runtime.contract.project import project_dir
+    from osiris.runtime.contract.project import run_project_dir
 
     # relative paths resolve against the pipeline's project, wherever the command runs
-    args.project_dir = args.project_dir or project_dir(Path(args.file))
+    pipeline = Path(args.file)
+    args.project_dir = args.project_dir or run_project_dir(
+        pipeline, os.environ, args.connections, pipeline.absolute().parent
+    )
     with tempfile.TemporaryDirectory(prefix="osiris-run-") as tmp, closable_stdout() as out:
         code = compile_for_run(args, Path(tmp) / "build")
         if code != ExitCode.OK:

@@ -114,6 +114,7 @@ class ConnectionResolver:
         *,
         redactor: Redactor,
         secrets_file: Path | None = None,
+        dotenv: Path | None = None,
         environ: Mapping[str, str] | None = None,
         validation: ValidationMode = "warn",
         schema_for: Callable[[str], dict[str, Any] | None] | None = None,
@@ -122,6 +123,7 @@ class ConnectionResolver:
         self._schema_for = schema_for or family_schema
         self._redactor = redactor
         self._secrets_file = secrets_file
+        self._dotenv = dotenv  # the project root's .env, read when it exists
         self._environ = dict(os.environ if environ is None else environ)
         self._validation = validation
         self._aliases: dict[str, dict[str, dict[str, Any]]] | None = None
@@ -135,9 +137,8 @@ class ConnectionResolver:
             layers: list[Mapping[str, str]] = [self._environ]
             if self._secrets_file is not None:
                 layers.append(read_dotenv(self._secrets_file))
-            dotenv = self.path.parent / ".env"
-            if dotenv.is_file():
-                layers.append(read_dotenv(dotenv))
+            if self._dotenv is not None and self._dotenv.exists():
+                layers.append(read_dotenv(self._dotenv))
             self._source = VariableSource(tuple(layers))
         return self._aliases, self._source
 

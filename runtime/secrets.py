@@ -88,7 +88,7 @@ def _interpolate_text(text: str, source: VariableSource, where: str) -> str:
             return default
         raise ConfigurationError(
             f"{where}: variable {name} is not set (set it in the environment, "
-            f"a --secrets-file or .env beside the connections file)"
+            f"a --secrets-file or the project root's .env)"
         )
 
     return _REFERENCE.sub(replace, text)

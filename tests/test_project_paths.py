@@ -1,0 +1,162 @@
+"""One project root for every relative path, whatever the current directory; limits on inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+OSIRIS = "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())"
+PIPELINE = """\
+oml_version: "0.1.0"
+name: paths
+steps:
+  - id: x
+    component: filesystem.csv_extractor
+    mode: read
+    config:
+      path: data/x.csv
+  - id: to-wh
+    component: duckdb.writer
+    mode: write
+    needs: [x]
+    config:
+      connection: "@duckdb.wh"
+      table: x
+      write_mode: replace
+  - id: to-csv
+    component: filesystem.csv_writer
+    mode: write
+    needs: [x]
+    config:
+      path: output/x.csv
+"""
+# The warehouse path comes from the project's .env, and is relative: both resolve in the project.
+CONNECTIONS = "version: 1\nconnections:\n  duckdb:\n    wh:\n      path: ${WH_PATH}\n"
+
+
+def _env() -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
+    if "OSIRIS_CACHE_DIR" in os.environ:  # the test session's cache
+        keep["OSIRIS_CACHE_DIR"] = os.environ["OSIRIS_CACHE_DIR"]
+    return keep
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def osiris(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _run(["-c", OSIRIS, *args], cwd)
+
+
+def oml_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _run(["-m", "osiris.runtime.cli", *args], cwd)
+
+
+def _project(root: Path, *, connections_in: Path | None = None) -> Path:
+    """proj/ with data, pipeline and .env; the connections file in proj/ unless connections_in
+    names another folder (then proj/ is marked by osiris.yaml)."""
+    project = root / "proj"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "x.csv").write_text("id,name\n1,a\n2,b\n", encoding="utf-8")
+    (project / "pipeline.oml").write_text(PIPELINE, encoding="utf-8")
+    (project / ".env").write_text("WH_PATH=out/wh.duckdb\n", encoding="utf-8")
+    (project / "out").mkdir()
+    folder = connections_in or project
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "osiris_connections.yaml").write_text(CONNECTIONS, encoding="utf-8")
+    if connections_in is not None:
+        (project / "osiris.yaml").write_text("name: proj\n", encoding="utf-8")
+    (root / "elsewhere").mkdir()
+    return project
+
+
+def _assert_ran_in(project: Path, result: subprocess.CompletedProcess[str], cwd: Path) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+    with duckdb.connect(str(project / "out" / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM x").fetchone() == (2,)
+    assert (project / "output" / "x.csv").is_file()
+    assert len(list((project / "runs").iterdir())) == 1
+    assert list(cwd.iterdir()) == [], "nothing is written under the current directory"
+
+
+def test_osiris_run_from_another_directory(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    cwd = tmp_path / "elsewhere"
+    _assert_ran_in(project, osiris("run", "../proj/pipeline.oml", cwd=cwd), cwd)
+
+
+def test_osiris_run_with_connections_from_another_directory(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    cwd = tmp_path / "elsewhere"
+    result = osiris(
+        "run", "../proj/pipeline.oml", "--connections", "../proj/osiris_connections.yaml", cwd=cwd
+    )
+    _assert_ran_in(project, result, cwd)
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["found", "--connections"])
+def test_oml_run_from_another_directory(tmp_path: Path, named: bool) -> None:
+    """The root is found walking up from the manifest (build/ inside the project)."""
+    project = _project(tmp_path)
+    cwd = tmp_path / "elsewhere"
+    compiled = osiris("compile", "pipeline.oml", "-o", "build", cwd=project)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    flags = ["--connections", "../proj/osiris_connections.yaml"] if named else []
+    _assert_ran_in(project, oml_run("../proj/build", *flags, cwd=cwd), cwd)
+
+
+def test_no_project_root_uses_the_connections_files_folder(tmp_path: Path) -> None:
+    """A pipeline outside any project, run with --connections: the connections file's folder
+    is the root (its data, .env, warehouse and runs/)."""
+    project = _project(tmp_path)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "p.oml").write_text(PIPELINE, encoding="utf-8")
+    cwd = tmp_path / "elsewhere"
+    result = osiris(
+        "run", "../loose/p.oml", "--connections", "../proj/osiris_connections.yaml", cwd=cwd
+    )
+    _assert_ran_in(project, result, cwd)
+    assert list(loose.iterdir()) == [loose / "p.oml"]
+
+
+def test_env_is_read_in_the_project_root(tmp_path: Path) -> None:
+    """A connections file shared from elsewhere: .env and relative connection paths still
+    belong to the pipeline's project (marked by osiris.yaml)."""
+    shared = tmp_path / "shared"
+    project = _project(tmp_path, connections_in=shared)
+    cwd = tmp_path / "elsewhere"
+    result = osiris(
+        "run", "../proj/pipeline.oml", "--connections", "../shared/osiris_connections.yaml", cwd=cwd
+    )
+    _assert_ran_in(project, result, cwd)
+    assert sorted(p.name for p in shared.iterdir()) == ["osiris_connections.yaml"]
+
+
+def test_project_dir_overrides(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    cwd = tmp_path / "elsewhere"
+    other = tmp_path / "other"
+    (other / "data").mkdir(parents=True)
+    (other / "out").mkdir()
+    (other / "data" / "x.csv").write_text("id,name\n1,a\n2,b\n", encoding="utf-8")
+    (other / ".env").write_text("WH_PATH=out/wh.duckdb\n", encoding="utf-8")
+    result = osiris(
+        "run",
+        "../proj/pipeline.oml",
+        "--project-dir",
+        "../other",
+        "--connections",
+        "../proj/osiris_connections.yaml",
+        cwd=cwd,
+    )
+    _assert_ran_in(other, result, cwd)
+    assert not (project / "runs").exists()
