@@ -62,7 +62,9 @@ def test_precedence_environment_then_secrets_file_then_dotenv(tmp_path: Path) ->
     shop = res.resolve("@mysql.shop")
     assert shop.fields["password"] == "from-secrets"
     assert shop.fields["host"] == "env-host"
-    res2, _ = resolver(tmp_path, {"MYSQL_PASSWORD": "from-env"}, secrets_file=secrets)
+    res2, _ = resolver(
+        tmp_path, {"MYSQL_PASSWORD": "from-env"}, secrets_file=secrets, dotenv=tmp_path / ".env"
+    )
     assert res2.resolve("@mysql.shop").fields["password"] == "from-env"
     assert res2.resolve("@mysql.shop").fields["host"] == "dotenv-host"
 
