@@ -160,3 +160,53 @@ def test_project_dir_overrides(tmp_path: Path) -> None:
     )
     _assert_ran_in(other, result, cwd)
     assert not (project / "runs").exists()
+
+
+def _long_id_project(root: Path, length: int) -> tuple[Path, str]:
+    step_id = "s" + "x" * (length - 1)
+    (root / "a.csv").write_text("id\n1\n2\n", encoding="utf-8")
+    (root / "osiris.yaml").write_text("name: long\n", encoding="utf-8")
+    (root / "p.oml").write_text(
+        'oml_version: "0.1.0"\nname: long\nsteps:\n'
+        f"  - id: {step_id}\n    component: filesystem.csv_extractor\n    mode: read\n"
+        "    config: {path: a.csv}\n"
+        "  - id: save\n    component: filesystem.csv_writer\n    mode: write\n"
+        f"    needs: [{step_id}]\n    config: {{path: out.csv}}\n",
+        encoding="utf-8",
+    )
+    return root / "p.oml", step_id
+
+
+def test_longest_step_id_runs(tmp_path: Path) -> None:
+    """MAX_STEP_ID_LENGTH characters: every file named after the id can be written."""
+    from osiris.oml.parser import MAX_STEP_ID_LENGTH
+
+    _, step_id = _long_id_project(tmp_path, MAX_STEP_ID_LENGTH)
+    result = osiris("run", "p.oml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "cfg" / f"{step_id}.json").is_file()
+    assert (run_dir / "artifacts" / step_id).is_dir()
+
+
+def test_too_long_step_id_is_refused_at_check(tmp_path: Path) -> None:
+    """A 260-character id used to pass check and crash the run with 'File name too long'."""
+    _long_id_project(tmp_path, 260)
+    for command in (["check", "p.oml"], ["run", "p.oml"]):
+        result = osiris(*command, cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "OML012" in result.stdout and "at most 128" in result.stdout, result.stdout
+        assert "File name too long" not in result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_schemas_limit_step_ids_like_the_parser() -> None:
+    """oml-run validates manifests with the same limit (a hand-made manifest exits 3)."""
+    import json
+
+    from osiris.oml.parser import MAX_STEP_ID_LENGTH
+
+    specs = Path(__file__).resolve().parent.parent / "specs"
+    for name in ("oml.schema.json", "manifest.schema.json"):
+        schema = json.loads((specs / name).read_text(encoding="utf-8"))
+        assert schema["$defs"]["step_id"]["maxLength"] == MAX_STEP_ID_LENGTH, name
