@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from osiris.runtime.contract.config_file import ConfigFileError, read_config_text
 from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     ConnectionRef,
@@ -60,11 +61,9 @@ def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, A
     """family -> alias -> raw fields as written (variables not expanded). For tools and the compiler."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"connections file {path} does not exist") from None
-    except OSError as err:
-        raise ConfigurationError(f"cannot read connections file {path}: {err.strerror}") from None
+        text = read_config_text(path, "connections file")
+    except ConfigFileError as err:
+        raise ConfigurationError(str(err)) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -153,12 +152,15 @@ class ConnectionResolver:
                 f"connection {ref}: no connections file (pass --connections FILE, set "
                 f"{CONNECTIONS_ENV}, or create {CONNECTIONS_FILE} in the project directory)"
             )
-        if not self.path.is_file():
+        if not self.path.exists():
             raise ConfigurationError(
                 f"connection {ref}: connections file {self.path} does not exist "
                 f"(pass --connections FILE or create {CONNECTIONS_FILE} in the project directory)"
             )
-        aliases, source = self._load()
+        try:
+            aliases, source = self._load()
+        except ConfigurationError as err:
+            raise ConfigurationError(f"connection {ref}: {err}") from None
         family = aliases.get(ref.family)
         if not family:
             raise ConfigurationError(

@@ -210,3 +210,64 @@ def test_schemas_limit_step_ids_like_the_parser() -> None:
     for name in ("oml.schema.json", "manifest.schema.json"):
         schema = json.loads((specs / name).read_text(encoding="utf-8"))
         assert schema["$defs"]["step_id"]["maxLength"] == MAX_STEP_ID_LENGTH, name
+
+
+def _bad_files(root: Path) -> dict[str, tuple[str, str]]:
+    """name -> (path, what the one-line error says)."""
+    big = root / "big.env"
+    big.write_bytes(b"# padding\n" * 120_000)  # > 1 MiB
+    return {
+        "dev-zero": ("/dev/zero", "is not a regular file"),
+        "directory": (str(root), "is a directory"),
+        "too-large": (str(big), "is larger than 1 MiB"),
+    }
+
+
+@pytest.mark.parametrize("bad", ["dev-zero", "directory", "too-large"])
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("oml-run", "--secrets-file"),
+        ("oml-run", "--connections"),
+        ("osiris run", "--secrets-file"),
+        ("osiris run", "--connections"),
+        ("omlc check", "--connections"),  # check reads no secrets
+    ],
+)
+def test_unreadable_config_files_exit_5_with_one_line(
+    tmp_path: Path, command: str, flag: str, bad: str
+) -> None:
+    """/dev/zero used to hang, a directory was said not to exist."""
+    project = _project(tmp_path)
+    path, says = _bad_files(tmp_path / "elsewhere")[bad]
+    if command == "oml-run":
+        compiled = osiris("compile", "pipeline.oml", "-o", "build", cwd=project)
+        assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+        result = oml_run("build", flag, path, cwd=project)
+    elif command == "osiris run":
+        result = osiris("run", "pipeline.oml", flag, path, cwd=project)
+    else:
+        result = osiris("check", "pipeline.oml", flag, path, cwd=project)
+    assert result.returncode == 5, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and says in lines[0] and path in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_pipe_is_a_fine_secrets_file(tmp_path: Path) -> None:
+    """`--secrets-file <(vault read ...)`: a FIFO is read (bounded like a file)."""
+    import threading
+
+    from osiris.runtime.secrets import read_dotenv
+
+    fifo = tmp_path / "secrets"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("w", encoding="utf-8") as handle:
+            handle.write("TOKEN=abc\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    assert read_dotenv(fifo) == {"TOKEN": "abc"}
+    writer.join()
