@@ -48,21 +48,47 @@ def _pg_source(project: Path, pg_db: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-@pytest.mark.parametrize("materialize", ["auto", "all"])
-def test_live_counters_are_exact(pg_db: dict[str, Any], tmp_path: Path, materialize: str) -> None:
+def _mysql_source(project: Path, mysql_db: dict[str, Any], pg_db: dict[str, Any]) -> None:
+    import pymysql
+
+    conn = pymysql.connect(**mysql_db, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE src (id int PRIMARY KEY, name varchar(20))")
+        cur.executemany(
+            "INSERT INTO src VALUES (%s, %s)", [(i, f"n{i}") for i in range(1, ROWS + 1)]
+        )
+    conn.close()
+    families = {
+        family: {"t": {k: db[k] for k in ("host", "port", "user", "password", "database")}}
+        for family, db in (("postgres", pg_db), ("mysql", mysql_db))
+    }
+    text = json.dumps({"connections": families})
+    (project / "osiris_connections.yaml").write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("source", "materialize"),
+    [("postgres", "auto"), ("postgres", "all"), ("mysql", "auto")],
+)
+def test_live_counters_are_exact(
+    request: pytest.FixtureRequest, tmp_path: Path, source: str, materialize: str
+) -> None:
     """Every progress value is a true running total: monotonic, never above the final count,
     the last one equal to it (running totals were added up again each batch)."""
+    pg_db = request.getfixturevalue("pg_db")
     args = _pg_source(tmp_path, pg_db)
+    if source == "mysql":
+        _mysql_source(tmp_path, request.getfixturevalue("mysql_db"), pg_db)
     recorder = _Recorder()
     outcome, _ = run_steps(
         tmp_path,
         [
             step(
                 "src",
-                "postgres.extractor",
+                f"{source}.extractor",
                 "extractor",
                 {"table": "src", "batch_size": 5_000},
-                connection="@postgres.t",
+                connection=f"@{source}.t",
             ),
             step(
                 "out",
