@@ -119,7 +119,7 @@ SLOW_QUERY = (  # 4 x 10,000 rows of ~500 bytes, with a 0.5 s pause before each 
     "SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 40000) g "
     "WHERE g % 10000 <> 1 OR pg_sleep(0.5)::text = ''"
 )
-LONG_ID = "load-" + "the-orders-of-every-customer-" * 4 + "into-the-warehouse"
+LONG_ID = "load-" + "the-orders-of-every-customer-" * 3 + "into-the-warehouse"  # 110 chars
 
 
 def test_plain_output_has_progress_lines_and_a_whole_summary(
