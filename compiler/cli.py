@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from osiris.runtime.contract.config_file import ConfigFileError
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.version import add_version_flag
@@ -250,6 +251,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     except UsageError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return ExitCode.INVALID
+    except ConfigFileError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return ExitCode.CONFIGURATION
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED

@@ -9,6 +9,7 @@ from typing import Any
 from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.span import SourceText, Span
 from osiris.oml.yamltree import YMap, parse_yaml
+from osiris.runtime.contract.config_file import read_config_text
 from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     NoDefaultAlias,
@@ -58,19 +59,10 @@ class ConnectionsIndex:
 def load_connections_index(
     path: Path, diagnostics: DiagnosticList | None = None
 ) -> ConnectionsIndex | None:
-    """Read aliases (never resolving ${VAR}); problems go to diagnostics as OML040."""
+    """Read aliases (never resolving ${VAR}); problems in the file go to diagnostics as OML040.
+    A file that cannot be read at all raises ConfigFileError (a configuration error, exit 5)."""
     diagnostics = diagnostics if diagnostics is not None else DiagnosticList()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        diagnostics.error(
-            "OML040",
-            f"cannot read connections file {path.name}: {err.__class__.__name__}",
-            None,
-            why="Connection references are checked against this file.",
-            fix="Check the path given with --connections, or remove the option.",
-        )
-        return None
+    text = read_config_text(path, "connections file")
     return index_connections(SourceText(str(path), text), diagnostics)
 
 

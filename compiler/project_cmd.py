@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -64,19 +65,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     import secrets
 
     from osiris.compiler.cli import compile_for_run
-    from osiris.runtime.cli import execute
-    from osiris.runtime.contract.project import project_dir
+    from osiris.runtime.cli import closable_stdout, execute
+    from osiris.runtime.contract.project import run_project_dir
     from osiris.runtime.contract.scratch import ScratchDir
 
     # relative paths resolve against the pipeline's project, wherever the command runs
-    args.project_dir = args.project_dir or project_dir(Path(args.file))
+    pipeline = Path(args.file)
+    args.project_dir = args.project_dir or run_project_dir(
+        pipeline, os.environ, args.connections, pipeline.absolute().parent
+    )
     # locked like a run's own scratch directory, so a killed `osiris run` leaves nothing the
     # next run does not sweep
-    with ScratchDir(f"run-{secrets.token_hex(6)}") as scratch:
+    with ScratchDir(f"run-{secrets.token_hex(6)}") as scratch, closable_stdout() as out:
         code = compile_for_run(args, scratch.path / "build")
         if code != ExitCode.OK:
             return code
-        return execute(args, scratch.path / "build", sys.stdout, sys.stderr, prog="osiris")
+        return execute(args, scratch.path / "build", out, sys.stderr, prog="osiris")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -25,6 +25,10 @@ from osiris.oml.yamltree import (
 
 OML_VERSION = "0.1.0"
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Ids name files (cfg/<id>.json, runs/<id>/artifacts/<id>/, temporary siblings of those): 128
+# leaves room for any prefix or suffix within the 255-byte file-name limit of common file
+# systems. specs/oml.schema.json and specs/manifest.schema.json say the same (maxLength).
+MAX_STEP_ID_LENGTH = 128
 TOP_KEYS = ("oml_version", "name", "description", "metadata", "params", "profiles", "steps")
 STEP_KEYS = ("id", "component", "mode", "config", "needs", "inputs", "description")
 PARAM_KEYS = ("type", "default", "description", "enum")
@@ -461,6 +465,17 @@ class Parser:
                 suggestions=(Suggestion(f"Rename to '{fixed}'", fixed, name.span),)
                 if fixed
                 else (),
+            )
+        elif len(name.value) > MAX_STEP_ID_LENGTH:
+            self.diagnostics.error(
+                "OML012",
+                f"step id is {len(name.value)} characters long; at most {MAX_STEP_ID_LENGTH}",
+                name.span,
+                why="A step id names files of the compiled manifest and of each run "
+                f"(cfg/<id>.json, artifacts/<id>/); {MAX_STEP_ID_LENGTH} characters keeps every "
+                "such name within the 255-byte file-name limit of common file systems.",
+                fix="Shorten the step id (the description field can say more).",
+                example="id: load-orders",
             )
         return name
 

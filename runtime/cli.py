@@ -20,15 +20,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from osiris.runtime.cancel import CancelToken, cancel_on_signals, signal_name
 from osiris.runtime.connections import VALIDATION_MODES
-from osiris.runtime.console import LiveView, PlainView, QuietView, summary_table
+from osiris.runtime.console import (
+    UNLIMITED_WIDTH,
+    LiveView,
+    PlainView,
+    QuietView,
+    progress_interval,
+    summary_table,
+)
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
+from osiris.runtime.output import closable_stdout
 from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
@@ -93,7 +102,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args, sys.stdout, sys.stderr)
+        with closable_stdout() as out:
+            return _run(args, out, sys.stderr)
     except KeyboardInterrupt:
         print("oml-run: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -115,17 +125,28 @@ def execute(
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
     if args.max_parallel is not None and args.max_parallel < 1:
-        print("oml-run: error: --max-parallel must be at least 1", file=err)
+        print(f"{prog}: error: --max-parallel must be at least 1", file=err)
         return ExitCode.INVALID
     view: LiveView | PlainView | QuietView
     console: Console | None = None
     if args.format == "json":
         view = QuietView(err)
-    else:
+    elif out.isatty():
         from rich.console import Console  # not loaded for --format json
 
         console = Console(file=out)
-        view = LiveView(console) if out.isatty() else PlainView(out)
+        view = LiveView(console)
+    else:
+        try:
+            interval = progress_interval(os.environ)
+        except ValueError as problem:
+            print(f"{prog}: error: {problem}", file=err)
+            return ExitCode.CONFIGURATION
+        from rich.console import Console
+
+        # a pipe or file has no width: never cut or wrap the summary table to 80 columns
+        console = Console(file=out, width=UNLIMITED_WIDTH)
+        view = PlainView(out, interval)
     cancel = CancelToken()
 
     def notify(signum: int, repeated: bool) -> None:
@@ -152,11 +173,11 @@ def execute(
     if args.format == "json":
         print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)
     elif console is not None:
-        _print_text(outcome, console, err)
+        _print_text(outcome, console, err, prog)
     return outcome.exit_code
 
 
-def _print_text(outcome: RunOutcome, console: Console, err: TextIO) -> None:
+def _print_text(outcome: RunOutcome, console: Console, err: TextIO, prog: str) -> None:
     if outcome.steps:
         console.print(summary_table(outcome))
     if outcome.exit_code == 0:
@@ -164,9 +185,14 @@ def _print_text(outcome: RunOutcome, console: Console, err: TextIO) -> None:
             f"run {outcome.run_id} ok: records in {outcome.run_dir}", file=console.file, flush=True
         )
         return
-    where = f"; details in {outcome.run_dir / 'run.log'}" if outcome.run_dir else ""
-    label = "run failed" if outcome.exit_code == 4 else "oml-run"
-    print(f"{label}: {outcome.error}{where}", file=err, flush=True)
+    error = outcome.error or ""
+    where = (
+        ""
+        if not outcome.run_dir or "details in" in error
+        else f"; details in {outcome.run_dir / 'run.log'}"
+    )
+    label = "run failed" if outcome.exit_code == 4 else prog
+    print(f"{label}: {error}{where}", file=err, flush=True)
     if outcome.note:
         print(f"note: {outcome.note}", file=err, flush=True)
 

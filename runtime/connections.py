@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from osiris.runtime.contract.config_file import ConfigFileError, read_config_text
 from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     ConnectionRef,
@@ -63,11 +64,9 @@ def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, A
     """family -> alias -> raw fields as written (variables not expanded). For tools and the compiler."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"connections file {path} does not exist") from None
-    except OSError as err:
-        raise ConfigurationError(f"cannot read connections file {path}: {err.strerror}") from None
+        text = read_config_text(path, "connections file")
+    except ConfigFileError as err:
+        raise ConfigurationError(str(err)) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -122,6 +121,7 @@ class ConnectionResolver:
         *,
         redactor: Redactor,
         secrets_file: Path | None = None,
+        dotenv: Path | None = None,
         environ: Mapping[str, str] | None = None,
         validation: ValidationMode = "warn",
         schema_for: Callable[[str], dict[str, Any] | None] | None = None,
@@ -130,6 +130,7 @@ class ConnectionResolver:
         self._schema_for = schema_for or family_schema
         self._redactor = redactor
         self._secrets_file = secrets_file
+        self._dotenv = dotenv  # the project root's .env, read when it exists
         self._environ = dict(os.environ if environ is None else environ)
         self._validation = validation
         self._lock = threading.RLock()
@@ -140,10 +141,8 @@ class ConnectionResolver:
 
     def _variable_files(self) -> list[Path]:
         """The files ${VAR} values come from, in precedence order (after the environment)."""
-        assert self.path is not None
         files = [self._secrets_file] if self._secrets_file is not None else []
-        dotenv = self.path.parent / ".env"
-        return [*files, dotenv]
+        return [*files, self._dotenv] if self._dotenv is not None else files
 
     def _load(self, *, reread: bool) -> tuple[dict[str, dict[str, dict[str, Any]]], VariableSource]:
         if self._aliases is None:
@@ -155,8 +154,8 @@ class ConnectionResolver:
             layers: list[Mapping[str, str]] = [self._environ]
             if self._secrets_file is not None:
                 layers.append(read_dotenv(self._secrets_file))
-            if files[-1].is_file():
-                layers.append(read_dotenv(files[-1]))
+            if self._dotenv is not None and self._dotenv.exists():
+                layers.append(read_dotenv(self._dotenv))
             self._source = VariableSource(tuple(layers))
             self._seen = seen
             self._cache.clear()
@@ -182,12 +181,15 @@ class ConnectionResolver:
                 f"connection {ref}: no connections file (pass --connections FILE, set "
                 f"{CONNECTIONS_ENV}, or create {CONNECTIONS_FILE} in the project directory)"
             )
-        if self._aliases is None and not self.path.is_file():
+        if self._aliases is None and not self.path.exists():
             raise ConfigurationError(
                 f"connection {ref}: connections file {self.path} does not exist "
                 f"(pass --connections FILE or create {CONNECTIONS_FILE} in the project directory)"
             )
-        aliases, source = self._load(reread=reread)
+        try:
+            aliases, source = self._load(reread=reread)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"connection {ref}: {err}") from None
         if text in self._cache:
             return self._cache[text]
         family = aliases.get(ref.family)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -14,6 +15,9 @@ from osiris.runtime.runner import RunOutcome
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+DEFAULT_PROGRESS_INTERVAL = 10.0  # seconds between progress lines off a terminal
+UNLIMITED_WIDTH = 100_000  # console width off a terminal: tables take their natural width
 
 _STYLE = {
     "ok": "green",
@@ -152,19 +156,63 @@ class LiveView:
         self.console.print(Text(f"warning: {message}", style="yellow"))
 
 
-class PlainView:
-    """One plain line per step event (stdout is a pipe or file)."""
+def progress_interval(environ: Mapping[str, str]) -> float:
+    """Seconds between plain progress lines: $OSIRIS_PROGRESS_INTERVAL, 0 for none."""
+    text = environ.get("OSIRIS_PROGRESS_INTERVAL", "").strip()
+    if not text:
+        return DEFAULT_PROGRESS_INTERVAL
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(
+            f"OSIRIS_PROGRESS_INTERVAL must be a number of seconds (0: no progress lines), "
+            f"not {text!r}"
+        )
+    return seconds
 
-    def __init__(self, out: TextIO) -> None:
+
+class PlainView:
+    """One plain line per step event (stdout is a pipe or file), and every `interval` seconds
+    a line per step running for at least that long."""
+
+    def __init__(self, out: TextIO, interval: float = DEFAULT_PROGRESS_INTERVAL) -> None:
         self.out = out
         self.board = _StepBoard()
         self.lock = threading.Lock()
+        self.interval = interval
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> PlainView:
+        if self.interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="osiris-progress", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+
+    def _tick(self) -> None:
+        next_tick = time.perf_counter() + self.interval
+        while not self._stop.wait(max(next_tick - time.perf_counter(), 0)):
+            next_tick += self.interval
+            with self.board.lock:
+                running = [
+                    (line.step_id, line.rows, line.seconds())
+                    for line in self.board.lines.values()
+                    if line.status == "running"
+                ]
+            for step_id, rows, seconds in running:
+                if seconds >= self.interval:
+                    rate = rows / seconds if seconds > 0 else 0.0
+                    self._print(
+                        f"running {step_id}: {rows:,} rows, {human_rows(rate)} rows/s, "
+                        f"{seconds:.1f}s"
+                    )
 
     def _print(self, text: str) -> None:
         with self.lock:

@@ -257,17 +257,20 @@ class LocalStepContext:
         self.raise_if_cancelled()
         self.rows_read += batch.num_rows
         self.bytes_read += batch.nbytes
-        self.progress(batch.num_rows)
+        self.progress(self.rows_read)
 
     def run_db(self) -> duckdb.DuckDBPyConnection:
         return self._database.thread_cursor()
 
     def progress(self, rows: int) -> None:
+        """rows is a running total (StepContext.progress); only a higher one is passed on, under
+        the lock so that totals reported from two threads arrive in order."""
         with self._rows_lock:
-            self._rows += rows
-            total = self._rows
-        if self._on_progress is not None:
-            self._on_progress(self.step_id, total)
+            if rows <= self._rows:
+                return
+            self._rows = rows
+            if self._on_progress is not None:
+                self._on_progress(self.step_id, rows)
 
     def log(self, message: str) -> None:
         if self._on_log is not None:

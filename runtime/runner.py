@@ -19,8 +19,7 @@ from osiris.runtime.connections import (
 )
 from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.exits import ExitCode
-from osiris.runtime.contract.project import connections_file
-from osiris.runtime.contract.project import project_dir as find_project_dir
+from osiris.runtime.contract.project import connections_file, run_project_dir
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.errors import ConfigurationError, ManifestError
@@ -133,7 +132,8 @@ def run_manifest(
     except ManifestError as err:
         return RunOutcome("failed", err.exit_code, error=str(err))
     pipeline = verified.pipeline_name
-    project = Path(project_dir).resolve() if project_dir else find_project_dir().resolve()
+    project = Path(project_dir or run_project_dir(Path(manifest), env, connections, Path.cwd()))
+    project = project.resolve()
     try:
         mode = validation_mode(validation, env)
     except ConfigurationError as err:
@@ -158,6 +158,7 @@ def run_manifest(
         connections_file(connections, env, project),
         redactor=redactor,
         secrets_file=Path(secrets_file) if secrets_file else None,
+        dotenv=project / ".env",
         environ=env,
         validation=mode,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from osiris.runtime.contract.config_file import ConfigFileError, read_config_text
 from osiris.runtime.errors import ConfigurationError
 
 MASK = "***"
@@ -24,9 +25,9 @@ _DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|
 def read_dotenv(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines: '#' comments, optional 'export ', single or double quotes."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigurationError(f"cannot read secrets file {path}: {err.strerror}") from None
+        text = read_config_text(path, "secrets file")
+    except ConfigFileError as err:
+        raise ConfigurationError(str(err)) from None
     values: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -89,7 +90,7 @@ def _interpolate_text(text: str, source: VariableSource, where: str) -> str:
             return default
         raise ConfigurationError(
             f"{where}: variable {name} is not set (set it in the environment, "
-            f"a --secrets-file or .env beside the connections file)"
+            f"a --secrets-file or the project root's .env)"
         )
 
     return _REFERENCE.sub(replace, text)

@@ -111,7 +111,7 @@ class StepRunner:
             ctx.raise_if_cancelled()
             seen["rows"] += batch.num_rows
             seen["bytes"] += batch.nbytes
-            ctx.progress(batch.num_rows)
+            ctx.progress(seen["rows"])
 
         self.database.store(step.id, counting_reader(reader, count))
         return Measured(seen["rows"], seen["rows"], seen["bytes"])

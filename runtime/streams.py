@@ -76,9 +76,9 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
 
 
 class _StreamTap:
-    """Wraps an extractor's reader for its writer: counts rows and bytes, reports progress to
-    both steps, records an error raised by the extractor (as opposed to the writer), and stops
-    the stream between batches once the run is cancelled (check raises)."""
+    """Wraps an extractor's reader for its writer: counts rows and bytes, reports the running
+    total to both steps, records an error raised by the extractor (as opposed to the writer),
+    and stops the stream between batches once the run is cancelled (check raises)."""
 
     def __init__(
         self,
@@ -118,7 +118,7 @@ class _StreamTap:
             self.rows += batch.num_rows
             self.bytes += batch.nbytes
             for report in self.progress:
-                report(batch.num_rows)
+                report(self.rows)
             yield batch
 
     def close(self) -> None:

@@ -86,6 +86,7 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML011"},
     ),
     ("bad-step-id", pipeline(extract(step_id='"1-bad"')), {"OML012"}),
+    ("step-id-too-long", pipeline(extract(step_id="s" + "x" * 128)), {"OML012"}),
     ("duplicate-step-id", pipeline(extract() + extract()), {"OML013"}),
     ("unknown-component", pipeline(extract().replace("csv_extractor", "csv_extractr")), {"OML014"}),
     ("wrong-mode", pipeline(extract().replace("mode: read", "mode: write")), {"OML015"}),

@@ -56,11 +56,15 @@ def test_precedence_environment_then_secrets_file_then_dotenv(tmp_path: Path) ->
     )
     secrets = tmp_path / "secrets.env"
     secrets.write_text("# team secrets\nexport MYSQL_PASSWORD='from-secrets'\n")
-    res, _ = resolver(tmp_path, {"MYSQL_HOST": "env-host"}, secrets_file=secrets)
+    res, _ = resolver(
+        tmp_path, {"MYSQL_HOST": "env-host"}, secrets_file=secrets, dotenv=tmp_path / ".env"
+    )
     shop = res.resolve("@mysql.shop")
     assert shop.fields["password"] == "from-secrets"
     assert shop.fields["host"] == "env-host"
-    res2, _ = resolver(tmp_path, {"MYSQL_PASSWORD": "from-env"}, secrets_file=secrets)
+    res2, _ = resolver(
+        tmp_path, {"MYSQL_PASSWORD": "from-env"}, secrets_file=secrets, dotenv=tmp_path / ".env"
+    )
     assert res2.resolve("@mysql.shop").fields["password"] == "from-env"
     assert res2.resolve("@mysql.shop").fields["host"] == "dotenv-host"
 

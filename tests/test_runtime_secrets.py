@@ -420,7 +420,12 @@ def test_dotenv_and_secrets_file_are_read_again_when_they_change(tmp_path: Path)
     secrets.write_text("B_PW=secrets-value-1\n")
     redactor = Redactor()
     resolver = ConnectionResolver(
-        connections, redactor=redactor, secrets_file=secrets, environ={}, validation="off"
+        connections,
+        redactor=redactor,
+        secrets_file=secrets,
+        dotenv=tmp_path / ".env",
+        environ={},
+        validation="off",
     )
     assert resolver.resolve("@mysql.a").fields["password"] == "dotenv-value-1"
     assert resolver.resolve("@mysql.b").fields["password"] == "secrets-value-1"

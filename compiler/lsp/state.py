@@ -70,14 +70,15 @@ class ConnectionsFile:
 def _load(path: str) -> Connections:
     from osiris.compiler.connections import index_connections
     from osiris.oml.diagnostics import DiagnosticList
+    from osiris.runtime.contract.config_file import ConfigFileError, read_config_text
 
     diagnostics = DiagnosticList()
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_config_text(Path(path), "connections file")
+    except ConfigFileError as err:
         diagnostics.error(
             "OML040",
-            f"cannot read connections file {Path(path).name}: {err.__class__.__name__}",
+            str(err),
             None,
             why="Connection references are checked against this file.",
             fix="Check the osiris.connections setting, or remove it.",

@@ -32,6 +32,22 @@ def project_dir(start: Path | None = None) -> Path:
     return here if here.is_dir() else here.parent
 
 
+def run_project_dir(
+    start: Path, environ: Mapping[str, str], connections: Path | str | None, fallback: Path
+) -> Path:
+    """The project root of a run of start (a pipeline, or a compiled manifest or its folder),
+    absolute: the nearest folder holding osiris_connections.yaml or osiris.yaml, walking up from
+    start; else, when a connections file is named (--connections, $OSIRIS_CONNECTIONS), its
+    folder; else project_dir(fallback). --project-dir, when given, replaces all of this."""
+    found = find_project_root(start)
+    if found is not None:
+        return found
+    named = connections or environ.get(CONNECTIONS_ENV)
+    if named:
+        return Path(named).absolute().parent
+    return project_dir(fallback)
+
+
 def connections_file(
     explicit: Path | str | None, environ: Mapping[str, str], start: Path | None = None
 ) -> Path | None:

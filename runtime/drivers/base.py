@@ -161,7 +161,9 @@ class StepContext(Protocol):
         ...
 
     def progress(self, rows: int) -> None:
-        """Report rows processed so far (drives the live view and metrics)."""
+        """Report the step's running total: rows processed so far, never an increment (drives
+        the live view). Reporting a total again, or a lower one, changes nothing, so the engine
+        (which counts the batches it hands over) and the driver may both report."""
         ...
 
     def log(self, message: str) -> None:
