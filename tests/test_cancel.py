@@ -406,3 +406,61 @@ def test_cancel_token_fires_each_hook_once_off_the_cancelling_thread() -> None:
         assert calls[-1] == ("late", threading.current_thread().name)
     with pytest.raises(RunCancelled, match="SIGTERM"):
         token.raise_if_cancelled()
+
+
+@pytest.mark.postgres
+def test_cancelled_atomic_run_publishes_nothing(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    """--atomic: a writer that finished holds its staged file; cancelling the run while another
+    writer loads discards both, so neither target changes."""
+    from osiris.runtime.runner import run_manifest
+
+    with _pg_connect(pg_db) as conn:
+        conn.execute("CREATE TABLE target (id bigint PRIMARY KEY, payload text NOT NULL)")
+        conn.execute("INSERT INTO target SELECT g, 'before' FROM generate_series(1, 1000) g")
+    before = _pg_state(pg_db)
+    _connections(tmp_path, postgres=pg_db)
+    small = step("small", "postgres.extractor", "extractor", {"query": "SELECT 1 AS id"},
+                 connection="@postgres.t")  # fmt: skip
+    manifest = write_manifest(
+        tmp_path / "build",
+        [
+            small,
+            step(
+                "csv", "filesystem.csv_writer", "writer", {"path": "out/small.csv"}, needs=["small"]
+            ),  # fmt: skip
+            _source(),
+            _writer("postgres.writer", {"table": "target", "write_mode": "append"}, "@postgres.t"),
+        ],
+    )
+    token = CancelToken()
+    csv_finished = threading.Event()
+
+    class CancelMidLoad:
+        def on_event(self, event: dict[str, Any]) -> None:
+            if event["event"] == "step_finished" and event["step"] == "csv":
+                csv_finished.set()
+
+        def on_progress(self, step_id: str, rows: int) -> None:
+            if step_id == "load" and rows > 0 and csv_finished.is_set():
+                token.cancel(signal.SIGINT)
+
+        def on_warning(self, message: str) -> None:
+            return None
+
+    outcome = run_manifest(
+        manifest,
+        project_dir=tmp_path,
+        environ={},
+        atomic=True,
+        cancel=token,
+        observer=CancelMidLoad(),
+        max_parallel=2,
+    )
+    assert csv_finished.is_set()
+    assert (outcome.status, outcome.exit_code) == ("cancelled", 130)
+    assert {s.step_id: s.status for s in outcome.steps}["csv"] == "ok"
+    assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its staged sibling
+    assert _pg_state(pg_db) == before
+    assert outcome.run_dir is not None
+    status = json.loads((outcome.run_dir / "status.json").read_text(encoding="utf-8"))
+    assert status["status"] == "cancelled" and status["published_steps"] == []
