@@ -112,7 +112,7 @@ class CancelToken:
 def cancel_on_signals(token: CancelToken, notify: Callable[[int, bool], None]) -> Iterator[None]:
     """SIGINT and SIGTERM cancel the run instead of interrupting the main thread, and call
     notify(signum, repeated); a repeated signal does nothing else. A signal the process ignores
-    stays ignored. The previous handlers come back afterwards."""
+    stays ignored. The previous handlers come back afterwards; after a cancel, both stay ignored."""
 
     def handler(signum: int, _frame: Any) -> None:
         notify(signum, not token.cancel(signum))
@@ -129,4 +129,7 @@ def cancel_on_signals(token: CancelToken, notify: Callable[[int, bool], None]) -
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            # A cancelled process is on its way out: a late signal must not kill it while it
+            # finishes its records (Python puts its own handlers back to the default at exit,
+            # ignored ones it leaves alone).
+            signal.signal(sig, signal.SIG_IGN if token.cancelled else old)

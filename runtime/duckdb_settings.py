@@ -33,11 +33,26 @@ if TYPE_CHECKING:
 
 DEFAULT_MEMORY_LIMIT = "256MB"
 STREAM_MEMORY_LIMIT = "128MB"
+LOAD_MEMORY_LIMIT = "32MB"
 
 
 def memory_limit() -> str:
     """DuckDB memory_limit per database: $OSIRIS_DUCKDB_MEMORY_LIMIT or 256MB (spills to disk beyond)."""
     return os.environ.get("OSIRIS_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+
+
+def load_memory_limit() -> str:
+    """memory_limit of a DuckDB writer appending a stream to a table without indexes:
+    $OSIRIS_DUCKDB_MEMORY_LIMIT or 32MB.
+
+    Such an append writes each full row group to the database file as it goes, before the
+    commit (DuckDB's optimistic writes; a rollback leaves them as free blocks), so the buffer pool
+    only caches blocks nothing reads again, and with 256MB it grew to the limit
+    (bench/memory_bench.py, PostgreSQL -> DuckDB at 5M rows: peak RSS 367 MiB with 256MB, 240 MiB
+    with 32MB, flat from 1M rows; nothing spilled, same CPU time). An index (PRIMARY KEY, UNIQUE, FOREIGN KEY, CREATE INDEX) is kept in memory
+    while it grows - a 5M-row primary key runs out of memory below ~128MB - and upsert joins, so
+    those keep memory_limit()."""
+    return os.environ.get("OSIRIS_DUCKDB_MEMORY_LIMIT") or LOAD_MEMORY_LIMIT
 
 
 def open_duckdb(

@@ -23,6 +23,7 @@ from runtime_helpers import step, write_manifest
 from osiris.runtime.cancel import CancelToken, RunCancelled
 
 ROWS = 20_000_000  # far more than any load gets through before the signal
+# Targets start with ids -1000..-1, so a load of the source (ids 1..ROWS) never hits their key.
 SOURCE = f"SELECT id, md5(id::text) AS payload FROM (SELECT generate_series(1, {ROWS}) AS id) AS s"
 EXIT_SECONDS = 5.0  # from the signal to the process's exit
 
@@ -191,7 +192,7 @@ def test_postgres_writer_cancelled_mid_copy(
 ) -> None:
     with _pg_connect(pg_db) as conn:
         conn.execute("CREATE TABLE target (id bigint PRIMARY KEY, payload text NOT NULL)")
-        conn.execute("INSERT INTO target SELECT g, 'before' FROM generate_series(1, 1000) g")
+        conn.execute("INSERT INTO target SELECT -g, 'before' FROM generate_series(1, 1000) g")
     before = _pg_state(pg_db)
     _connections(tmp_path, postgres=pg_db)
     config = {"table": "target", "write_mode": mode, "primary_key": ["id"]}
@@ -248,7 +249,7 @@ def _start_mysql_load(
         cur.execute("CREATE TABLE target (id bigint PRIMARY KEY, payload varchar(64) NOT NULL)")
         cur.execute(
             "INSERT INTO target WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-            "WHERE i < 1000) SELECT i, 'before' FROM n"
+            "WHERE i < 1000) SELECT -i, 'before' FROM n"
         )
     before = _my_state(mysql_db)
     _connections(tmp_path, postgres=pg_db, mysql=mysql_db)
@@ -309,7 +310,7 @@ def test_duckdb_writer_cancelled_mid_load(
     warehouse = tmp_path / "wh.duckdb"
     with duckdb.connect(str(warehouse)) as con:
         con.execute("CREATE TABLE target (id BIGINT PRIMARY KEY, payload VARCHAR NOT NULL)")
-        con.execute("INSERT INTO target SELECT range, 'before' FROM range(1000)")
+        con.execute("INSERT INTO target SELECT -1 - range, 'before' FROM range(1000)")
     before = _duckdb_state(warehouse)
     _connections(tmp_path, postgres=pg_db)
     config = {"path": "wh.duckdb", "table": "target", "write_mode": mode}
@@ -416,18 +417,22 @@ def test_cancelled_atomic_run_publishes_nothing(pg_db: dict[str, Any], tmp_path:
 
     with _pg_connect(pg_db) as conn:
         conn.execute("CREATE TABLE target (id bigint PRIMARY KEY, payload text NOT NULL)")
-        conn.execute("INSERT INTO target SELECT g, 'before' FROM generate_series(1, 1000) g")
+        conn.execute("INSERT INTO target SELECT -g, 'before' FROM generate_series(1, 1000) g")
     before = _pg_state(pg_db)
     _connections(tmp_path, postgres=pg_db)
-    small = step("small", "postgres.extractor", "extractor", {"query": "SELECT 1 AS id"},
-                 connection="@postgres.t")  # fmt: skip
+    small = step(
+        "small",
+        "postgres.extractor",
+        "extractor",
+        {"query": "SELECT 1 AS id"},
+        connection="@postgres.t",
+    )
+    csv = step("csv", "filesystem.csv_writer", "writer", {"path": "out/small.csv"}, needs=["small"])
     manifest = write_manifest(
         tmp_path / "build",
         [
             small,
-            step(
-                "csv", "filesystem.csv_writer", "writer", {"path": "out/small.csv"}, needs=["small"]
-            ),  # fmt: skip
+            csv,
             _source(),
             _writer("postgres.writer", {"table": "target", "write_mode": "append"}, "@postgres.t"),
         ],

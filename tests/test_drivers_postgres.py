@@ -129,6 +129,21 @@ def test_extract_is_batched_and_honours_columns_where_limit(
     assert empty.num_rows == 0 and empty.schema == pa.schema([("twice", pa.int32())])
 
 
+def test_extract_rows_longer_than_a_parse_chunk(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    # 5 MiB values with quotes, commas and line breaks between short rows: a streaming CSV
+    # reader with 4 MiB blocks failed on them ("straddling object straddles two block boundaries").
+    query = (
+        "SELECT g, CASE WHEN g % 3 = 0 THEN repeat(E'a,\\n\"b', 1310720) ELSE 'x' || g END AS v "
+        "FROM generate_series(1, 9) g ORDER BY g"
+    )
+    ctx = make_ctx(tmp_path, "e", {"query": query, "batch_size": 4}, pg_db)
+    table = PostgresExtractor().extract(ctx).read_all()
+    values = table.column("v").to_pylist()
+    assert table.column("g").to_pylist() == list(range(1, 10))
+    for g, value in zip(range(1, 10), values, strict=True):
+        assert value == ('a,\n"b' * 1310720 if g % 3 == 0 else f"x{g}")
+
+
 def _reader(table: pa.Table) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=2))
 

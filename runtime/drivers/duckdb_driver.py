@@ -21,7 +21,12 @@ from osiris.runtime.drivers.base import (
     settle,
     unique_columns,
 )
-from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
+from osiris.runtime.duckdb_settings import (
+    execute_main_query,
+    load_memory_limit,
+    open_duckdb,
+    plain_booleans,
+)
 from osiris.runtime.sql import ident_list, qualified, quote_ident, quote_literal
 
 if TYPE_CHECKING:
@@ -189,6 +194,8 @@ class DuckDBWriter:
             try:
                 con.register(_INPUT_VIEW, data)
                 load = _Load(ctx, con, schema, table, create)
+                if mode != "upsert" and not load.indexed():
+                    con.execute(f"SET memory_limit = {quote_literal(load_memory_limit())}")
                 con.execute("BEGIN TRANSACTION")
                 with ctx.on_cancel(con.interrupt):
                     rows = load.run(mode)
@@ -265,6 +272,19 @@ class _Load:
                 "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                 "AND schema_name = ? AND table_name = ?",
                 [self.schema, self.table],
+            )
+        )
+
+    def indexed(self) -> bool:
+        """Whether the target table has an index to maintain (see load_memory_limit)."""
+        where = "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?"
+        key = [self.schema, self.table]
+        return bool(
+            self._scalar(f"SELECT count(*) FROM duckdb_indexes() {where}", key)
+            or self._scalar(
+                f"SELECT count(*) FROM duckdb_constraints() {where} AND constraint_type IN "
+                "('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')",
+                key,
             )
         )
 
