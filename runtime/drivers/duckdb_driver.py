@@ -395,22 +395,11 @@ class DuckDBProcessor:
     def transform(self, ctx: StepContext) -> StepResult:
         body = _processor_query(ctx)
         con = ctx.run_db()
-        aliases = processor_aliases(ctx)
-        created: list[str] = []
-        try:
-            for alias, table in aliases.items():
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {quote_ident(alias)} AS "
-                    f"SELECT * FROM main.{quote_ident(table)}"
-                )
-                created.append(alias)
+        with _input_aliases(con, processor_aliases(ctx)):
             unique_columns(ctx.step_id, con.sql(body).columns)
             found = execute_main_query(
                 con, ctx, f"CREATE TABLE main.{quote_ident(ctx.step_id)} AS {body}"
             )
-        finally:
-            for alias in created:
-                con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
         # Counting a table is free; counting a view (a file read in place) would read the file
         # again, so views are left out here and the engine adds their known row counts.
         tables = {
@@ -431,7 +420,10 @@ class DuckDBProcessor:
         body = _processor_query(ctx)
         aliases = processor_aliases(ctx)
         con = ctx.run_db()
-        _check_output_names(ctx, con, body, aliases)
+        # Bound as written: in the view's wrapping SELECT a clash of output names (which DuckDB
+        # would rename `a`, `a_1`) is no longer visible.
+        with _input_aliases(con, aliases):
+            unique_columns(ctx.step_id, con.sql(body).columns)
         if aliases:
             # A view outlives this connection's temp views, so the aliases become CTEs; NOT
             # MATERIALIZED keeps a self-join from copying its input into memory.
@@ -443,11 +435,9 @@ class DuckDBProcessor:
         con.execute(f"CREATE VIEW main.{quote_ident(ctx.step_id)} AS {body}")
 
 
-def _check_output_names(
-    ctx: StepContext, con: duckdb.DuckDBPyConnection, body: str, aliases: dict[str, str]
-) -> None:
-    """Bind the query as written (aliases as temp views): DuckDB would rename a second `a` to
-    `a_1` in the table or view, and inside a wrapping SELECT the clash is no longer visible."""
+@contextlib.contextmanager
+def _input_aliases(con: duckdb.DuckDBPyConnection, aliases: dict[str, str]) -> Iterator[None]:
+    """The processor's input aliases (input, df_<id>, input names) as temp views, for a block."""
     created: list[str] = []
     try:
         for alias, table in aliases.items():
@@ -456,7 +446,7 @@ def _check_output_names(
                 f"SELECT * FROM main.{quote_ident(table)}"
             )
             created.append(alias)
-        unique_columns(ctx.step_id, con.sql(body).columns)
+        yield
     finally:
         for alias in created:
             con.execute(f"DROP VIEW IF EXISTS temp.{quote_ident(alias)}")
