@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.compiler.check_config import check_config, check_constraints
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at
+from osiris.compiler.sql_params import SqlTemplate, check_sql_params
 from osiris.oml.ast import Document, Name, Step
 from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.expr import ExpressionError, Reference, parse_connection_ref
@@ -46,6 +47,8 @@ class CheckContext:
     param_uses: dict[str, list[Span]] = field(default_factory=dict)
     param_steps: set[str] = field(default_factory=set)  # steps whose config uses a param
     unresolved: set[str] = field(default_factory=set)  # steps with a reference to an unknown step
+    # (step id, SQL field) -> where its params sit; filled by check_sql_params
+    sql_params: dict[tuple[str, str], tuple[SqlTemplate, YScalar]] = field(default_factory=dict)
     _edges_into: dict[str, list[Edge]] | None = field(default=None, repr=False)
     _edges_indexed: int = field(default=-1, repr=False)
 
@@ -703,6 +706,7 @@ PASSES: tuple[Callable[[CheckContext], None], ...] = (
     check_cycles,
     check_roles,
     check_params,
+    check_sql_params,
     check_connections,
     check_configs,
     check_processor_sql,

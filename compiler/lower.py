@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.compiler.check_config import check_config
 from osiris.compiler.ir import PipelineIR, StepNode
 from osiris.compiler.modes import spec_mode_of
+from osiris.compiler.sql_params import SqlParamError, render_sql_fields
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 from osiris.oml.expr import Escape, Reference, Template, Text
 from osiris.oml.visitor import NodeVisitor
@@ -112,6 +113,11 @@ def lower(
         spec = ctx.specs[step_id]
         config_node = step.config or YMap((), step.span)
         config = substitute(config_node, params)
+        for name, sql in render_sql_fields(document, ctx.sql_params, step_id, params).items():
+            if isinstance(sql, SqlParamError):
+                _unsafe_sql(ctx, step_id, name, sql, diagnostics)
+            else:
+                config[name] = sql
         config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
         if step_id in ctx.param_steps:
             _recheck(ctx, spec.name, config_node, config, diagnostics)
@@ -191,3 +197,17 @@ def _recheck(
                 example=d.example,
             )
         )
+
+
+def _unsafe_sql(
+    ctx: CheckContext, step_id: str, field: str, error: SqlParamError, diagnostics: DiagnosticList
+) -> None:
+    template, scalar = ctx.sql_params[(step_id, field)]
+    diagnostics.error(
+        "OML112",
+        f"a param cannot be written into the {field} of '{step_id}': {error}",
+        scalar.span,
+        why="A param value may only ever become a literal value or a number in SQL; this one "
+        f"cannot be written into {template.dialect} SQL as such.",
+        fix="Pass a different value for the param.",
+    )

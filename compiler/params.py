@@ -11,7 +11,7 @@ from osiris.oml.ast import Document, Param
 from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.span import Span
 from osiris.oml.suggest import close_matches, did_you_mean
-from osiris.oml.types import conforms, type_of, with_article
+from osiris.oml.types import conforms, is_iso_date, type_of, with_article
 
 ENV_PREFIX = "OSIRIS_PARAM_"
 _TRUE = {"true", "1", "yes", "on"}
@@ -50,6 +50,11 @@ def coerce(text: str, kind: str | None) -> Any:
             if number.is_integer() and "." not in text and "e" not in text.lower()
             else number
         )
+    if kind == "date":
+        day = text.strip()
+        if not is_iso_date(day):
+            raise ValueError("expected a date written YYYY-MM-DD")
+        return day
     if kind == "boolean":
         lowered = text.strip().lower()
         if lowered in _TRUE:

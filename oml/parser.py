@@ -10,7 +10,7 @@ from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.expr import ExpressionError, Template, Text, parse_template
 from osiris.oml.span import SourceText, Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
-from osiris.oml.types import JSON_TYPES, describe, phrase
+from osiris.oml.types import PARAM_TYPES, describe, phrase
 from osiris.oml.visitor import NodeVisitor
 from osiris.oml.yamltree import (
     YEntry,
@@ -317,14 +317,14 @@ class Parser:
             ptype = None
             if "type" in fields:
                 ptype = self.name(fields["type"].value, f"the type of param '{name.value}'")
-                if ptype and ptype.value not in JSON_TYPES:
-                    matches = close_matches(ptype.value, JSON_TYPES)
+                if ptype and ptype.value not in PARAM_TYPES:
+                    matches = close_matches(ptype.value, PARAM_TYPES)
                     self.diagnostics.error(
                         "OML030",
                         f"unknown param type '{ptype.value}'",
                         ptype.span,
                         why="A param's type is one of: "
-                        + ", ".join(JSON_TYPES)
+                        + ", ".join(PARAM_TYPES)
                         + "."
                         + did_you_mean(matches),
                         fix="Use one of the listed types.",

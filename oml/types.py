@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Any
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object")
+# A param may also be a date: a string holding a calendar date, YYYY-MM-DD.
+PARAM_TYPES = (*JSON_TYPES, "date")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PHRASES = {
     "string": "a string",
     "integer": "an integer",
@@ -12,6 +17,7 @@ _PHRASES = {
     "boolean": "a boolean",
     "array": "a list",
     "object": "a mapping",
+    "date": "a date (YYYY-MM-DD)",
     "null": "null",
 }
 # A value of each type that passes its type check, for validating before params are known.
@@ -22,6 +28,7 @@ PLACEHOLDERS: dict[str, Any] = {
     "boolean": False,
     "array": [],
     "object": {},
+    "date": "1970-01-01",
 }
 
 
@@ -44,6 +51,8 @@ def conforms(value: Any, kind: str | None) -> bool:
     """Whether value has JSON type kind (an integer is a number; a boolean is neither)."""
     if kind is None:
         return True
+    if kind == "date":
+        return is_iso_date(value)
     found = type_of(value)
     return found == kind or (kind == "number" and found == "integer")
 
@@ -62,3 +71,14 @@ def with_article(kind: str | None) -> str:
 def describe(value: Any) -> str:
     """The phrase for the type of a value: 'a string', 'an integer', 'null', ..."""
     return phrase(type_of(value))
+
+
+def is_iso_date(value: Any) -> bool:
+    """Whether value is a string holding a real calendar date written YYYY-MM-DD."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

@@ -199,6 +199,24 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML037"},
     ),
     (
+        "sql-string-param-outside-quotes",
+        "params:\n  since: {type: string}\n"
+        + pipeline(
+            "- {id: src, component: mysql.extractor, mode: read, config: "
+            '{connection: "@mysql.shop", query: "SELECT * FROM t WHERE ts >= ${params.since}"}}\n'
+        ),
+        {"OML110"},
+    ),
+    (
+        "sql-param-in-dollar-quotes",
+        "params:\n  v: {type: string}\n"
+        + pipeline(
+            "- {id: src, component: postgres.extractor, mode: read, config: "
+            '{connection: "@postgres.main", query: "SELECT $q$ ${params.v}$q$"}}\n'
+        ),
+        {"OML111"},
+    ),
+    (
         "processor-bad-sql",
         pipeline(
             extract()

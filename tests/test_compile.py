@@ -36,6 +36,18 @@ COMPILE_CASES = [
         {},
         {"OML065"},
     ),
+    (
+        "nul-in-sql-param",
+        "params:\n  v: {type: string}\n"
+        + pipeline(
+            "- {id: src, component: mysql.extractor, mode: read, config: "
+            """{connection: "@mysql.shop", query: "SELECT '${params.v}'"}}\n"""
+        ),
+        ["v=a\x00b"],
+        None,
+        {},
+        {"OML112"},
+    ),
 ]
 
 

@@ -323,7 +323,7 @@ def test_oml_schema_accepts_the_design_example(oml_validator: Draft202012Validat
         (lambda d: d["steps"][0].__setitem__("id", "1st"), "id"),
         (lambda d: d["steps"][0].__setitem__("mode", "discover"), "mode"),
         (lambda d: d["steps"][0].__setitem__("cfg", {}), "cfg"),
-        (lambda d: d["params"]["since"].__setitem__("type", "date"), "type"),
+        (lambda d: d["params"]["since"].__setitem__("type", "datetime"), "type"),
     ],
 )
 def test_oml_schema_rejects_broken_documents(

@@ -95,9 +95,9 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
         if key is None:
             _keys(items, PARAM_KEYS, ctx.siblings, Kind.Property)
         elif key == "type":
-            from osiris.oml.types import JSON_TYPES
+            from osiris.oml.types import PARAM_TYPES
 
-            for name in JSON_TYPES:
+            for name in PARAM_TYPES:
                 items.add(name, Kind.EnumMember)
     elif path == ("steps", "-"):
         if key is None:

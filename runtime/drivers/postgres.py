@@ -51,6 +51,9 @@ SESSION = (
     "SET IntervalStyle = 'postgres'",
     "SET bytea_output = 'hex'",
     "SET extra_float_digits = 3",
+    # The compiler writes params into '...' literals by doubling quotes only; that is exact
+    # only when backslashes are plain characters there, which this makes sure of.
+    "SET standard_conforming_strings = on",
 )
 CSV_CHUNK = 1 << 20  # bytes of COPY output parsed at a time
 
