@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.compiler.check_config import check_config
 from osiris.compiler.ir import PipelineIR, StepNode
 from osiris.compiler.modes import spec_mode_of
+from osiris.compiler.upstream import normalise
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 from osiris.oml.expr import Escape, Reference, Template, Text
 from osiris.oml.visitor import NodeVisitor
@@ -112,9 +113,10 @@ def lower(
         spec = ctx.specs[step_id]
         config_node = step.config or YMap((), step.span)
         config = substitute(config_node, params)
-        config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
         if step_id in ctx.param_steps:
             _recheck(ctx, spec.name, config_node, config, diagnostics)
+        config = normalise(config, spec.config_schema)
+        config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
         inputs = tuple(
             sorted(
                 (e.input_name, e.upstream)
