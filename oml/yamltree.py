@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from osiris.oml.diagnostics import DiagnosticList, Suggestion
+from osiris.oml.diagnostics import DiagnosticList
 from osiris.oml.expr import Template
 from osiris.oml.span import SourceText, Span
 
@@ -261,6 +261,8 @@ def _parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None
         context = f" ({err.context.strip()})" if err.context and err.problem else ""
         reserved = _reserved_start(source.text, offset)
         if reserved is not None:
+            from osiris.oml.diagnostics import Suggestion  # not a tree node type of this module
+
             end = offset + len(reserved)
             diagnostics.error(
                 "OML001",
