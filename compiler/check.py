@@ -12,6 +12,7 @@ from osiris.compiler.check_config import check_config, check_constraints
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at
 from osiris.compiler.sql_params import SqlTemplate, check_sql_params
+from osiris.compiler.upstream import check_upstream, normalise
 from osiris.oml.ast import Document, Name, Step
 from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.expr import ExpressionError, Reference, parse_connection_ref
@@ -278,10 +279,11 @@ def check_roles(ctx: CheckContext) -> None:
                 "OML035",
                 f"writer '{step_id}' needs exactly one input, it has {len(upstream)}",
                 _first_edge_span(ctx, step_id, second=True) or anchor,
-                why="A writer loads one upstream table into its target.",
+                why="A writer loads one upstream table into its target. Unlike upstream "
+                "Osiris, a step's place in the list creates no edge: only needs and inputs do.",
                 fix="Name exactly one upstream step in needs (or inputs); to combine several, "
                 "put a duckdb.processor in between.",
-                example=f"needs: [{next(iter(ctx.steps))}]",
+                example=f"needs: [{_example_upstream(ctx, step_id, upstream)}]",
             )
         elif spec.role == "processor" and not upstream:
             ctx.diagnostics.error(
@@ -292,6 +294,17 @@ def check_roles(ctx: CheckContext) -> None:
                 fix="Name the steps it reads in needs.",
                 example="needs: [extract-orders]",
             )
+
+
+def _example_upstream(ctx: CheckContext, step_id: str, upstream: list[str]) -> str:
+    """A step the writer could read: one it already names, else the step before it."""
+    if upstream:
+        return upstream[0]
+    ids = list(ctx.steps)
+    before = ids[: ids.index(step_id)] if step_id in ids else []
+    others = before[::-1] + [i for i in ids if i != step_id and i not in before]
+    readable = [i for i in others if i in ctx.specs and ctx.specs[i].role != "writer"]
+    return (readable or others or ["extract-orders"])[0]
 
 
 def _first_edge_span(ctx: CheckContext, step_id: str, second: bool = False) -> Span | None:
@@ -529,6 +542,8 @@ def check_configs(ctx: CheckContext) -> None:
             skip,
             ctx.diagnostics,
         )
+        check_upstream(spec.name, spec.config_schema, config_node, ctx.diagnostics)
+        config = normalise(config, spec.config_schema)
         check_constraints(
             spec.name, spec.constraints, config_node, config, step.span, ctx.diagnostics, failed
         )

@@ -87,8 +87,9 @@ def _report(
     node, _ = node_at(config_node, path)
     field = _field_name(path)
     if kind == "additionalProperties":
-        allowed = list((error.schema or {}).get("properties", {}))
-        extras = [k for k in (error.instance or {}) if k not in allowed]
+        props = (error.schema or {}).get("properties", {})
+        allowed = [k for k, v in props.items() if not (isinstance(v, dict) and v.get("deprecated"))]
+        extras = [k for k in (error.instance or {}) if k not in props]
         for extra in extras:
             span = key_span(config_node, (*path, extra)) or node.span
             matches = close_matches(str(extra), allowed)

@@ -11,6 +11,7 @@ from osiris.compiler.check_config import check_config
 from osiris.compiler.ir import PipelineIR, StepNode
 from osiris.compiler.modes import spec_mode_of
 from osiris.compiler.sql_params import SqlParamError, render_sql_fields
+from osiris.compiler.upstream import normalise
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 from osiris.oml.expr import Escape, Reference, Template, Text
 from osiris.oml.visitor import NodeVisitor
@@ -118,9 +119,10 @@ def lower(
                 _unsafe_sql(ctx, step_id, name, sql, diagnostics)
             else:
                 config[name] = sql
-        config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
         if step_id in ctx.param_steps:
             _recheck(ctx, spec.name, config_node, config, diagnostics)
+        config = normalise(config, spec.config_schema)
+        config = _fill_defaults(config, spec.config_schema, spec.connection_fields)
         inputs = tuple(
             sorted(
                 (e.input_name, e.upstream)

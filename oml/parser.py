@@ -51,6 +51,24 @@ LEGACY_TOP = {
         "Rename 'tasks' to 'steps'; each task becomes a step with id, component, mode and config.",
         "steps",
     ),
+    "pipeline": (
+        "'pipeline:' wraps the pipeline in upstream Osiris's older format",
+        "Move the keys under 'pipeline:' (name, steps, ...) to the top level of the file, "
+        "remove the 'pipeline:' line and add oml_version: \"0.1.0\".",
+        None,
+    ),
+    "source": (
+        "'source' is a pre-OML config of upstream Osiris, not a pipeline",
+        "Write the source as an extractor step under steps: (e.g. component: mysql.extractor, "
+        'mode: read, config: {connection: "@mysql.main", table: ...}).',
+        None,
+    ),
+    "destination": (
+        "'destination' is a pre-OML config of upstream Osiris, not a pipeline",
+        "Write the destination as a writer step under steps: (e.g. component: "
+        "supabase.writer, mode: write, needs: [<the extractor's id>], config: {table: ...}).",
+        None,
+    ),
     "outputs": (
         "'outputs' is not part of OML 0.1.0",
         "Write outputs as writer steps (e.g. filesystem.csv_writer) that name their upstream "
@@ -188,7 +206,7 @@ class Parser:
             code,
             f"{where} is missing required key '{key}'",
             Span(node.span.file, node.span.start, node.span.start) if node.entries else node.span,
-            why=f"Every {where} needs '{key}'.",
+            why=f"{where[:1].upper()}{where[1:]} needs '{key}'.",
             fix=f"Add '{key}'.",
             example=example,
         )
@@ -230,16 +248,17 @@ class Parser:
                 self.unknown_key(entry, TOP_KEYS, "the pipeline", "OML004")
         version = self.oml_version(root, fields.get("oml_version"))
         name = None
+        legacy = "pipeline" in root or "source" in root or "destination" in root
         if "name" in fields:
             name = self.name(fields["name"].value, "name")
-        else:
+        elif "pipeline" not in root:
             self.missing(root, "name", "the pipeline", "OML006", "name: orders-to-warehouse")
         params = self.params(fields["params"].value) if "params" in fields else ()
         profiles = self.profiles(fields["profiles"].value) if "profiles" in fields else ()
         steps: tuple[Step, ...] = ()
         if "steps" in fields:
             steps = self.steps(fields["steps"].value)
-        elif "tasks" not in root:
+        elif "tasks" not in root and not legacy:
             self.missing(root, "steps", "the pipeline", "OML006", "steps:\n" + _EXAMPLE_STEP)
         description = self.text(fields.get("description"), "description")
         metadata = fields["metadata"].value if "metadata" in fields else None
@@ -260,7 +279,7 @@ class Parser:
 
     def oml_version(self, root: YMap, entry: YEntry | None) -> YScalar | None:
         if entry is None:
-            if "version" not in root:
+            if "version" not in root and "pipeline" not in root:
                 self.missing(root, "oml_version", "the pipeline", "OML006", 'oml_version: "0.1.0"')
             return None
         node = entry.value

@@ -259,6 +259,24 @@ def _parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None
         offset = mark.index if mark is not None else 0
         problem = (err.problem or err.context or "invalid YAML").strip()
         context = f" ({err.context.strip()})" if err.context and err.problem else ""
+        reserved = _reserved_start(source.text, offset)
+        if reserved is not None:
+            from osiris.oml.diagnostics import Suggestion  # not a tree node type of this module
+
+            end = offset + len(reserved)
+            diagnostics.error(
+                "OML001",
+                f"YAML syntax error: a plain value cannot start with '{reserved[0]}'; quote it",
+                source.span(offset, end),
+                why=f"'{reserved[0]}' is reserved in YAML, so {reserved} must be written as a "
+                "quoted string.",
+                fix=f'Write "{reserved}" in double quotes.',
+                example=f'connection: "{reserved}"' if reserved.startswith("@") else "",
+                suggestions=(
+                    Suggestion("Quote the value", f'"{reserved}"', source.span(offset, end)),
+                ),
+            )
+            return None
         diagnostics.error(
             "OML001",
             f"YAML syntax error: {problem}{context}",
@@ -341,3 +359,13 @@ steps:
     component: filesystem.csv_extractor
     mode: read
     config: {path: data/orders.csv}"""
+
+
+def _reserved_start(text: str, offset: int) -> str | None:
+    """The unquoted value at offset when it starts with YAML's reserved '@' or '`' (else None)."""
+    if text[offset : offset + 1] not in ("@", "`"):
+        return None
+    end = offset
+    while end < len(text) and text[end] not in " \t\r\n,]}#\"'":
+        end += 1
+    return text[offset:end]

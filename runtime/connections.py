@@ -212,10 +212,14 @@ class ConnectionResolver:
         fields = interpolate(raw, source, label)
         schema = self._schema_for(ref.family)
         short = self._register_secrets(fields, secret_fields(schema))
+        fields, renamed = _our_names(fields, schema)
         warnings = tuple(
             f"{label}: secret field {name} is shorter than {MIN_SECRET_LENGTH} characters; "
             f"it is masked in messages only where it stands alone as a word (use a longer secret)"
             for name in short
+        ) + tuple(
+            f"{label}: {old} is upstream Osiris's name for {new}; write {new}"
+            for old, new in renamed
         )
         if schema is not None and self._validation != "off":
             fields = _coerce_scalars(fields, schema)
@@ -318,3 +322,20 @@ def _schema_problems(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> li
         else:
             problems.append(f"field {field}: fails '{error.validator}'")
     return problems
+
+
+def _our_names(
+    fields: dict[str, Any], schema: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Fields under upstream Osiris's names (x-use in the schema, e.g. pg_dsn) renamed to ours."""
+    props = (schema or {}).get("properties") or {}
+    out = dict(fields)
+    renamed = []
+    for name, prop in props.items():
+        target = prop.get("x-use") if isinstance(prop, dict) else None
+        if isinstance(target, str) and name in out:
+            value = out.pop(name)
+            if target not in out:
+                out[target] = value
+                renamed.append((name, target))
+    return out, renamed

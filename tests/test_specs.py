@@ -233,7 +233,7 @@ def test_roles_and_oml_modes(registry: Registry) -> None:
 SECRETS = {
     "mysql": {"password"},
     "postgres": {"password", "dsn"},
-    "supabase": {"password", "dsn", "key", "service_role_key", "anon_key"},
+    "supabase": {"password", "dsn", "pg_dsn", "key", "service_role_key", "anon_key"},
     "duckdb": set(),
 }
 

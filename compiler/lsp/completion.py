@@ -151,9 +151,9 @@ def _components(items: _Items, registry: Registry) -> None:
 
 def _config_keys(items: _Items, spec: ComponentSpec, present: frozenset[str]) -> None:
     for index, name in enumerate(spec.fields):
-        if name in present:
-            continue
         schema = spec.field_schema(name) or {}
+        if name in present or schema.get("deprecated"):
+            continue  # upstream Osiris names are accepted, never offered
         required = name in spec.required_fields
         items.add(
             name,

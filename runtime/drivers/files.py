@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _INPUT_VIEW = "osiris_input"
-_CSV_READ_COMPRESSION = {"auto": "auto", "none": "none", "gzip": "gzip", "zstd": "zstd"}
+_CSV_READ_COMPRESSION = {
+    "auto": "auto",
+    "infer": "auto",
+    "none": "none",
+    "gzip": "gzip",
+    "zstd": "zstd",
+}
 _CSV_WRITE_COMPRESSION = {"none": "none", "gzip": "gzip", "zstd": "zstd"}
 _PARQUET_COMPRESSION = {
     "snappy": "snappy",
@@ -93,7 +99,17 @@ def _projection(ctx: StepContext) -> str:
 
 def csv_source_query(ctx: StepContext) -> str:
     """SELECT ... FROM read_csv(...) for a csv_extractor config."""
-    return f"SELECT {_projection(ctx)} FROM read_csv({_csv_arguments(ctx, _paths(ctx))})"
+    query = f"SELECT {_projection(ctx)} FROM read_csv({_csv_arguments(ctx, _paths(ctx))})"
+    return query + _limit(ctx)
+
+
+def _limit(ctx: StepContext) -> str:
+    limit = ctx.config.get("limit")
+    if limit is None:
+        return ""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise DriverError(f"limit must be a non-negative integer, got {limit!r}")
+    return f" LIMIT {limit}"
 
 
 def pinned_csv_query(ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
@@ -109,7 +125,7 @@ def pinned_csv_query(ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
     prompt = str(found[0][0]).strip().rstrip(";") if found and found[0][0] else ""
     if not prompt.startswith("FROM read_csv("):  # another DuckDB's shape: do not guess
         return csv_source_query(ctx)
-    return f"SELECT {_projection(ctx)} {prompt}"
+    return f"SELECT {_projection(ctx)} {prompt}{_limit(ctx)}"
 
 
 def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
@@ -124,10 +140,13 @@ def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
         "null_value": "nullstr",
         "skip_rows": "skip",
         "column_types": "types",
+        "comment": "comment",
     }
     for key, option in mapping.items():
         if cfg.get(key) is not None:
             options[option] = cfg[key]
+    if cfg.get("na_values"):
+        options["nullstr"] = list(dict.fromkeys([cfg.get("null_value") or "", *cfg["na_values"]]))
     compression = cfg.get("compression", "auto")
     if compression not in _CSV_READ_COMPRESSION:
         raise DriverError(f"compression {compression!r} is not supported")
@@ -362,13 +381,33 @@ class CsvWriter(_FileWriter):
             options["QUOTE"] = sql_value(cfg["quote"])
         if cfg.get("null_value") is not None:
             options["NULLSTR"] = sql_value(cfg["null_value"])
-        target.parent.mkdir(parents=True, exist_ok=True)
+        newline = cfg.get("newline", "lf")
+        if newline not in _NEWLINES:
+            raise DriverError(f"newline {newline!r} is not lf or crlf")
+        options["NEW_LINE"] = sql_value(_NEWLINES[newline])
+        query = _select_for_write(ctx, table)
+        forced = _forced_quotes(con, query, cfg.get("quoting", "minimal"))
+        if forced:
+            options["FORCE_QUOTE"] = forced
+        encoding = cfg.get("encoding", "utf-8")
+        if encoding not in _CSV_ENCODINGS:
+            raise DriverError(f"encoding {encoding!r} is not one of {', '.join(_CSV_ENCODINGS)}")
+        if encoding != "utf-8" and compression != "none":
+            raise DriverError(f"encoding {encoding} cannot be combined with compression here")
+        if not target.parent.is_dir():
+            if cfg.get("create_dirs", True) is False:
+                raise DriverError(
+                    f"directory {target.parent} does not exist (create_dirs is false)"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
         (part, part_entry), (combined, combined_entry) = _tracked_siblings(
             ctx, target, "part", "tmp"
         )
         staged: Path | None = None
         try:
-            rows = _copy(ctx, con, _select_for_write(ctx, table), part, options)
+            rows = _copy(ctx, con, query, part, options)
+            if encoding != "utf-8":
+                _reencode(part, encoding, bom=not appending)
             written = part.stat().st_size
             ctx.raise_if_cancelled()
             if appending:
@@ -437,6 +476,50 @@ def _nullable_select(ctx: StepContext, con: duckdb.DuckDBPyConnection, table: st
         f"CASE WHEN random() < 2 THEN {quote_ident(n)} END AS {quote_ident(n)}" for n in names
     )
     return f"SELECT {columns} FROM ({select}) AS osiris_rows"
+
+
+_NEWLINES = {"lf": "\n", "crlf": "\r\n"}
+_CSV_ENCODINGS = ("utf-8", "utf-16", "ascii", "latin-1")
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+
+
+def _forced_quotes(con: duckdb.DuckDBPyConnection, query: str, quoting: str) -> str:
+    """COPY's FORCE_QUOTE for upstream's quoting: '' (minimal), * (all), or the non-numeric columns."""
+    if quoting == "minimal":
+        return ""
+    if quoting == "all":
+        return "*"
+    if quoting != "nonnumeric":
+        raise DriverError(f"quoting {quoting!r} is not minimal, all or nonnumeric")
+    described = con.execute(f"DESCRIBE {query}").fetchall()
+    text = [
+        str(name)
+        for name, kind, *_ in described
+        if not str(kind).upper().lstrip("U").startswith((*_NUMERIC_TYPES, "DECIMAL"))
+    ]
+    return f"({ident_list(text)})" if text else ""
+
+
+def _reencode(path: Path, encoding: str, *, bom: bool) -> None:
+    """Rewrite a UTF-8 file in another encoding, streamed (utf-16: little endian, BOM first)."""
+    codec = "utf-16-le" if encoding == "utf-16" else encoding
+    out_path = path.with_name(path.name + ".enc")
+    try:
+        with path.open(encoding="utf-8", newline="") as src, out_path.open("wb") as out:
+            if encoding == "utf-16" and bom:
+                out.write(b"\xff\xfe")
+            for chunk in iter(lambda: src.read(1 << 20), ""):
+                try:
+                    out.write(chunk.encode(codec))
+                except UnicodeEncodeError as err:
+                    bad = err.object[err.start : err.end]
+                    raise DriverError(
+                        f"the data has {bad!r}, which {encoding} cannot represent; "
+                        "use encoding utf-8 or utf-16"
+                    ) from None
+        os.replace(out_path, path)
+    finally:
+        out_path.unlink(missing_ok=True)
 
 
 def _single_target(ctx: StepContext) -> Path:

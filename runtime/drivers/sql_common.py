@@ -92,6 +92,7 @@ class ExtractOptions:
     limit: int | None
     query: str | None
     batch_size: int
+    offset: int = 0
 
     @classmethod
     def parse(cls, s: Mapping[str, Any], ctx: Any) -> ExtractOptions:
@@ -103,7 +104,11 @@ class ExtractOptions:
             raise DriverConfigError(f"limit must be a non-negative integer, got {limit!r}")
         if query and (s.get("columns") or s.get("where")):
             raise DriverConfigError("'columns' and 'where' apply to 'table', not to 'query'")
+        offset = s.get("offset") or 0
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise DriverConfigError(f"offset must be a non-negative integer, got {offset!r}")
         return cls(
+            offset=offset,
             table=table,
             schema=s.get("schema"),
             columns=_names(s.get("columns"), "columns"),
@@ -124,11 +129,15 @@ class ExtractOptions:
         return sql
 
     def limited(self, sql: str) -> str:
-        if self.limit is None:
+        if self.limit is None and not self.offset:
             return sql
+        # MySQL has no OFFSET without LIMIT; both servers accept the largest BIGINT as "all"
+        clause = f" LIMIT {int(self.limit) if self.limit is not None else 2**63 - 1}"
+        if self.offset:
+            clause += f" OFFSET {int(self.offset)}"
         if self.query:
-            return f"SELECT * FROM ({sql}) AS osiris_q LIMIT {int(self.limit)}"
-        return f"{sql} LIMIT {int(self.limit)}"
+            return f"SELECT * FROM ({sql}) AS osiris_q{clause}"
+        return f"{sql}{clause}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,8 @@ class WriteOptions:
         if not table or not isinstance(table, str):
             raise DriverConfigError("'table' is required for a writer")
         mode = s.get("write_mode") or "append"
+        if mode == "append" and s.get("truncate_before"):
+            mode = "replace"  # emptied first, then loaded: replace does both in one swap
         if mode not in WRITE_MODES:
             raise DriverConfigError(f"write_mode must be one of {', '.join(WRITE_MODES)}")
         pk = _names(s.get("primary_key"), "primary_key")
