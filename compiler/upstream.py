@@ -1,7 +1,9 @@
 """Upstream Osiris (0.5.7) config fields: warned about at check, normalised away when lowering.
 
 A spec marks such a field `deprecated: true` with `x-upstream: {use: <our field>}` (another name
-for one of ours) or `x-upstream: {effect: none}` (a client-tuning field that does nothing here).
+for one of ours), `x-upstream: {effect: none}` (a client-tuning field that does nothing here) or
+`x-upstream: {effect: unsupported}` (it would change the rows read, and is not applied: an error,
+never a silent full read).
 The field's own schema still validates its value, so a bad `mode:` is a bad value, not an
 unknown field.
 """
@@ -52,14 +54,23 @@ def check_upstream(
     component: str, schema: Mapping[str, Any], config_node: YMap, diagnostics: DiagnosticList
 ) -> None:
     """OML130 for an upstream name of one of our fields, OML131 for a field with no effect,
-    OML132 when a step gives both names of one field."""
+    OML132 when a step gives both names of one field, OML133 for one we do not apply."""
     for name, note in upstream_fields(schema).items():
         entry = config_node.get(name)
         if entry is None:
             continue
         span = key_span(config_node, (name,)) or entry.span
         target = note.get("use")
-        if target is None:
+        if note.get("effect") == "unsupported":
+            diagnostics.error(
+                "OML133",
+                f"'{name}' (an upstream Osiris field of {component}) is not supported here",
+                span,
+                why=str(schema["properties"][name].get("description", ""))
+                or f"It would change what {component} reads, and it is not applied here.",
+                fix=f"Remove '{name}' and say the same with our fields (see 'why').",
+            )
+        elif target is None:
             description = str(schema["properties"][name].get("description", ""))
             diagnostics.warning(
                 "OML131",

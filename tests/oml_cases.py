@@ -235,6 +235,14 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML043"},
     ),
     ("duplicate-need", CSV_TO_CSV.replace("needs: [src]", "needs: [src, src]"), {"OML044"}),
+    (
+        "upstream-postgrest-filter",
+        pipeline(
+            "- id: src\n  component: supabase.extractor\n  mode: read\n"
+            '  config: {connection: "@supabase", table: t, filter: {status: eq.active}}\n'
+        ),
+        {"OML133"},
+    ),
 ]
 
 VALID_CASES: list[tuple[str, str]] = [

@@ -148,6 +148,32 @@ def test_bad_value_of_an_upstream_field_is_a_bad_value() -> None:
     assert "'mode'" in bad.summary and bad.suggestions[0].replacement == "upsert"
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "ours"),
+    [
+        ("filter", "{status: eq.active}", "where"),
+        ("select", "'id,name'", "columns"),
+        ("order", "id.desc", "ORDER BY"),
+        ("tables", "[a, b]", "one step per table"),
+    ],
+)
+def test_upstream_field_that_would_change_the_rows_read_is_an_error(
+    field: str, value: str, ours: str
+) -> None:
+    """A PostgREST filter we do not apply must not silently read every row: OML133."""
+    step = textwrap.dedent(
+        f"""\
+        - id: src
+          component: supabase.extractor
+          mode: read
+          config: {{connection: "@supabase", table: t, {field}: {value}}}
+        """
+    )
+    found = [d for d in diagnostics(pipeline(step)) if d.code == "OML133"]
+    assert len(found) == 1 and found[0].severity == "error"
+    assert f"'{field}'" in found[0].summary and ours in (found[0].why or "")
+
+
 def test_upstream_and_our_name_together_is_an_error() -> None:
     found = diagnostics(
         _writer('{connection: "@mysql", table: t, mode: append, write_mode: append}')
