@@ -572,6 +572,7 @@ def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) ->
                     "Remove the inline secret", "", _entry_span(config_node, path) or node.span
                 ),
             ),
+            masked=(node.span,),
         )
 
 
@@ -638,19 +639,22 @@ def check_processor_sql(ctx: CheckContext) -> None:
             )
             continue
         upstream = ctx.upstream(step_id)
-        available = set(upstream) | {f"df_{u}" for u in upstream} | {"input_df"}
-        if len(upstream) == 1:
-            available.add("input")
+        available = set(upstream) | {f"df_{u}" for u in upstream}
+        if len(upstream) <= 1:  # with none, OML036 says what is wrong
+            available |= {"input", "input_df"} if upstream else {"input_df"}
         for table in result.tables:
             if table in available or table.lower() in {a.lower() for a in available}:
                 continue
-            matches = close_matches(table, sorted(available))
-            start = scalar.value.find(table)
-            span = (
-                inner_span(ctx.source, scalar, start, start + len(table))
-                if start >= 0
-                else scalar.span
+            found = re.search(
+                rf"(?<![\w$]){re.escape(table)}(?![\w$])", scalar.value, flags=re.IGNORECASE
             )
+            span = (
+                inner_span(ctx.source, scalar, found.start(), found.end()) if found else scalar.span
+            )
+            if table.lower() in ("input", "input_df") and len(upstream) > 1:
+                _input_alias_with_inputs(ctx, step_id, table, upstream, span)
+                continue
+            matches = close_matches(table, sorted(available))
             declared_elsewhere = table in ctx.steps
             ctx.diagnostics.error(
                 "OML037",
@@ -671,6 +675,24 @@ def check_processor_sql(ctx: CheckContext) -> None:
                     [m for m in matches if re.fullmatch(r"[A-Za-z_]\w*", m)], span
                 ),
             )
+
+
+def _input_alias_with_inputs(
+    ctx: CheckContext, step_id: str, table: str, upstream: list[str], span: Span
+) -> None:
+    """`input` / `input_df` read by a processor with several inputs: which one is meant?"""
+    tables = ", ".join(upstream)
+    ctx.diagnostics.error(
+        "OML037",
+        f"the query of '{step_id}' reads '{table}', but '{step_id}' has {len(upstream)} inputs: "
+        f"{tables}",
+        span,
+        why=f"'{table}' names a processor's only input; with several inputs it is not defined, "
+        "so the query would fail at run time. Each input is a table named by its step id (or "
+        "df_<id>).",
+        fix=f"Read the inputs by name: {tables}.",
+        suggestions=replacements([u for u in upstream if re.fullmatch(r"[A-Za-z_]\w*", u)], span),
+    )
 
 
 def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) -> bool:

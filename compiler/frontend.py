@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from osiris.compiler.connections import ConnectionsIndex, load_connections_index
 from osiris.oml.ast import Document
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList, Severity
-from osiris.oml.parser import parse
+from osiris.oml.parser import mention_merges, parse
 from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
@@ -47,7 +47,10 @@ def check_text(
     if document is not None:
         context = check(document, registry or load_registry(), diagnostics, connections)
     source = document.source if document is not None else SourceText(file, text)
-    return CheckResult(file, source, document, context, tuple(diagnostics.sorted()))
+    found = diagnostics.sorted()
+    if document is not None and document.merges:
+        found = mention_merges(found, document.merges)
+    return CheckResult(file, source, document, context, tuple(found))
 
 
 def read_source(path: Path, display: str) -> tuple[str | None, Diagnostic | None]:

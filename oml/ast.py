@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from osiris.oml.expr import Reference
 from osiris.oml.span import SourceText, Span
-from osiris.oml.yamltree import YEntry, YMap, YNode, YScalar
+from osiris.oml.yamltree import Merge, YEntry, YMap, YNode, YScalar
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,7 @@ class Document:
     extensions: tuple[YEntry, ...]
     span: Span
     source: SourceText = field(compare=False, repr=False)
+    merges: tuple[Merge, ...] = field(default=(), compare=False, repr=False)  # `<<` keys used
 
     def step(self, step_id: str) -> Step | None:
         for step in self.steps:

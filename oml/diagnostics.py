@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
 
+from osiris.oml.controls import escape_controls
 from osiris.oml.span import Span
 
 
@@ -34,6 +35,14 @@ class Diagnostic:
     fix: str = ""
     example: str = ""
     suggestions: tuple[Suggestion, ...] = ()
+    # Source text renderers never show (an inline secret): masked in every excerpt of the file.
+    masked: tuple[Span, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A summary is one printable line whatever names from the file it quotes.
+        summary = escape_controls(self.summary, newlines=False)
+        if summary is not self.summary:
+            object.__setattr__(self, "summary", summary)
 
     @property
     def detail(self) -> str:
@@ -57,6 +66,7 @@ class Detail(TypedDict, total=False):
     fix: str
     example: str
     suggestions: tuple[Suggestion, ...]
+    masked: tuple[Span, ...]
 
 
 @dataclass(slots=True)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
+from collections.abc import Iterable, Sequence
 
 from osiris.oml.ast import Document, Input, Name, Param, Profile, Step, StepRef
-from osiris.oml.diagnostics import DiagnosticList, Suggestion
+from osiris.oml.controls import first_control
+from osiris.oml.diagnostics import Diagnostic, DiagnosticList, Suggestion
 from osiris.oml.expr import ExpressionError, Template, Text, parse_template
 from osiris.oml.span import SourceText, Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
 from osiris.oml.types import PARAM_TYPES, describe, phrase
 from osiris.oml.visitor import NodeVisitor
 from osiris.oml.yamltree import (
+    Merge,
     YEntry,
     YMap,
     YNode,
@@ -150,10 +154,13 @@ class _Templates(NodeVisitor):
 class Parser:
     """Builds a Document from a YAML tree, collecting structural diagnostics."""
 
-    def __init__(self, source: SourceText, diagnostics: DiagnosticList) -> None:
+    def __init__(
+        self, source: SourceText, diagnostics: DiagnosticList, merges: Sequence[Merge] = ()
+    ) -> None:
         self.source = source
         self.diagnostics = diagnostics
         self.templates = _Templates(source, diagnostics)
+        self.merges = tuple(dict.fromkeys(merges))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -184,6 +191,20 @@ class Parser:
             return Name(str(node.value), node.span)  # `id: 1` is kept as the text "1"
         self.expect(node, YScalar, what)
         return None
+
+    def printable(self, name: Name, what: str) -> Name:
+        """name, with an OML122 when it holds a control character (NUL, ESC, BEL, a newline...)."""
+        control = first_control(name.value)
+        if control is not None:
+            self.diagnostics.error(
+                "OML122",
+                f"{what} contains the control character {control}",
+                name.span,
+                why="Names end up in manifests, file names, logs and terminals, where a control "
+                "character is invisible, cuts the text short (NUL) or drives the terminal (ESC).",
+                fix=f"Remove the control character from {what}.",
+            )
+        return name
 
     def unknown_key(self, entry: YEntry, known: tuple[str, ...], where: str, code: str) -> None:
         key = str(entry.key.value)
@@ -251,6 +272,8 @@ class Parser:
         legacy = "pipeline" in root or "source" in root or "destination" in root
         if "name" in fields:
             name = self.name(fields["name"].value, "name")
+            if name is not None:
+                self.printable(name, "the pipeline name")
         elif "pipeline" not in root:
             self.missing(root, "name", "the pipeline", "OML006", "name: orders-to-warehouse")
         params = self.params(fields["params"].value) if "params" in fields else ()
@@ -275,6 +298,7 @@ class Parser:
             tuple(extensions),
             root.span,
             self.source,
+            self.merges,
         )
 
     def oml_version(self, root: YMap, entry: YEntry | None) -> YScalar | None:
@@ -322,7 +346,7 @@ class Parser:
         assert isinstance(node, YMap)
         out = []
         for entry in node.entries:
-            name = Name(str(entry.key.value), entry.key.span)
+            name = self.printable(Name(str(entry.key.value), entry.key.span), "a param name")
             value = entry.value
             if not isinstance(value, YMap):  # shorthand: `since: "2024-01-01"`
                 out.append(Param(name, None, value, None, None, entry.span))
@@ -375,7 +399,7 @@ class Parser:
         assert isinstance(node, YMap)
         out = []
         for entry in node.entries:
-            name = Name(str(entry.key.value), entry.key.span)
+            name = self.printable(Name(str(entry.key.value), entry.key.span), "a profile name")
             if not self.expect(entry.value, YMap, f"profile '{name.value}'"):
                 continue
             assert isinstance(entry.value, YMap)
@@ -469,7 +493,7 @@ class Parser:
         name = self.name(entry.value, "a step id")
         if name is None:
             return None
-        if not STEP_ID.match(name.value):
+        if not STEP_ID.fullmatch(name.value):
             fixed = re.sub(r"[^A-Za-z0-9_-]+", "-", name.value).strip("-")
             if fixed and not fixed[0].isalpha():
                 fixed = "s-" + fixed
@@ -518,7 +542,11 @@ class Parser:
             return ()
         assert isinstance(node, YMap)
         return tuple(
-            Input(Name(str(e.key.value), e.key.span), self.input_value(e.value), e.span)
+            Input(
+                self.printable(Name(str(e.key.value), e.key.span), "an input name"),
+                self.input_value(e.value),
+                e.span,
+            )
             for e in node.entries
         )
 
@@ -533,8 +561,38 @@ def parse(
     """Parse OML source text into a Document (None when it is not even a YAML mapping)."""
     diagnostics = diagnostics if diagnostics is not None else DiagnosticList()
     source = SourceText(file, text)
+    merges: list[Merge] = []
     with gc_paused:  # the YAML tree and the AST are built as one (see yamltree._GcPause)
-        root = parse_yaml(source, diagnostics)
+        root = parse_yaml(source, diagnostics, merges)
         if root is None:
             return None, diagnostics
-        return Parser(source, diagnostics).document(root), diagnostics
+        return Parser(source, diagnostics, merges).document(root), diagnostics
+
+
+def mention_merges(diagnostics: Iterable[Diagnostic], merges: Sequence[Merge]) -> list[Diagnostic]:
+    """Diagnostics inside a mapping merged by `<<` elsewhere also name where it was merged.
+
+    Their spans stay where the value is written (the anchored mapping); the note says which
+    `<<` keys brought it into the pipeline.
+    """
+    out = []
+    for d in diagnostics:
+        span = d.span
+        sites = [
+            m
+            for m in merges
+            if span is not None
+            and span.file == m.origin.file
+            and m.origin.start.byte <= span.start.byte
+            and span.end.byte <= m.origin.end.byte
+        ]
+        if sites:
+            uses = [
+                f"'<<: {alias}' on line {line}" if alias else f"'<<' on line {line}"
+                for line, alias in sorted({(m.at.start.line, m.alias) for m in sites})
+            ]
+            listed = ", ".join(uses[:-1]) + " and " + uses[-1] if len(uses) > 1 else uses[0]
+            note = f"This value is merged in by {listed}."
+            d = dataclasses.replace(d, why=f"{d.why} {note}".strip())
+        out.append(d)
+    return out

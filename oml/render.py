@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from osiris.oml.controls import escape_controls
 from osiris.oml.diagnostics import Diagnostic, Severity, count
-from osiris.oml.span import SourceText
+from osiris.oml.span import SourceText, Span
 
 DEFAULT_LIMIT = 50
+MASK = "********"  # shown instead of masked source text (its length says nothing either)
 
 _COLORS = {Severity.ERROR: "\x1b[1;31m", Severity.WARNING: "\x1b[1;33m"}
 _BOLD, _DIM, _CYAN, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[36m", "\x1b[0m"
@@ -21,28 +23,38 @@ def render_text(
     color: bool = False,
     limit: int = DEFAULT_LIMIT,
 ) -> str:
-    """Human-readable diagnostics, capped at limit with '… and N more'."""
+    """Human-readable diagnostics, capped at limit with '… and N more'.
+
+    Control characters from the source are escaped everywhere, and the text any diagnostic
+    masks (an inline secret) is never shown, in whichever excerpt its line appears.
+    """
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
 
+    masks: dict[str, list[Span]] = {}
+    for d in diagnostics:
+        for span in d.masked:
+            masks.setdefault(span.file, []).append(span)
     blocks = []
     for d in diagnostics[:limit]:
         lines = []
         where = ""
         if d.span is not None:
-            where = f"{d.span.file}:{d.span.start.line}:{d.span.start.column}: "
+            file = escape_controls(d.span.file, newlines=False)
+            where = f"{file}:{d.span.start.line}:{d.span.start.column}: "
         head = paint(_COLORS[d.severity], f"{d.severity.value}[{d.code}]")
-        lines.append(f"{paint(_BOLD, where)}{head}: {paint(_BOLD, d.summary)}")
+        summary = escape_controls(d.summary, newlines=False)
+        lines.append(f"{paint(_BOLD, where)}{head}: {paint(_BOLD, summary)}")
         source = sources.get(d.span.file) if d.span is not None else None
         if d.span is not None and source is not None:
-            lines.extend(_excerpt(d, source, paint))
+            lines.extend(_excerpt(d, source, masks.get(d.span.file, []), paint))
         for text in (d.why, f"fix: {d.fix}" if d.fix else ""):
             if text:
-                lines.append(paint(_DIM, "  = ") + text.replace("\n", "\n    "))
+                lines.append(paint(_DIM, "  = ") + escape_controls(text).replace("\n", "\n    "))
         if d.example:
             lines.append(paint(_DIM, "  = example:"))
-            lines.extend("      " + line for line in d.example.splitlines())
+            lines.extend("      " + escape_controls(line) for line in d.example.splitlines())
         blocks.append("\n".join(lines))
     if len(diagnostics) > limit:
         blocks.append(f"… and {len(diagnostics) - limit} more")
@@ -51,26 +63,69 @@ def render_text(
     return "\n\n".join(blocks) + "\n"
 
 
-def _excerpt(d: Diagnostic, source: SourceText, paint: Any) -> list[str]:
+def _excerpt(d: Diagnostic, source: SourceText, masks: list[Span], paint: Any) -> list[str]:
     assert d.span is not None
     line_no = d.span.start.line
     text = source.line_text(line_no)
     if not text and line_no > source.line_count:
         return []
+    shown, at = _display(text, _masked_columns(masks, line_no, len(text)))
     gutter = str(line_no)
-    start = d.span.start.column - 1
-    if d.span.end.line == line_no:
-        width = max(1, d.span.end.column - d.span.start.column)
-    else:
-        width = max(1, len(text) - start)
-    prefix = text[:start].expandtabs(1)
-    caret = " " * len(prefix) + "^" * min(width, max(1, len(text) - start))
+    start = min(d.span.start.column - 1, len(text))
+    end = min(d.span.end.column - 1, len(text)) if d.span.end.line == line_no else len(text)
+    caret = " " * at[start] + "^" * max(1, at[max(start, end)] - at[start])
     pad = " " * len(gutter)
     return [
         f"{pad} {paint(_CYAN, '|')}",
-        f"{paint(_CYAN, gutter)} {paint(_CYAN, '|')} {text.expandtabs(1)}",
+        f"{paint(_CYAN, gutter)} {paint(_CYAN, '|')} {shown}",
         f"{pad} {paint(_CYAN, '|')} {paint(_COLORS[d.severity], caret)}",
     ]
+
+
+def _masked_columns(masks: list[Span], line_no: int, length: int) -> dict[int, int]:
+    """0-based start column -> end column of the masked text on a line (overlaps merged)."""
+    ranges = sorted(
+        (
+            span.start.column - 1 if span.start.line == line_no else 0,
+            span.end.column - 1 if span.end.line == line_no else length,
+        )
+        for span in masks
+        if span.start.line <= line_no <= span.end.line
+    )
+    merged: dict[int, int] = {}
+    last = -1
+    for start, end in ranges:
+        if merged and start <= merged[last]:
+            merged[last] = max(merged[last], end)
+        elif end > start:
+            merged[start] = end
+            last = start
+    return merged
+
+
+def _display(text: str, masked: dict[int, int]) -> tuple[str, list[int]]:
+    """A source line as shown (tabs as one space, control characters escaped, masked text as
+    MASK) and, for each character offset in it, the column where it is shown."""
+    pieces: list[str] = []
+    at = [0] * (len(text) + 1)
+    column = i = 0
+    while i < len(text):
+        end = masked.get(i)
+        if end is not None:
+            for j in range(i, min(end, len(text))):
+                at[j] = column
+            pieces.append(MASK)
+            column += len(MASK)
+            i = max(end, i + 1)
+            continue
+        at[i] = column
+        char = text[i]
+        piece = " " if char == "\t" else escape_controls(char, newlines=False)
+        pieces.append(piece)
+        column += len(piece)
+        i += 1
+    at[len(text)] = column
+    return "".join(pieces), at
 
 
 def _summary(errors: int, warnings: int) -> str:
@@ -88,14 +143,18 @@ def diagnostic_to_dict(d: Diagnostic) -> dict[str, Any]:
     out: dict[str, Any] = {
         "severity": d.severity.value,
         "code": d.code,
-        "summary": d.summary,
-        "detail": d.detail,
+        "summary": escape_controls(d.summary, newlines=False),
+        "detail": escape_controls(d.detail),
     }
     if d.span is not None:
         out["range"] = d.span.to_dict()
     if d.suggestions:
         out["suggestions"] = [
-            {"title": s.title, "replacement": s.replacement, "range": s.span.to_dict()}
+            {
+                "title": escape_controls(s.title, newlines=False),
+                "replacement": s.replacement,
+                "range": s.span.to_dict(),
+            }
             for s in d.suggestions
         ]
     return out

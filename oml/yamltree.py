@@ -72,6 +72,15 @@ class YSeq:
 YNode = YScalar | YMap | YSeq
 
 
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A mapping merged into another by a `<<` key: where its entries are written, and the key."""
+
+    origin: Span  # the merged mapping (its entries keep their spans there)
+    at: Span  # the `<<` key that merges it
+    alias: str  # the merge key's value as written, e.g. "*defaults" or "[*a, *b]"
+
+
 def inner_span(source: SourceText, scalar: YScalar, start: int, end: int) -> Span:
     """Span of value[start:end] inside the scalar's source text (whole scalar if not found)."""
     value = scalar.value if isinstance(scalar.value, str) else str(scalar.value)
@@ -94,6 +103,12 @@ def inner_span(source: SourceText, scalar: YScalar, start: int, end: int) -> Spa
 
 _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
+_MERGE = _TAG + "merge"  # a plain `<<` key (YAML 1.1 merge keys, as in docker-compose files)
+
+# Bounds that keep a hostile document cheap: its text, and the nodes its aliases add (each alias
+# repeats its anchor's whole value, so nine levels of nine aliases make 387 million nodes).
+MAX_SOURCE_CHARS = 4 * 1024 * 1024
+MAX_ALIAS_NODES = 100_000
 _FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 
 
@@ -127,6 +142,7 @@ def _scalar_value(tag: str, text: str) -> Any:
 
 # libyaml also breaks lines at a lone CR, NEL, LS and PS, and does not count a BOM: in such a text
 # its marks' lines and offsets disagree with SourceText's.
+_MERGE_VALUE = re.compile(r"\s*:\s*(\*[^\s,\[\]{}]+|\[[^\]\n]*\*[^\]\n]*\])")
 _MARKS_DISAGREE = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\ufeff]")
 
 
@@ -139,6 +155,7 @@ class _Builder:
         self._active: set[int] = set()
         self._position = source.position_at
         self._marks_agree = _MARKS_DISAGREE.search(source.text) is None
+        self.merges: list[Merge] = []
 
     def span(self, node: Any) -> Span:
         start, end = node.start_mark, node.end_mark
@@ -176,8 +193,15 @@ class _Builder:
     def _mapping(self, node: Any) -> YMap:
         entries: list[YEntry] = []
         seen: dict[Any, YScalar] = {}
+        merged: list[YEntry] = []  # entries of `<<` mappings, in order: the first of a key wins
+        merge_at = 0  # where merged entries go among the explicit ones
         for key_node, value_node in node.value:
             key = self.build(key_node)
+            if key_node.tag == _MERGE and isinstance(key, YScalar) and key.value not in seen:
+                seen[key.value] = key
+                merge_at = len(entries)
+                merged.extend(self._merged(key, value_node))
+                continue
             value = self.build(value_node)
             if not isinstance(key, YScalar) or isinstance(key.value, float):
                 self.diagnostics.error(
@@ -209,7 +233,47 @@ class _Builder:
             else:
                 span = self.source.span(key.offset, value_node.end_mark.index)
             entries.append(YEntry(key, value, span))
+        if merged:
+            # YAML 1.1: the mapping's own keys win over merged ones; merged entries keep the spans
+            # of where they are written (the anchored mapping).
+            explicit = {entry.key.value for entry in entries}
+            taken: set[Any] = set()
+            inherited = []
+            for entry in merged:
+                if entry.key.value not in explicit and entry.key.value not in taken:
+                    taken.add(entry.key.value)
+                    inherited.append(entry)
+            entries[merge_at:merge_at] = inherited
         return YMap(tuple(entries), self.span(node))
+
+    def _merged(self, key: YScalar, value_node: Any) -> list[YEntry]:
+        """The entries a `<<` key merges in: from a mapping, or from a list of mappings."""
+        items = value_node.value if value_node.id == "sequence" else [value_node]
+        out: list[YEntry] = []
+        for item in items:
+            recursive = id(item) in self._active  # reported by build()
+            merged = self.build(item)
+            if isinstance(merged, YMap):
+                self.merges.append(Merge(merged.span, key.span, self._merge_value(key)))
+                out.extend(merged.entries)
+            elif not recursive:
+                self.diagnostics.error(
+                    "OML008",
+                    "a merge key '<<' takes a mapping or a list of mappings, not "
+                    + ("a list" if isinstance(merged, YSeq) else "a scalar"),
+                    merged.span,
+                    why="'<<' copies the keys of the mappings it names into this mapping "
+                    "(YAML merge keys); keys written in the mapping itself win.",
+                    fix="Merge an anchored mapping, or a list of them.",
+                    example="x-defaults: &defaults {delimiter: ';'}\n...\n"
+                    "    config:\n      <<: *defaults\n      path: data/in.csv",
+                )
+        return out
+
+    def _merge_value(self, key: YScalar) -> str:
+        """The `<<` key's value as written when it is aliases (an alias node is its anchor's)."""
+        found = _MERGE_VALUE.match(self.source.text, key.offset + len("<<"))
+        return found.group(1) if found else ""
 
 
 class _GcPause:
@@ -243,15 +307,33 @@ class _GcPause:
 gc_paused = _GcPause()
 
 
-def parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
-    """Compose the single YAML document in source; None (with a diagnostic) when it is not YAML."""
+def parse_yaml(
+    source: SourceText, diagnostics: DiagnosticList, merges: list[Merge] | None = None
+) -> YNode | None:
+    """Compose the single YAML document in source; None (with a diagnostic) when it is not YAML.
+
+    The `<<` merges made are appended to merges, when given.
+    """
     with gc_paused:
-        return _parse_yaml(source, diagnostics)
+        return _parse_yaml(source, diagnostics, merges)
 
 
-def _parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None:
+def _parse_yaml(
+    source: SourceText, diagnostics: DiagnosticList, merges: list[Merge] | None
+) -> YNode | None:
     import yaml
 
+    if len(source.text) > MAX_SOURCE_CHARS:
+        diagnostics.error(
+            "OML121",
+            f"the file is too large ({len(source.text):,} characters; at most "
+            f"{MAX_SOURCE_CHARS:,})",
+            source.span(0, 0),
+            why="A pipeline is a description of steps, far smaller than this; the limit keeps "
+            "every tool fast and its memory bounded whatever file it is given.",
+            fix="Check that this is the intended file; split a generated pipeline into several.",
+        )
+        return None
     try:
         node = yaml.compose(source.text, Loader=_loader())
     except yaml.MarkedYAMLError as err:
@@ -306,7 +388,89 @@ def _parse_yaml(source: SourceText, diagnostics: DiagnosticList) -> YNode | None
             example=_MINIMAL,
         )
         return None
-    return _Builder(source, diagnostics).build(node)
+    builder = _Builder(source, diagnostics)
+    if "&" in source.text and "*" in source.text and not _aliases_bounded(node, builder):
+        return None
+    root = builder.build(node)
+    if merges is not None:
+        merges.extend(builder.merges)
+    return root
+
+
+def _children(node: Any) -> list[Any]:
+    if node.id == "sequence":
+        return list(node.value)
+    if node.id == "mapping":
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _expanded_sizes(root: Any) -> dict[int, int]:
+    """Nodes in each composed node's value with its aliases written out (a cycle counts once)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+            continue
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = 1  # until its children are counted: what a recursive alias adds
+        stack.append((node, True))
+        stack.extend(
+            (child, False) for child in reversed(_children(node)) if id(child) not in sizes
+        )
+    return sizes
+
+
+def _aliases_bounded(root: Any, builder: _Builder) -> bool:
+    """False (with an OML120 at the alias) when aliases would add more than MAX_ALIAS_NODES.
+
+    Composed nodes are shared: an alias is the same node met again. Walking the document in
+    order, and not into a node met before, meets the aliases in the order they are written.
+    """
+    sizes: dict[int, int] | None = None
+    seen: set[int] = set()
+    added = aliases = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(reversed(_children(node)))
+            continue
+        if sizes is None:
+            sizes = _expanded_sizes(root)
+        added += sizes[id(node)]
+        if added > MAX_ALIAS_NODES:
+            _alias_bomb(builder, aliases, sizes[id(node)])
+            return False
+        aliases += 1
+    return True
+
+
+def _alias_bomb(builder: _Builder, index: int, size: int) -> None:
+    import yaml
+
+    found = None
+    for event in yaml.parse(builder.source.text, Loader=_loader()):
+        if isinstance(event, yaml.AliasEvent):
+            if index == 0:
+                found = event
+                break
+            index -= 1
+    name = f"*{found.anchor}" if found is not None else "an alias"
+    builder.diagnostics.error(
+        "OML120",
+        f"YAML alias {name} expands the document past {MAX_ALIAS_NODES:,} nodes",
+        builder.span(found) if found is not None else builder.source.span(0, 0),
+        why=f"Each alias repeats the whole value of its anchor ({size:,} nodes for this one), and "
+        "aliases inside anchored values multiply: a document like this (a 'billion laughs' "
+        "bomb) would take minutes and gigabytes to read. OML stops at "
+        f"{MAX_ALIAS_NODES:,} nodes added by aliases.",
+        fix="Write the values out, or use fewer, smaller levels of anchors and aliases.",
+    )
 
 
 @functools.cache
@@ -324,6 +488,8 @@ def _loader() -> type:
         # A lean resolver: only implicit scalar resolution is needed (no path resolvers).
         if kind is ScalarNode:
             if implicit[0]:
+                if value == "<<":
+                    return _MERGE
                 for tag, regexp in by_first.get(value[:1], ()):
                     if regexp.match(value):
                         return tag

@@ -60,10 +60,68 @@ CONNECTIONS = textwrap.dedent(
     """
 )
 
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs" document: each level an anchored list of `width` aliases to the last."""
+    lines = ['x-l0: &l0 ["lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"x-l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    return HEADER + "\n".join(lines) + "\n" + CSV_TO_CSV.removeprefix(HEADER)
+
+
+# A processor with two inputs that reads `input_df`.
+TWO_INPUTS_INPUT_DF = pipeline(
+    extract()
+    + extract(step_id="more")
+    + textwrap.dedent(
+        """\
+        - id: p
+          component: duckdb.processor
+          mode: transform
+          needs: [src, more]
+          config:
+            query: |
+              SELECT *
+              FROM input_df JOIN more USING (id)
+        - {id: w, component: filesystem.csv_writer, mode: write, needs: [p], config: {path: o.csv}}
+        """
+    )
+)
+
+# Anchors, aliases and merge keys the way compose and CI files use them.
+WITH_MERGE_KEYS = HEADER + textwrap.dedent(
+    """\
+    x-csv: &csv {delimiter: ";", header: true}
+    x-reader: &reader
+      component: filesystem.csv_extractor
+      mode: read
+    steps:
+      - id: src
+        <<: *reader
+        config:
+          <<: *csv
+          path: data/in.csv
+      - id: other
+        <<: *reader
+        config: {<<: [{delimiter: "|"}, *csv], path: data/other.csv}
+      - id: out
+        component: filesystem.csv_writer
+        mode: write
+        needs: [src]
+        config: {path: out.csv}
+    """
+)
+
 # (case id, OML text, codes that must be reported). Together they exercise every check code.
 CHECK_CASES: list[tuple[str, str, set[str]]] = [
     ("yaml-syntax", "name: [1,\n", {"OML001"}),
     ("recursive-alias", HEADER + "steps: &s [*s]\n", {"OML001"}),
+    ("alias-bomb", alias_bomb(), {"OML120"}),
+    ("file-too-large", CSV_TO_CSV + "x-pad: " + "a" * 4 * 1024 * 1024 + "\n", {"OML121"}),
+    ("nul-in-name", CSV_TO_CSV.replace("name: t", 'name: "t\\0"'), {"OML122"}),
+    ("escape-in-param-name", 'params: {"since\\e[2J": {default: x}}\n' + CSV_TO_CSV, {"OML122"}),
+    ("newline-in-step-id", pipeline(extract(step_id='"src\\n"')), {"OML012"}),
+    ("merge-not-a-mapping", pipeline(extract(config="{<<: [x], path: a}")), {"OML008"}),
     ("duplicate-key", HEADER + "name: again\nsteps: []\n", {"OML002", "OML009"}),
     ("not-a-mapping", "- a\n- b\n", {"OML003"}),
     ("empty", "", {"OML003"}),
@@ -243,10 +301,13 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         ),
         {"OML133"},
     ),
+    ("input-df-with-two-inputs", TWO_INPUTS_INPUT_DF, {"OML037"}),
 ]
 
 VALID_CASES: list[tuple[str, str]] = [
     ("csv-to-csv", CSV_TO_CSV),
+    ("merge-keys", WITH_MERGE_KEYS),
+    ("anchors-below-the-alias-limit", alias_bomb(levels=2, width=9)),
     (
         "processor-aliases",
         pipeline(

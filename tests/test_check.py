@@ -6,7 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from oml_cases import CHECK_CASES, CONNECTIONS, VALID_CASES, extract, mysql_writer, pipeline
+from oml_cases import (
+    CHECK_CASES,
+    CONNECTIONS,
+    TWO_INPUTS_INPUT_DF,
+    VALID_CASES,
+    extract,
+    mysql_writer,
+    pipeline,
+)
 
 from osiris.compiler.connections import ConnectionsIndex, index_connections
 from osiris.compiler.frontend import check_file, check_text
@@ -141,6 +149,20 @@ def test_cycle_names_the_path() -> None:
     case = dict((c[0], c[1]) for c in CHECK_CASES)["cycle"]
     (d,) = [d for d in check_text(case, "p.oml").diagnostics if d.code == "OML033"]
     assert "a -> b -> a" in d.summary
+
+
+def test_input_df_with_two_inputs_is_an_error_on_the_sql_line() -> None:
+    (d,) = check_text(TWO_INPUTS_INPUT_DF, "p.oml").diagnostics
+    assert d.code == "OML037" and d.span is not None
+    line = TWO_INPUTS_INPUT_DF.splitlines()[d.span.start.line - 1]
+    assert line.strip() == "FROM input_df JOIN more USING (id)"
+    assert line[d.span.start.column - 1 : d.span.end.column - 1] == "input_df"
+    assert d.summary == "the query of 'p' reads 'input_df', but 'p' has 2 inputs: src, more"
+    assert [s.replacement for s in d.suggestions] == ["src", "more"]
+    # `input` the same way; with one input both aliases stay valid (VALID_CASES).
+    text = TWO_INPUTS_INPUT_DF.replace("FROM input_df", "FROM input")
+    (d,) = check_text(text, "p.oml").diagnostics
+    assert d.code == "OML037" and "reads 'input'," in d.summary
 
 
 def test_processor_table_typo_suggests_input() -> None:

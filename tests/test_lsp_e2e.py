@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from oml_cases import alias_bomb
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,29 @@ async def test_diagnostics_on_open_change_and_close(
         types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
     )
     assert list(await published(client, uri, lambda d: len(d) == 0)) == []
+
+
+@pytest.mark.asyncio
+async def test_alias_bomb_gets_its_diagnostic_and_the_server_stays_responsive(
+    client: LanguageClient, workspace: Path
+) -> None:
+    uri = (workspace / "bomb.oml").as_uri()
+    bomb = alias_bomb()
+    open_doc(client, uri, bomb)
+    (got,) = await published(client, uri, lambda d: len(d) > 0)
+    assert got.code == "OML120" and "*l4" in got.message
+    assert got.range.start == position_of(bomb, "x-l5: &l5 [", len("x-l5: &l5 [") + 6 * 5)
+    # The server is still answering: a formatting request for the same document returns (no
+    # edit: the document is refused).
+    edits = await asyncio.wait_for(
+        client.text_document_formatting_async(
+            types.DocumentFormattingParams(
+                types.TextDocumentIdentifier(uri=uri), types.FormattingOptions(2, True)
+            )
+        ),
+        timeout=20,
+    )
+    assert not edits
 
 
 @pytest.mark.asyncio

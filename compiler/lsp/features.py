@@ -8,6 +8,7 @@ from lsprotocol import types
 
 from osiris.compiler.lsp.positions import UTF16, contains, span_range, units
 from osiris.compiler.lsp.state import Connections, DocumentState, uri_to_path
+from osiris.oml.controls import escape_controls
 from osiris.oml.diagnostics import Diagnostic, Severity
 from osiris.oml.span import SourceText
 
@@ -36,12 +37,12 @@ def analyse(text: str, uri: str, connections: Connections | None = None) -> Chec
 def lsp_diagnostic(d: Diagnostic, source: SourceText, encoding: str = UTF16) -> types.Diagnostic:
     """One OML diagnostic as LSP: same code, severity and span; message = summary + why."""
     own = d.span is not None and d.span.file == source.file
-    message = d.summary + (f"\n{d.why}" if d.why else "")
+    message = escape_controls(d.summary, newlines=False) + (f"\n{d.why}" if d.why else "")
     if d.span is not None and not own:
         message += f"\n({d.span.file}:{d.span.start.line}:{d.span.start.column})"
     return types.Diagnostic(
         range=span_range(source, d.span if own else None, encoding),
-        message=message,
+        message=escape_controls(message),
         severity=_SEVERITY[d.severity],
         code=d.code,
         source=SOURCE,
