@@ -21,6 +21,7 @@ from osiris.oml.suggest import close_matches, did_you_mean, replacements
 from osiris.oml.types import PLACEHOLDERS, conforms
 from osiris.oml.visitor import NodeVisitor, find_all
 from osiris.oml.yamltree import YEntry, YMap, YScalar, YSeq, inner_span
+from osiris.runtime.contract.connections import DEFAULT_KEY, pinned_overrides
 
 if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
@@ -589,21 +590,42 @@ def _check_overrides(
 ) -> None:
     if "connection" not in config:
         return
-    for name, override in spec.connection_fields.items():
-        if name not in config or override == "allowed":
-            continue
+    family = spec.connection_family
+    schema = ctx.registry.connection_schema(family) if family else None
+    defined = frozenset((schema or {}).get("properties") or ()) - {DEFAULT_KEY}
+    known = spec.config_schema.get("properties") or {}
+    pinned = set(pinned_overrides(config, defined))
+    for name in config:
+        override = "forbidden" if name in pinned else spec.connection_fields.get(name, "allowed")
+        if name not in known or override == "allowed":
+            continue  # an unknown field is OML017
         span = key_span(config_node, (name,)) or config_node.span
-        why = f"'{name}' comes from the connection; setting it in the step " + (
-            "is not allowed." if override == "forbidden" else "overrides the connection's value."
-        )
-        fix = f"Remove '{name}' from the step, or change it in the connections file."
         remove = (Suggestion(f"Remove '{name}'", "", _entry_span(config_node, (name,)) or span),)
         if override == "forbidden":
-            summary = f"'{name}' must not override the connection"
-            ctx.diagnostics.error("OML022", summary, span, why=why, fix=fix, suggestions=remove)
+            ctx.diagnostics.error(
+                "OML022",
+                f"'{name}' must not override the connection",
+                span,
+                why=f"The step uses connection {config['connection']}: where it connects, as "
+                "whom and with which TLS settings is the connection's to say. The connections "
+                f"file is the trust boundary: a step that could set '{name}' could send the "
+                "connection's credentials to another server.",
+                fix="Remove it from the step: move it into the connection alias in "
+                "osiris_connections.yaml, or define a new alias.",
+                example=f"# osiris_connections.yaml\nconnections:\n  {family or 'family'}:\n"
+                f"    other:\n      {name}: ...",
+                suggestions=remove,
+            )
         else:
-            summary = f"'{name}' overrides the connection's value"
-            ctx.diagnostics.warning("OML023", summary, span, why=why, fix=fix, suggestions=remove)
+            ctx.diagnostics.warning(
+                "OML023",
+                f"'{name}' overrides the connection's value",
+                span,
+                why=f"'{name}' comes from the connection; setting it in the step overrides "
+                "the connection's value.",
+                fix=f"Remove '{name}' from the step, or change it in the connections file.",
+                suggestions=remove,
+            )
 
 
 def check_processor_sql(ctx: CheckContext) -> None:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.span import SourceText, Span
-from osiris.oml.yamltree import YMap, parse_yaml
+from osiris.oml.suggest import close_matches, did_you_mean, replacements
+from osiris.oml.yamltree import YEntry, YMap, YScalar, inner_span, parse_yaml
 from osiris.runtime.contract.config_file import read_config_text
 from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     NoDefaultAlias,
     default_alias,
+    is_literal_secret,
+    malformed_reference,
+    marked_defaults,
+    secret_fields,
+    several_defaults_message,
 )
+
+SchemaFor = Callable[[str], dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,13 @@ def load_connections_index(
     return index_connections(SourceText(str(path), text), diagnostics)
 
 
-def index_connections(source: SourceText, diagnostics: DiagnosticList) -> ConnectionsIndex | None:
+def index_connections(
+    source: SourceText, diagnostics: DiagnosticList, schema_for: SchemaFor | None = None
+) -> ConnectionsIndex | None:
+    """The file's aliases; its problems go to diagnostics with spans in the file: the shape
+    (OML040), literal secrets (OML101), unclosed ${ (OML102), several defaults (OML103) and
+    fields the family's schema does not know (OML104). schema_for: family -> connection schema
+    (default: the installed specs)."""
     local = DiagnosticList()
     root = parse_yaml(source, local)
     connections = root.get("connections") if isinstance(root, YMap) else None
@@ -81,16 +96,132 @@ def index_connections(source: SourceText, diagnostics: DiagnosticList) -> Connec
             "      password: ${MYSQL_PASSWORD}",
         )
         return None
+    schema_for = schema_for or _installed_schema
     aliases: dict[str, dict[str, ConnectionAlias]] = {}
     for family_entry in connections.value.entries:
         family = str(family_entry.key.value)
         entries = aliases.setdefault(family, {})
         if not isinstance(family_entry.value, YMap):
             continue
+        schema = schema_for(family)
         for alias_entry in family_entry.value.entries:
             alias = str(alias_entry.key.value)
             fields = alias_entry.value.to_python() if isinstance(alias_entry.value, YMap) else {}
             entries[alias] = ConnectionAlias(
                 family, alias, alias_entry.key.span, fields, fields.get(DEFAULT_KEY) is True
             )
+            if isinstance(alias_entry.value, YMap):
+                _check_alias(source, family, alias, alias_entry.value, schema, diagnostics)
+        _check_defaults(family, family_entry.value, diagnostics)
     return ConnectionsIndex(source.file, aliases)
+
+
+def _installed_schema(family: str) -> dict[str, Any] | None:
+    from osiris.compiler.registry import load_registry
+
+    return load_registry().connection_schema(family)
+
+
+def _check_alias(
+    source: SourceText,
+    family: str,
+    alias: str,
+    node: YMap,
+    schema: dict[str, Any] | None,
+    diagnostics: DiagnosticList,
+) -> None:
+    marked = secret_fields(schema)
+    known = list((schema or {}).get("properties") or {})
+    where = f"connections.{family}.{alias}"
+    for entry in node.entries:
+        name = str(entry.key.value)
+        value = entry.value
+        if isinstance(value, YScalar) and isinstance(value.value, str):
+            offset = malformed_reference(value.value)
+            if offset is not None:
+                _unclosed_reference(source, where, name, value, offset, diagnostics)
+                continue
+        if is_literal_secret(name, value.to_python(), marked, known):
+            _literal_secret(family, where, name, entry, diagnostics)
+        if schema is not None and known and name not in known:
+            _unknown_field(family, where, name, entry, known, diagnostics)
+
+
+def _literal_secret(
+    family: str, where: str, name: str, entry: YEntry, diagnostics: DiagnosticList
+) -> None:
+    variable = f"{family}_{name}".upper()
+    diagnostics.warning(
+        "OML101",
+        f"secret field '{name}' of {where} is written literally",
+        entry.value.span,
+        why="The connections file is shared and often committed; a secret belongs in the "
+        "environment, a --secrets-file or the project's .env, referenced as ${VAR}. "
+        "`osiris run --validation strict` refuses it.",
+        fix=f"Write `{name}: ${{{variable}}}` and set {variable} in the environment or .env.",
+        example=f"# osiris_connections.yaml\n{name}: ${{{variable}}}\n# .env (not committed)\n"
+        f"{variable}=...",
+    )
+
+
+def _unclosed_reference(
+    source: SourceText,
+    where: str,
+    name: str,
+    value: YScalar,
+    offset: int,
+    diagnostics: DiagnosticList,
+) -> None:
+    diagnostics.error(
+        "OML102",
+        f"'${{' in '{name}' of {where} is not a closed ${{VAR}} reference",
+        inner_span(source, value, offset, offset + 2),
+        why="A reference is ${VAR} or ${VAR:-default}; a '${' without its closing '}' (or "
+        "with a name that is not letters, digits and '_') would otherwise be taken literally, "
+        "and a half-written secret sent to the server.",
+        fix="Close the reference with '}', or write '$${' for a literal '${'.",
+        example=f"{name}: ${{{name.upper()}}}",
+    )
+
+
+def _check_defaults(family: str, node: YMap, diagnostics: DiagnosticList) -> None:
+    flags = {
+        str(e.key.value): flag
+        for e in node.entries
+        if isinstance(e.value, YMap) and (flag := e.value.get(DEFAULT_KEY)) is not None
+    }
+    marked = marked_defaults(
+        {alias: {DEFAULT_KEY: f.value.to_python()} for alias, f in flags.items()}
+    )
+    for alias in marked[1:]:  # the first one may stay
+        flag = flags[alias]
+        diagnostics.error(
+            "OML103",
+            f"several {family} aliases are marked default",
+            flag.span,
+            why=f"{several_defaults_message(family, marked)}: '@{family}' would not say which "
+            "one to use.",
+            fix="Keep `default: true` on one alias only.",
+            suggestions=(Suggestion("Remove `default: true`", "", flag.span),),
+        )
+
+
+def _unknown_field(
+    family: str,
+    where: str,
+    name: str,
+    entry: YEntry,
+    known: list[str],
+    diagnostics: DiagnosticList,
+) -> None:
+    matches = close_matches(name, known)
+    diagnostics.warning(
+        "OML104",
+        f"unknown field '{name}' in {where}",
+        entry.key.span,
+        why=f"A {family} connection has: {', '.join(sorted(known))}."
+        + did_you_mean(matches)
+        + " A run only warns about it (`--validation strict` refuses it).",
+        fix="Correct the spelling, or remove the field.",
+        suggestions=replacements(matches, entry.key.span),
+    )

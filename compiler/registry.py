@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.compiler.modes import oml_modes_of, role_of
 from osiris.oml.suggest import close_matches
 from osiris.runtime.contract.cache import cache_dir
+from osiris.runtime.contract.connections import DEFAULT_KEY, is_pinned_field
 from osiris.runtime.contract.drivers import DRIVER_IDS
 from osiris.runtime.contract.manifest import canonical_json, sha256_tag
 
@@ -48,7 +49,7 @@ _ROLE_SYNONYMS: Mapping[str, str] = MappingProxyType(
 )
 
 # Bump when validation rules change in a way the source hash of this file would not show.
-_VALIDATION_CACHE_VERSION = b"osiris-spec-registry/1"
+_VALIDATION_CACHE_VERSION = b"osiris-spec-registry/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +463,8 @@ class _SpecChecker:
                 "a 'connection' field needs x-connection-family to say which family it takes",
             )
         secrets = {_unescape(p.split("/")[1]) for p in self.doc.get("secrets", ())}
+        schema = self.loader.connections.get(family) if family else None
+        defined = frozenset((schema or {}).get("properties") or ()) - {DEFAULT_KEY}
         for i, entry in enumerate(self.doc.get("x-connection-fields", ())):
             name = entry["field"]
             if name not in self.properties:
@@ -470,6 +473,12 @@ class _SpecChecker:
                 self.problem(
                     f"/x-connection-fields/{i}/override",
                     f"{name!r} is secret, so a step must not override it: use 'forbidden'",
+                )
+            elif is_pinned_field(name, defined) and entry["override"] != "forbidden":
+                self.problem(
+                    f"/x-connection-fields/{i}/override",
+                    f"{name!r} says where or as whom the connection connects, so a step must "
+                    "not override it: use 'forbidden'",
                 )
 
     def _check_secrets(self) -> None:

@@ -21,8 +21,12 @@ from osiris.runtime.contract.connections import (
     ConnectionRef,
     NoDefaultAlias,
     default_alias,
+    embedded_passwords,
+    is_literal_secret,
     is_secret_field,
+    marked_defaults,
     secret_fields,
+    several_defaults_message,
 )
 from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
 from osiris.runtime.errors import ConfigurationError
@@ -30,7 +34,6 @@ from osiris.runtime.secrets import (
     MIN_SECRET_LENGTH,
     Redactor,
     VariableSource,
-    embedded_passwords,
     interpolate,
     is_short_secret,
     read_dotenv,
@@ -49,6 +52,9 @@ class ResolvedConnection:
     alias: str
     fields: Mapping[str, Any]
     warnings: tuple[str, ...] = ()
+    # the fields its family's schema defines, plus those it has: a step may not set them
+    # unless the contract lets it (contract.connections.pinned_overrides)
+    defined: frozenset[str] = frozenset()
 
 
 def validation_mode(value: str | None, environ: Mapping[str, str]) -> ValidationMode:
@@ -92,6 +98,9 @@ def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, A
             if not isinstance(fields, dict):
                 raise ConfigurationError(f"{path}: connections.{family}.{alias} must be a mapping")
             result[str(family)][str(alias)] = dict(fields)
+        marked = marked_defaults(result[str(family)])
+        if len(marked) > 1:
+            raise ConfigurationError(f"{path}: {several_defaults_message(str(family), marked)}")
     return result
 
 
@@ -211,7 +220,8 @@ class ConnectionResolver:
         label = f"connection @{ref.family}.{alias}"
         fields = interpolate(raw, source, label)
         schema = self._schema_for(ref.family)
-        short = self._register_secrets(fields, secret_fields(schema))
+        marked = secret_fields(schema)
+        short = self._register_secrets(fields, marked)
         fields, renamed = _our_names(fields, schema)
         warnings = tuple(
             f"{label}: secret field {name} is shorter than {MIN_SECRET_LENGTH} characters; "
@@ -221,13 +231,25 @@ class ConnectionResolver:
             f"{label}: {old} is upstream Osiris's name for {new}; write {new}"
             for old, new in renamed
         )
+        defined = frozenset((schema or {}).get("properties") or ())
+        literal = [n for n, v in raw.items() if is_literal_secret(n, v, marked, defined)]
+        if literal and self._validation != "off":
+            problem = (
+                f"{label}: secret field(s) {', '.join(literal)} written literally in {self.path}; "
+                f"write ${{VAR}} and set VAR in the environment, a --secrets-file or .env"
+            )
+            if self._validation == "strict":
+                raise ConfigurationError(problem)
+            warnings += (problem,)
         if schema is not None and self._validation != "off":
             fields = _coerce_scalars(fields, schema)
             problems = _schema_problems(fields, schema)
             if problems and self._validation == "strict":
                 raise ConfigurationError(f"{label}: " + "; ".join(problems))
             warnings += tuple(f"{label}: {p}" for p in problems)
-        resolved = ResolvedConnection(text, ref.family, alias, fields, warnings)
+        resolved = ResolvedConnection(
+            text, ref.family, alias, fields, warnings, (defined | frozenset(raw)) - {DEFAULT_KEY}
+        )
         self._cache[text] = resolved
         return resolved
 

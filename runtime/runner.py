@@ -18,6 +18,7 @@ from osiris.runtime.connections import (
     validation_mode,
 )
 from osiris.runtime.context import RunDatabase, StepContexts
+from osiris.runtime.contract.connections import pinned_overrides
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file, run_project_dir
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
@@ -394,6 +395,8 @@ class _Run:
                     raise ConfigurationError(f"step '{step.id}': {err}") from None
                 resolved[step.connection] = connection
                 self.connection_warnings.extend(connection.warnings)
+            if step.connection:
+                _refuse_overrides(step.id, step.config, resolved[step.connection])
         return resolved
 
     def _finish(
@@ -474,6 +477,20 @@ class _Run:
         )
         self.log.write(f"run finished: {status} (exit {exit_code})")
         return outcome
+
+
+def _refuse_overrides(
+    step_id: str, config: Mapping[str, Any], connection: ResolvedConnection
+) -> None:
+    """A step may not change where its connection connects or as whom: a hand-made manifest
+    must not send the connection's credentials elsewhere (omlc check reports it as OML022)."""
+    pinned = pinned_overrides(config, connection.defined)
+    if pinned:
+        raise ConfigurationError(
+            f"step '{step_id}': {', '.join(pinned)} must not be set in the step: connection "
+            f"@{connection.family}.{connection.alias} decides where it connects and as whom "
+            f"(move it into the connection alias in the connections file, or define a new alias)"
+        )
 
 
 def _metrics(outcome: RunOutcome) -> dict[str, Any]:

@@ -10,16 +10,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import quote, quote_plus
 
 from osiris.runtime.contract.config_file import ConfigFileError, read_config_text
+from osiris.runtime.contract.connections import VARIABLE_REFERENCE, embedded_passwords
 from osiris.runtime.errors import ConfigurationError
 
 MASK = "***"
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
-_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -82,6 +81,11 @@ def _interpolate_text(text: str, source: VariableSource, where: str) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if match.group(0) == "${":  # never used literally: a secret would go out half-written
+            raise ConfigurationError(
+                f"{where}: '${{' without a closing '}}' or a valid name (write ${{VAR}}, or "
+                f"$${{ for a literal '${{')"
+            )
         name, default = match.group(1), match.group(2)
         found = source.lookup(name)
         if found is not None and (found != "" or default is None):
@@ -93,36 +97,18 @@ def _interpolate_text(text: str, source: VariableSource, where: str) -> str:
             f"a --secrets-file or the project root's .env)"
         )
 
-    return _REFERENCE.sub(replace, text)
+    return VARIABLE_REFERENCE.sub(replace, text)
 
 
 def referenced_variables(value: Any) -> set[str]:
     """Names of the ${VAR} references anywhere inside value."""
     if isinstance(value, str):
-        return {m.group(1) for m in _REFERENCE.finditer(value) if m.group(1)}
+        return {m.group(1) for m in VARIABLE_REFERENCE.finditer(value) if m.group(1)}
     if isinstance(value, Mapping):
         return set().union(*(referenced_variables(v) for v in value.values()))
     if isinstance(value, list):
         return set().union(*(referenced_variables(v) for v in value))
     return set()
-
-
-def embedded_passwords(text: str) -> list[str]:
-    """Passwords inside a URL/DSN ('scheme://user:pw@host', 'password=pw ...')."""
-    found: list[str] = []
-    if "://" in text:
-        try:
-            password = urlsplit(text).password
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    for match in _DSN_PASSWORD.finditer(text):
-        raw = match.group(1)
-        found.append(raw)
-        if len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0]:
-            found.append(raw[1:-1])
-    return [f for f in found if f]
 
 
 MIN_SECRET_LENGTH = 8  # shorter secrets are masked only as whole words (docs/runtime.md)

@@ -174,9 +174,14 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML022", "OML024"},
     ),
     (
-        "override-warning",
+        "override-host",  # a step may not send the connection's credentials elsewhere
         pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, host: other}')),
-        {"OML023"},
+        {"OML022"},
+    ),
+    (
+        "override-database",
+        pipeline(extract() + mysql_writer('{connection: "@mysql.shop", table: t, database: d}')),
+        {"OML022"},
     ),
     (
         "inline-secret",

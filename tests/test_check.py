@@ -104,12 +104,51 @@ def _broken_spec(tmp_path: Path) -> list[Diagnostic]:
     return list(check_text(pipeline(extract()), "p.oml", registry=registry).diagnostics)
 
 
+def _override_warning_spec(tmp_path: Path) -> list[Diagnostic]:
+    """A spec may still let a step override a field the connection does not pin, with a warning."""
+    import shutil
+
+    from osiris.compiler.registry import load_registry
+
+    root = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    spec = root / "components" / "postgres.extractor" / "spec.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "{field: schema, override: allowed}", "{field: schema, override: warning}"
+        )
+    )
+    text = pipeline(
+        "- {id: e, component: postgres.extractor, mode: read, "
+        "config: {connection: '@postgres.main', table: t, schema: s}}\n"
+    )
+    return list(check_text(text, "p.oml", registry=load_registry(root)).diagnostics)
+
+
+def _connections_file_problems(tmp_path: Path) -> list[Diagnostic]:
+    diagnostics = DiagnosticList()
+    text = (
+        "connections:\n  mysql:\n"
+        "    a: {host: h, user: u, database: d, password: '${PW', default: true}\n"
+        "    b: {host: h, user: u, database: d, password: hunter2, default: true}\n"
+        "    c: {host: h, user: u, database: d, pasword: '${PW}'}\n"
+    )
+    assert index_connections(SourceText("c.yaml", text), diagnostics) is not None
+    return diagnostics.sorted()
+
+
 # Problems that need files on disk: (id, make the diagnostics in tmp_path, exact codes).
 FILE_CASES: list[tuple[str, Callable[[Path], list[Diagnostic]], list[str]]] = [
     ("broken-connections-file", _broken_connections_file, ["OML040"]),
     ("missing-file", _missing_file, ["OML000"]),
     ("not-utf8", _latin1_file, ["OML000"]),
     ("broken-spec", _broken_spec, ["OML050"]),
+    ("override-warning-spec", _override_warning_spec, ["OML023"]),
+    (
+        "connections-file-problems",
+        _connections_file_problems,
+        ["OML102", "OML101", "OML103", "OML104"],
+    ),
 ]
 
 

@@ -80,7 +80,9 @@ async def test_diagnostics_on_open_change_and_close(
     )
     open_doc(client, uri, bad)
     got = await published(client, uri, lambda d: len(d) > 0)
-    assert {d.code for d in got} == {"OML014"}
+    # OML101: the workspace's connections file holds literal secrets (reported, never shown)
+    assert {d.code for d in got} == {"OML014", "OML101"}
+    assert not any("hunter2" in d.message or "also-secret" in d.message for d in got)
     assert all(d.source == "osiris" for d in got)
 
     at = position_of(bad, "mysql.extractr")
@@ -95,8 +97,9 @@ async def test_diagnostics_on_open_change_and_close(
             ],
         )
     )
-    got = await published(client, uri, lambda d: [x.code for x in d] != ["OML014"])
-    assert [d.code for d in got] == ["OML027"]  # the workspace's connections file is used
+    got = await published(client, uri, lambda d: "OML014" not in [x.code for x in d])
+    # the workspace's connections file is used
+    assert sorted(d.code for d in got) == ["OML027", "OML101", "OML101"]
 
     client.text_document_did_close(
         types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
@@ -111,8 +114,9 @@ async def test_alias_bomb_gets_its_diagnostic_and_the_server_stays_responsive(
     uri = (workspace / "bomb.oml").as_uri()
     bomb = alias_bomb()
     open_doc(client, uri, bomb)
-    (got,) = await published(client, uri, lambda d: len(d) > 0)
-    assert got.code == "OML120" and "*l4" in got.message
+    found = await published(client, uri, lambda d: any(x.code == "OML120" for x in d))
+    (got,) = [d for d in found if d.code == "OML120"]  # the workspace's OML101s may come too
+    assert "*l4" in got.message
     assert got.range.start == position_of(bomb, "x-l5: &l5 [", len("x-l5: &l5 [") + 6 * 5)
     # The server is still answering: a formatting request for the same document returns (no
     # edit: the document is refused).

@@ -191,21 +191,29 @@ def _schema(family: str) -> dict[str, Any] | None:
 def test_validation_strict_warn_off(tmp_path: Path) -> None:
     (tmp_path / "osiris_connections.yaml").write_text(
         "version: 1\nconnections:\n  mysql:\n"
-        "    good: {host: h, port: '${PORT}', database: d, pin: 9876}\n"
+        "    good: {host: h, port: '${PORT}', database: d}\n"
+        "    literal: {host: h, database: d, pin: 9876}\n"
         "    bad: {host: h, port: 'abc', colour: blue, password: '${PW}'}\n"
     )
     env = {"PORT": "3307", "PW": "very-secret-pw"}
-    strict, redactor = resolver(tmp_path, env, validation="strict", schema_for=_schema)
+    strict, _ = resolver(tmp_path, env, validation="strict", schema_for=_schema)
     good = strict.resolve("@mysql.good")
     assert good.fields["port"] == 3307  # coerced from the ${PORT} string
-    assert redactor.redact("9876") == "***"  # x-secret field registered even when not a string
     with pytest.raises(ConfigurationError) as caught:
         strict.resolve("@mysql.bad")
     message = str(caught.value)
     assert "database" in message and "colour" in message and "port" in message
     assert "very-secret-pw" not in message and "abc" not in message
-    warn, _ = resolver(tmp_path, env, validation="warn", schema_for=_schema)
+    with pytest.raises(ConfigurationError) as caught:  # a literal secret: an error when strict
+        strict.resolve("@mysql.literal")
+    assert "pin" in str(caught.value) and "${VAR}" in str(caught.value)
+    assert "9876" not in str(caught.value)
+    warn, redactor = resolver(tmp_path, env, validation="warn", schema_for=_schema)
     assert warn.resolve("@mysql.bad").warnings
+    literal = warn.resolve("@mysql.literal")
+    assert redactor.redact("9876") == "***"  # x-secret field registered even when not a string
+    assert any("pin" in w and "literally" in w for w in literal.warnings)
+    assert not any("9876" in w for w in literal.warnings)
     off, _ = resolver(tmp_path, env, validation="off", schema_for=_schema)
     assert off.resolve("@mysql.bad").warnings == ()
 

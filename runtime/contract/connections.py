@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_KEY = "default"  # `default: true` marks a family's default alias; never a connection field
 # Field names that hold secrets by convention, whatever the family schema says.
 _SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
+# A ${VAR} or ${VAR:-default} reference, or '$$' (a literal '$'); a bare '${' (the last branch)
+# is one that is not closed or not well formed: an error wherever values are interpolated.
+VARIABLE_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+# Where a step connects and as whom: a step that references a connection may never set these
+# (the connections file is the trust boundary; docs/diagnostics.md, OML022). TLS settings too.
+_LOCATION_FIELDS = frozenset(
+    {
+        "host", "hostname", "hostaddr", "port", "socket", "unix_socket", "service",
+        "database", "dbname", "db", "dsn", "url", "uri",
+        "user", "username", "password", "passwd", "passfile",
+    }
+)  # fmt: skip
+_TLS_FIELD = re.compile(r"^(ssl|tls)", re.IGNORECASE)
+# Connection fields a step may set for itself: how it talks to the server, not where or as whom.
+STEP_SETTABLE_FIELDS = frozenset({"schema", "connect_timeout", "application_name", "charset"})
 # The syntax of grammar/oml.lark's connection_ref (a test keeps the two in step).
 _REF = re.compile(r"^@([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_][A-Za-z0-9_-]*))?$")
 
@@ -57,6 +74,75 @@ def public_fields(
     }
 
 
+def is_pinned_field(name: str, connection_fields: Collection[str] = ()) -> bool:
+    """A field that a step referencing a connection may not set: where it connects (host, port,
+    database, dsn, url, socket...), as whom (user, password), TLS (ssl*, tls*), and every other
+    field of the connection itself except STEP_SETTABLE_FIELDS (schema, connect_timeout...)."""
+    if name in STEP_SETTABLE_FIELDS:
+        return False
+    return (
+        name in _LOCATION_FIELDS or _TLS_FIELD.match(name) is not None or name in connection_fields
+    )
+
+
+def pinned_overrides(
+    config: Mapping[str, Any], connection_fields: Collection[str] = ()
+) -> list[str]:
+    """The fields of a step's config (that references a connection) which the connection pins;
+    connection_fields: the fields its family's schema defines and the connection has."""
+    return sorted(
+        str(name)
+        for name in config
+        if name != "connection" and is_pinned_field(str(name), connection_fields)
+    )
+
+
+def malformed_reference(text: str) -> int | None:
+    """The offset of the first '${' in text that is not a closed ${VAR} or ${VAR:-default}
+    reference (write '$${' for a literal '${'); None when there is none."""
+    for match in VARIABLE_REFERENCE.finditer(text):
+        if match.group(0) == "${":
+            return match.start()
+    return None
+
+
+def embedded_passwords(text: str) -> list[str]:
+    """Passwords inside a URL/DSN ('scheme://user:pw@host', 'password=pw ...')."""
+    found: list[str] = []
+    if "://" in text:
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    for match in _DSN_PASSWORD.finditer(text):
+        raw = match.group(1)
+        found.append(raw)
+        if len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0]:
+            found.append(raw[1:-1])
+    return [f for f in found if f]
+
+
+def is_literal_secret(
+    name: str, value: Any, marked: frozenset[str] = frozenset(), defined: Collection[str] = ()
+) -> bool:
+    """A secret field written literally in the connections file instead of as ${VAR}: a value
+    without any reference. A URL or DSN without a reference counts only when it holds a password.
+    A field the family's schema defines (`defined`) is secret only when the schema marks it (so
+    `ssl_key`, a file path, is not)."""
+    secret = name in marked or (name not in defined and is_secret_field(name))
+    if not secret or value is None or value == "" or isinstance(value, bool):
+        return False
+    if not isinstance(value, str):
+        return not isinstance(value, (dict, list))
+    if any(m.group(1) for m in VARIABLE_REFERENCE.finditer(value)):
+        return False
+    if "://" in value or "=" in value:
+        return bool(embedded_passwords(value))
+    return True
+
+
 class NoDefaultAlias(LookupError):
     """`@family` names no single alias; the message says why and what to do."""
 
@@ -65,15 +151,21 @@ class NoDefaultAlias(LookupError):
         self.marked = marked  # the aliases marked default, when several are
 
 
+def marked_defaults(aliases: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The aliases marked `default: true` (more than one is an error in the connections file)."""
+    return sorted(a for a, fields in aliases.items() if fields.get(DEFAULT_KEY) is True)
+
+
+def several_defaults_message(family: str, marked: Collection[str]) -> str:
+    return f"several {family} aliases are marked default: {', '.join(marked)}; mark only one"
+
+
 def default_alias(family: str, aliases: Mapping[str, Mapping[str, Any]]) -> str:
     """The alias `@family` means: the one marked `default: true`, else one named `default`,
     else the only alias. NoDefaultAlias when that is none or ambiguous."""
-    marked = sorted(a for a, fields in aliases.items() if fields.get(DEFAULT_KEY) is True)
+    marked = marked_defaults(aliases)
     if len(marked) > 1:
-        raise NoDefaultAlias(
-            f"several {family} aliases are marked default: {', '.join(marked)}; mark only one",
-            tuple(marked),
-        )
+        raise NoDefaultAlias(several_defaults_message(family, marked), tuple(marked))
     if marked:
         return marked[0]
     if DEFAULT_KEY in aliases:

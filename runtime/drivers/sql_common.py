@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from osiris.runtime.contract.connections import pinned_overrides
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.secrets import Redactor
@@ -26,10 +27,19 @@ class DriverConfigError(DriverError, ConfigurationError):
 
 
 def settings(ctx: Any) -> dict[str, Any]:
-    """Connection fields overridden by inline step config (the 'connection' reference dropped)."""
-    merged = dict(ctx.connection or {})
-    merged.update({k: v for k, v in dict(ctx.config).items() if k != "connection"})
-    return merged
+    """Connection fields and the step's config (the 'connection' reference dropped). The config
+    may not set where the connection connects or as whom (the run refuses that before it
+    starts; checked again here, before any connect)."""
+    connection = dict(ctx.connection or {})
+    config = {k: v for k, v in dict(ctx.config).items() if k != "connection"}
+    if ctx.connection is not None:
+        pinned = pinned_overrides(config, connection)
+        if pinned:
+            raise DriverConfigError(
+                f"{', '.join(pinned)} must not be set in a step that uses a connection "
+                f"(move it into the connection alias, or define a new alias)"
+            )
+    return {**connection, **config}
 
 
 def connect_as_configured(
