@@ -37,10 +37,17 @@ def ensure_env(extras: str = "dev") -> None:
     current = STAMP.read_text().strip() if STAMP.exists() else ""
     if current in (_stamp(extras), _stamp("dev")):
         return
-    print(f"[dev] installing osiris-oml[{extras}] (editable) into .venv", flush=True)
+    log = VENV / "install.log"
+    print(f"[dev] installing osiris-oml[{extras}] (editable) into .venv (log: {log})", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools", "wheel"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
+    with log.open("w", encoding="utf-8") as out:
+        for command in ([*pip, "--upgrade", "pip", "setuptools", "wheel"], [*pip, "-e", f"{ROOT}[{extras}]"]):
+            out.write("$ " + " ".join(command) + "\n")
+            out.flush()
+            if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+                out.close()
+                sys.stderr.write(log.read_text(encoding="utf-8", errors="replace")[-4000:])
+                sys.exit(f"[dev] installing failed; the whole log is in {log}")
     STAMP.write_text(_stamp(extras) + "\n")
 
 

@@ -185,7 +185,9 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
 def _add_compile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a pipeline into manifest.yaml + cfg/*.json")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("-o", "--output", metavar="DIR", help="output directory (written atomically)")
+    p.add_argument(
+        "-o", "--output", "--out", metavar="DIR", help="output directory (written atomically)"
+    )
     p.add_argument("--emit", choices=("ast", "ir", "manifest"), help="print a stage to stdout")
     add_compile_flags(p)
     p.set_defaults(func=cmd_compile)

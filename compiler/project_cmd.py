@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -49,7 +50,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  created {target / rel}")
     for rel in kept:
         print(f"  kept    {target / rel} (already exists)")
-    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
+    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(args.dir)} && "
     print(f"\nNext: {where}osiris run pipeline.oml")
     return ExitCode.OK
 
@@ -114,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("outputs:\n" + "\n".join(f"  {os.path.relpath(p)}" for p in outputs))
         osiris = "osiris" if shutil.which("osiris") else str(Path(sys.argv[0]).resolve())
         print(
-            f"next: cd {os.path.relpath(target)} && {osiris} run pipeline.oml "
+            f"next: cd {shlex.quote(os.path.relpath(target))} && {shlex.quote(osiris)} run pipeline.oml "
             "--param since=2024-03-01"
         )
     return code

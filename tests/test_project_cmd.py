@@ -113,3 +113,17 @@ def test_demo_runs_on_a_fresh_directory(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "top 5 country/month groups" in demo.stdout
     assert (tmp_path / "d" / "output" / "revenue.parquet").is_file()
+
+
+def test_compile_takes_out_as_the_plan_writes_it(tmp_path: Path) -> None:
+    """`osiris compile FILE --out DIR`, the same as -o/--output."""
+    assert osiris("init", ".", cwd=tmp_path).returncode == 0
+    proc = osiris("compile", "pipeline.oml", "--out", "build", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert (tmp_path / "build" / "manifest.yaml").is_file()
+
+
+def test_init_next_line_quotes_a_path_a_shell_would_split(tmp_path: Path) -> None:
+    init = osiris("init", "my proj ü", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    assert "Next: cd 'my proj ü' && osiris run pipeline.oml" in init.stdout
