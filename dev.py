@@ -41,7 +41,10 @@ def ensure_env(extras: str = "dev") -> None:
     print(f"[dev] installing osiris-oml[{extras}] (editable) into .venv (log: {log})", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     with log.open("w", encoding="utf-8") as out:
-        for command in ([*pip, "--upgrade", "pip", "setuptools", "wheel"], [*pip, "-e", f"{ROOT}[{extras}]"]):
+        for command in (
+            [*pip, "--upgrade", "pip", "setuptools", "wheel"],
+            [*pip, "-e", f"{ROOT}[{extras}]"],
+        ):
             out.write("$ " + " ".join(command) + "\n")
             out.flush()
             if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
