@@ -6,12 +6,13 @@ Exit codes are osiris.runtime.contract.exits.ExitCode, the same for every comman
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from osiris.runtime.contract.config_file import ConfigFileError
 from osiris.runtime.contract.exits import ExitCode
@@ -21,6 +22,27 @@ from osiris.runtime.contract.version import add_version_flag
 
 class UsageError(Exception):
     """Bad command-line use; exit 2 with the message."""
+
+
+FORMAT_HELP = "output format: text for people, json for programs (one JSON object on stdout)"
+
+
+def print_json(data: Any, stream: Any = None) -> None:
+    """One JSON document on stdout (or stream): the shape every --format json output shares."""
+    print(json.dumps(data, indent=2, ensure_ascii=False), file=stream or sys.stdout)
+
+
+def print_error(
+    prog: str, message: str, fmt: str, *, code: str, exit_code: int, **fields: Any
+) -> int:
+    """An error as `prog: error: message` on stderr, or a JSON error envelope on stdout."""
+    if fmt == "json":
+        from osiris.oml.render import error_envelope
+
+        print_json(error_envelope(message, code=code, exit_code=exit_code, **fields))
+    else:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+    return exit_code
 
 
 def _color(stream: object) -> bool:
@@ -64,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         sources[result.file] = result.source
     errors = sum(1 for d in diagnostics if d.severity.value == "error")
     if args.format == "json":
-        print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False))
+        print_json(render_json(diagnostics))
     else:
         sys.stdout.write(render_text(diagnostics, sources, color=_color(sys.stdout)))
     return ExitCode.INVALID if errors else ExitCode.OK
@@ -73,7 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
     p = sub.add_parser(name, help="check OML files against the component specs")
     p.add_argument("files", nargs="+", metavar="FILE", help="OML files or directories")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
     p.add_argument(
         "--connections",
         metavar="FILE",
@@ -92,7 +114,7 @@ def _print_diagnostics(
     from osiris.oml.render import render_json, render_text
 
     if fmt == "json":
-        print(json.dumps(render_json(diagnostics), indent=2, ensure_ascii=False), file=stream)
+        print_json(render_json(diagnostics), stream)
     else:
         stream.write(render_text(diagnostics, sources, color=_color(stream)))
 
@@ -179,12 +201,12 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="osiris_connections.yaml (default: $OSIRIS_CONNECTIONS, else the project's)",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a pipeline into manifest.yaml + cfg/*.json")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the OML pipeline to compile")
     p.add_argument(
         "-o", "--output", "--out", metavar="DIR", help="output directory (written atomically)"
     )
@@ -196,66 +218,149 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
 def cmd_fmt(args: argparse.Namespace) -> int:
     from osiris.compiler.frontend import read_source
     from osiris.oml.format import format_text
+    from osiris.oml.span import SourceText
 
-    changed, failed = [], False
+    as_json = args.format == "json"
+    files: list[dict[str, str]] = []  # {"file", "status"}: formatted/unchanged/would_change/failed
+    problems: list[Any] = []
     for path, display in expand_paths(args.files):
         text, problem = read_source(path, display)
         if text is None:
             assert problem is not None
-            _print_diagnostics([problem], {}, "text", sys.stderr)
-            failed = True
+            problems.append(problem)
+            files.append({"file": display, "status": "failed"})
+            if not as_json:
+                _print_diagnostics([problem], {}, "text", sys.stderr)
             continue
         formatted, diagnostics = format_text(text, display)
         if formatted is None:
-            from osiris.oml.span import SourceText
-
-            _print_diagnostics(
-                diagnostics.sorted(), {display: SourceText(display, text)}, "text", sys.stderr
-            )
-            failed = True
+            problems.extend(diagnostics.sorted())
+            files.append({"file": display, "status": "failed"})
+            if not as_json:
+                sources = {display: SourceText(display, text)}
+                _print_diagnostics(diagnostics.sorted(), sources, "text", sys.stderr)
             continue
-        if formatted != text:
-            changed.append(display)
-            if not args.check:
-                tmp = path.with_name(f".{path.name}.fmt.tmp")
-                tmp.write_text(formatted, encoding="utf-8")
-                os.replace(tmp, path)
-    for name in changed:
-        print(("would reformat " if args.check else "reformatted ") + name)
-    if failed:
-        return ExitCode.INVALID
-    return ExitCode.INVALID if args.check and changed else ExitCode.OK
+        if formatted == text:
+            files.append({"file": display, "status": "unchanged"})
+        elif args.check:
+            files.append({"file": display, "status": "would_change"})
+        else:
+            tmp = path.with_name(f".{path.name}.fmt.tmp")
+            tmp.write_text(formatted, encoding="utf-8")
+            os.replace(tmp, path)
+            files.append({"file": display, "status": "formatted"})
+    changed = [f["file"] for f in files if f["status"] in ("formatted", "would_change")]
+    if any(f["status"] == "failed" for f in files):
+        code = ExitCode.INVALID
+    else:
+        code = ExitCode.INVALID if args.check and changed else ExitCode.OK
+    if as_json:
+        from osiris.oml.render import envelope
+
+        def named(status: str) -> list[str]:
+            return [f["file"] for f in files if f["status"] == status]
+
+        print_json(
+            envelope(
+                problems,
+                exit_code=int(code),
+                check=bool(args.check),
+                files=files,
+                formatted=named("formatted"),
+                unchanged=named("unchanged"),
+                would_change=named("would_change"),
+                failed=named("failed"),
+            )
+        )
+    else:
+        for name in changed:
+            print(("would reformat " if args.check else "reformatted ") + name)
+    return code
 
 
 def _add_fmt(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fmt", help="format OML files canonically (comments kept)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="OML files or directories")
     p.add_argument(
-        "--check", action="store_true", help="only report files that would change (exit 1)"
+        "--check", action="store_true", help="only report files that would change (exit 2)"
     )
+    p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
     p.set_defaults(func=cmd_fmt)
 
 
 # -- entry points -----------------------------------------------------------------------------
 
 
-def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+class ParseError(Exception):
+    """An argparse usage error, raised instead of printed so --format json can report it."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises ParseError (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ParseError(self, message)
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """`--format json` (or `--format=json`) among the arguments, even ones argparse rejects."""
+    argv = list(argv)
+    return "--format=json" in argv or any(
+        a == "--format" and b == "json" for a, b in itertools.pairwise(argv)
+    )
+
+
+def parse_or_report(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> argparse.Namespace | int:
+    """parse_args; a usage error is printed (argparse's text, or JSON with --format json) and
+    its exit code returned. --help and --version return 0."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse already printed the usage error
+        return parser.parse_args(argv)
+    except SystemExit as exit_:  # --help / --version
         return int(exit_.code or 0) and ExitCode.INVALID
+    except ParseError as err:
+        if wants_json(argv):
+            from osiris.oml.render import error_envelope
+
+            usage = err.parser.format_usage().strip()
+            print_json(
+                error_envelope(
+                    err.message,
+                    code="usage",
+                    exit_code=ExitCode.INVALID,
+                    prog=err.parser.prog,
+                    usage=usage,
+                )
+            )
+        else:
+            err.parser.print_usage(sys.stderr)
+            print(f"{err.parser.prog}: error: {err.message}", file=sys.stderr)
+        return ExitCode.INVALID
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    args = parse_or_report(parser, argv)
+    if isinstance(args, int):
+        return args
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return ExitCode.INVALID
+    fmt = getattr(args, "format", "text")
     try:
         return func(args)
     except UsageError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return ExitCode.INVALID
+        return print_error(parser.prog, str(err), fmt, code="usage", exit_code=ExitCode.INVALID)
     except ConfigFileError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return ExitCode.CONFIGURATION
+        return print_error(
+            parser.prog, str(err), fmt, code="configuration", exit_code=ExitCode.CONFIGURATION
+        )
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -279,30 +384,38 @@ def _common_subcommands(sub: argparse._SubParsersAction) -> None:
 OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help", "--version")
 
 
-def omlc_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="omlc", description="The OML compiler.")
+def build_omlc_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="omlc", description="The OML compiler.")
     add_version_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in OMLC_COMMANDS:
-        args = ["compile", *args]  # `omlc FILE -o DIR` is the compile command
-    return _run(parser, args)
+    return parser
 
 
-def osiris_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="osiris", description="Osiris pipeline toolchain.")
-    add_version_flag(parser)
-    sub = parser.add_subparsers(metavar="COMMAND")
-    _common_subcommands(sub)
+def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
 
+    parser = Parser(prog="osiris", description="Osiris pipeline toolchain.")
+    add_version_flag(parser)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _common_subcommands(sub)
     add_components(sub)
     add_init(sub)
     add_run_parsers(sub)
-    return _run(parser, list(sys.argv[1:] if argv is None else argv))
+    return parser
+
+
+def omlc_main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in OMLC_COMMANDS:
+        args = ["compile", *args]  # `omlc FILE -o DIR` is the compile command
+    return _run(build_omlc_parser(), args)
+
+
+def osiris_main(argv: Sequence[str] | None = None) -> int:
+    return _run(build_osiris_parser(), list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

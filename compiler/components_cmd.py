@@ -37,12 +37,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=MODE_NAMES,
         help="only components with this mode (OML read/write/transform or spec extract/discover)",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="output format: a table (text) or a JSON list",
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("spec", help="print one component's spec")
     p.add_argument("name", metavar="NAME", help="component name, e.g. mysql.extractor")
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument(
+        "--format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="the spec as its YAML source or as JSON (errors too are JSON then)",
+    )
     p.set_defaults(func=cmd_spec)
 
 
@@ -78,7 +88,20 @@ def cmd_spec(args: argparse.Namespace) -> int:
             hint = f"; did you mean {matches[0]}?"
         elif matches:
             hint = f"; did you mean one of: {', '.join(matches)}?"
-        print(f"error: unknown component '{name}'{hint}", file=sys.stderr)
+        if args.format == "json":
+            from osiris.compiler.cli import print_error
+
+            return print_error(
+                "osiris",
+                f"unknown component '{name}'{hint}",
+                "json",
+                code="unknown-component",
+                exit_code=ExitCode.INVALID,
+                component=name,
+                did_you_mean=list(matches),
+                hint="run 'osiris components list' to see every component",
+            )
+        print(f"osiris: error: unknown component '{name}'{hint}", file=sys.stderr)
         print("run 'osiris components list' to see every component", file=sys.stderr)
         return ExitCode.INVALID
     if args.format == "json":

@@ -9,6 +9,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from osiris.compiler.cli import FORMAT_HELP
 from osiris.runtime.contract.exits import ExitCode
 
 # template file -> path in the new project
@@ -41,23 +42,47 @@ def scaffold(target: Path) -> tuple[list[str], list[str]]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from osiris.compiler.cli import print_error, print_json
+
     target = Path(args.dir)
     if target.exists() and not target.is_dir():
-        print(f"osiris init: error: {args.dir} exists and is not a directory", file=sys.stderr)
-        return ExitCode.INVALID
+        return print_error(
+            "osiris init",
+            f"{args.dir} exists and is not a directory",
+            args.format,
+            code="usage",
+            exit_code=ExitCode.INVALID,
+        )
     created, kept = scaffold(target)
+    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(args.dir)} && "
+    next_command = f"{where}osiris run pipeline.oml"
+    if args.format == "json":
+        from osiris.oml.render import envelope
+
+        print_json(
+            envelope(
+                exit_code=int(ExitCode.OK),
+                dir=str(target),
+                created=[str(target / rel) for rel in created],
+                kept=[str(target / rel) for rel in kept],
+                next=next_command,
+            )
+        )
+        return ExitCode.OK
     for rel in created:
         print(f"  created {target / rel}")
     for rel in kept:
         print(f"  kept    {target / rel} (already exists)")
-    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(args.dir)} && "
-    print(f"\nNext: {where}osiris run pipeline.oml")
+    print(f"\nNext: {next_command}")
     return ExitCode.OK
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="scaffold a project: sample data, a pipeline, connections")
-    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    p.add_argument(
+        "dir", nargs="?", default=".", metavar="DIR", help="the project directory (default: .)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
     p.set_defaults(func=cmd_init)
 
 
@@ -90,7 +115,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     target = Path(args.dir)
     created, _ = scaffold(target)
-    print(f"demo project: {target.resolve()} ({len(created)} files created)")
+    if args.format == "json":  # the run summary, as `oml-run --format json` prints it
+        print(f"demo project: {target.resolve()} ({len(created)} files created)", file=sys.stderr)
+    else:
+        print(f"demo project: {target.resolve()} ({len(created)} files created)")
     run_args = argparse.Namespace(
         file=str(target / "pipeline.oml"),
         param=[],
@@ -100,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         project_dir=target,
         run_dir=None,
         engine="local",
-        format="text",
+        format=args.format,
         allow_modified=False,
         no_keep_intermediate=False,
         max_parallel=None,
@@ -109,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         atomic=False,
     )
     code = cmd_run(run_args)
-    if code == 0:
+    if code == 0 and args.format != "json":
         _preview(target / "output" / "revenue.parquet")
         outputs = sorted(p for p in (target / "output").iterdir() if p.is_file())
         print("outputs:\n" + "\n".join(f"  {os.path.relpath(p)}" for p in outputs))
@@ -144,11 +172,18 @@ def add_run_parsers(sub: argparse._SubParsersAction) -> None:
     from osiris.runtime.cli import add_run_arguments
 
     p = sub.add_parser("run", help="compile a pipeline and run it")
-    p.add_argument("file", metavar="PIPELINE.oml")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--profile", metavar="P")
+    p.add_argument("file", metavar="PIPELINE.oml", help="the OML pipeline to compile and run")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a param (repeatable)",
+    )
+    p.add_argument("--profile", metavar="P", help="apply profiles.P.params")
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="scaffold the demo project and run its pipeline")
     d.add_argument("--dir", default="osiris-demo", help="where to put the demo project")
+    d.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
     d.set_defaults(func=cmd_demo)

@@ -170,3 +170,14 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> dict[str, Any]:
         "warning_count": warnings,
         "diagnostics": [diagnostic_to_dict(d) for d in diagnostics],
     }
+
+
+def envelope(diagnostics: Sequence[Diagnostic] = (), **fields: Any) -> dict[str, Any]:
+    """A command's JSON output: render_json's envelope plus the command's own fields."""
+    return {**render_json(diagnostics), **fields}
+
+
+def error_envelope(message: str, *, code: str, exit_code: int, **fields: Any) -> dict[str, Any]:
+    """A command-line error (usage, unknown component, …) as a one-diagnostic envelope."""
+    error = Diagnostic(code=code, severity=Severity.ERROR, summary=message, span=None)
+    return envelope([error], exit_code=int(exit_code), error=error.summary, **fields)

@@ -68,9 +68,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
     parser.add_argument(
         "--run-dir", type=Path, help="directory for this run's records (default: runs/<run_id>)"
     )
-    parser.add_argument("--engine", choices=["local"], default="local")
+    parser.add_argument(
+        "--engine", choices=["local"], default="local", help="execution engine (only local)"
+    )
     if with_format:
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        parser.add_argument(
+            "--format",
+            choices=["text", "json"],
+            default="text",
+            help="output format: a summary table (text) or the run summary as one JSON object",
+        )
     parser.add_argument(
         "--allow-modified", action="store_true", help="run even if fingerprints do not match"
     )

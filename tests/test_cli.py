@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from oml_cases import CSV_TO_CSV, WITH_UNUSED_PARAM
@@ -178,3 +179,161 @@ def test_check_finds_the_connections_file_like_run(tmp_path: Path) -> None:
         "check", "pipelines/p.oml", cwd=project, env={"OSIRIS_CONNECTIONS": str(env_file)}
     )
     assert by_env.returncode == 0, by_env.stdout
+
+
+# -- --format json everywhere, usage errors, prefixes, help text ------------------------------
+
+ENVELOPE = {"format_version", "valid", "error_count", "warning_count", "diagnostics"}
+
+
+def osiris_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_fmt_json_reports_each_file(project: Path) -> None:
+    (project / "ugly.oml").write_text(CSV_TO_CSV + "\n\n\n")
+    (project / "broken.oml").write_text("name: [1,\n")
+    proc = omlc(
+        "fmt", "--check", "good.oml", "ugly.oml", "broken.oml", "--format", "json", cwd=project
+    )
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2 and report["exit_code"] == 2
+    assert report.keys() >= ENVELOPE and report["check"] is True
+    statuses = {f["file"]: f["status"] for f in report["files"]}
+    assert statuses["broken.oml"] == "failed" and report["failed"] == ["broken.oml"]
+    assert report["valid"] is False and report["error_count"] >= 1
+    assert all(d["severity"] in ("error", "warning") for d in report["diagnostics"])
+    assert statuses["good.oml"] in ("unchanged", "would_change")
+    assert report["would_change"] == [f for f, s in statuses.items() if s == "would_change"]
+    assert (project / "ugly.oml").read_text().endswith("\n\n\n")  # --check writes nothing
+
+    for name in ("good.oml", "ugly.oml"):
+        omlc("fmt", name, cwd=project)
+    ok = omlc("fmt", "good.oml", "ugly.oml", "--format", "json", cwd=project)
+    report = json.loads(ok.stdout)
+    assert ok.returncode == 0 and report["exit_code"] == 0 and report["valid"] is True
+    assert report["unchanged"] == ["good.oml", "ugly.oml"] and report["formatted"] == []
+    assert ok.stderr == ""
+
+
+def test_fmt_json_lists_reformatted_files(project: Path) -> None:
+    (project / "ugly.oml").write_text(CSV_TO_CSV + "\n\n\n")
+    proc = omlc("fmt", "ugly.oml", "--format", "json", cwd=project)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["formatted"] == ["ugly.oml"]
+    assert report["files"] == [{"file": "ugly.oml", "status": "formatted"}]
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["compile", "--format", "json"], "omlc compile"),
+        (["check", "x.oml", "--format", "json", "--bogus"], "omlc"),
+        (["fmt", "--format=json"], "omlc fmt"),
+        (["check", "x.oml", "--format", "json", "--format", "xml"], "omlc check"),
+    ],
+)
+def test_usage_error_with_format_json_is_a_json_envelope(
+    project: Path, argv: list[str], prog: str
+) -> None:
+    proc = omlc(*argv, cwd=project)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report.keys() >= ENVELOPE and report["valid"] is False
+    assert report["exit_code"] == 2 and report["prog"] == prog
+    assert report["usage"].startswith("usage: ") and report["error"]
+    assert report["diagnostics"][0]["code"] == "usage"
+    assert "usage:" not in proc.stderr
+
+
+def test_usage_error_without_json_stays_argparse_text(project: Path) -> None:
+    proc = omlc("check", "--format", "xml", "x.oml", cwd=project)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("usage: omlc check") and "omlc check: error:" in proc.stderr
+
+
+def test_errors_are_prefixed_by_the_command_typed(project: Path) -> None:
+    proc = osiris_cli("compile", "good.oml", cwd=project)  # no -o, no --emit
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("osiris: error: say where") and "omlc" not in proc.stderr
+    proc = omlc("compile", "good.oml", cwd=project)
+    assert proc.returncode == 2 and proc.stderr.startswith("omlc: error: say where")
+    usage = osiris_cli("fmt", cwd=project)
+    assert "osiris fmt: error:" in usage.stderr and "omlc" not in usage.stderr
+    usage = osiris_cli("fmt", "--bogus", "x.oml", cwd=project)
+    assert "osiris: error: unrecognized" in usage.stderr and "omlc" not in usage.stderr
+    unknown = osiris_cli("components", "spec", "mysql.extractr", cwd=project)
+    assert unknown.stderr.startswith("osiris: error: unknown component")
+
+
+def test_usage_error_from_a_command_is_json_with_format_json(project: Path) -> None:
+    proc = osiris_cli("compile", "good.oml", "--format", "json", cwd=project)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2 and report["exit_code"] == 2 and proc.stderr == ""
+    assert report["error"].startswith("say where to write the manifest")
+
+
+def test_unknown_component_json_error(project: Path) -> None:
+    proc = osiris_cli("components", "spec", "mysql.extractr", "--format", "json", cwd=project)
+    assert proc.returncode == 2 and proc.stderr == ""
+    report = json.loads(proc.stdout)
+    assert report.keys() >= ENVELOPE and report["valid"] is False
+    assert report["exit_code"] == 2 and report["component"] == "mysql.extractr"
+    assert report["did_you_mean"] == ["mysql.extractor"]
+    assert report["diagnostics"][0]["code"] == "unknown-component"
+    assert "did you mean mysql.extractor" in report["error"]
+
+
+def _parsers() -> list[Any]:
+    import argparse
+
+    from osiris.compiler.cli import build_omlc_parser, build_osiris_parser
+    from osiris.runtime.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser) -> Any:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    return [
+        p
+        for root in (build_omlc_parser(), build_osiris_parser(), build_parser())
+        for p in walk(root)
+    ]
+
+
+def test_every_option_has_help_text() -> None:
+    import argparse
+
+    parsers = _parsers()
+    assert {"omlc", "osiris init", "osiris demo", "osiris components spec", "oml-run"} <= {
+        p.prog for p in parsers
+    }
+    missing = [
+        f"{p.prog} {'/'.join(a.option_strings) or a.dest}"
+        for p in parsers
+        for a in p._actions
+        if not isinstance(a, argparse._SubParsersAction)
+        and (not a.help or a.help == argparse.SUPPRESS)
+    ]
+    assert missing == []
+
+
+def test_every_printing_command_takes_format_json() -> None:
+    printing = {"check", "compile", "fmt", "init", "demo", "run", "list", "spec", "oml-run"}
+    for parser in _parsers():
+        if parser.prog.split()[-1] in printing:
+            formats = [a for a in parser._actions if "--format" in a.option_strings]
+            assert formats and "json" in formats[0].choices, parser.prog

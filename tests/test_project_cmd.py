@@ -127,3 +127,36 @@ def test_init_next_line_quotes_a_path_a_shell_would_split(tmp_path: Path) -> Non
     init = osiris("init", "my proj ü", cwd=tmp_path)
     assert init.returncode == 0, init.stderr
     assert "Next: cd 'my proj ü' && osiris run pipeline.oml" in init.stdout
+
+
+def test_init_json_lists_created_and_kept_files(tmp_path: Path) -> None:
+    first = osiris("init", "proj", "--format", "json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["valid"] is True and report["exit_code"] == 0 and report["diagnostics"] == []
+    assert str(Path("proj") / "pipeline.oml") in report["created"] and report["kept"] == []
+    assert report["next"] == "cd proj && osiris run pipeline.oml"
+    again = json.loads(osiris("init", "proj", "--format", "json", cwd=tmp_path).stdout)
+    assert again["created"] == [] and sorted(again["kept"]) == sorted(report["created"])
+    (tmp_path / "file").write_text("x")
+    bad = osiris("init", "file", "--format", "json", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr == ""
+    error = json.loads(bad.stdout)
+    assert error["valid"] is False and error["exit_code"] == 2
+    assert "not a directory" in error["error"]
+
+
+def test_init_error_prefix_is_osiris(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    bad = osiris("init", "file", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("osiris init: error:")
+
+
+def test_demo_json_is_the_run_summary(tmp_path: Path) -> None:
+    demo = osiris("demo", "--dir", "d", "--format", "json", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    summary = json.loads(demo.stdout)  # exactly one JSON document on stdout
+    assert summary["status"] == "succeeded" or summary["exit_code"] == 0
+    assert {"run_id", "status", "exit_code", "run_dir", "pipeline", "steps"} <= summary.keys()
+    assert summary["exit_code"] == 0 and summary["steps"]
+    assert (tmp_path / "d" / "output" / "revenue.parquet").is_file()
