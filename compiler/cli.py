@@ -6,14 +6,14 @@ Exit codes are osiris.runtime.contract.exits.ExitCode, the same for every comman
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.config_file import ConfigFileError
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
@@ -291,30 +291,6 @@ def _add_fmt(sub: argparse._SubParsersAction) -> None:
 # -- entry points -----------------------------------------------------------------------------
 
 
-class ParseError(Exception):
-    """An argparse usage error, raised instead of printed so --format json can report it."""
-
-    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
-        super().__init__(message)
-        self.parser = parser
-        self.message = message
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error raises ParseError (subparsers inherit the class)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ParseError(self, message)
-
-
-def wants_json(argv: Sequence[str]) -> bool:
-    """`--format json` (or `--format=json`) among the arguments, even ones argparse rejects."""
-    argv = list(argv)
-    return "--format=json" in argv or any(
-        a == "--format" and b == "json" for a, b in itertools.pairwise(argv)
-    )
-
-
 def parse_or_report(
     parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> argparse.Namespace | int:
@@ -328,19 +304,17 @@ def parse_or_report(
         if wants_json(argv):
             from osiris.oml.render import error_envelope
 
-            usage = err.parser.format_usage().strip()
             print_json(
                 error_envelope(
                     err.message,
                     code="usage",
                     exit_code=ExitCode.INVALID,
                     prog=err.parser.prog,
-                    usage=usage,
+                    usage=err.usage,
                 )
             )
         else:
-            err.parser.print_usage(sys.stderr)
-            print(f"{err.parser.prog}: error: {err.message}", file=sys.stderr)
+            err.print_text()
         return ExitCode.INVALID
 
 

@@ -35,6 +35,7 @@ from osiris.runtime.console import (
     progress_interval,
     summary_table,
 )
+from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
 from osiris.runtime.output import closable_stdout
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="oml-run",
         description="Run a compiled Osiris manifest (manifest.yaml + cfg/).",
         epilog="exit codes: 0 ok, 1 internal error, 2 usage, 3 manifest invalid/modified, "
@@ -107,7 +108,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help / --version
+        return int(exit_.code or 0) and ExitCode.INVALID
+    except ParseError as err:
+        if not wants_json(argv):
+            err.print_text()
+            return ExitCode.INVALID
+        failed = RunOutcome("failed", ExitCode.INVALID, error=f"{err.parser.prog}: {err.message}")
+        print(json.dumps({**failed.summary(), "usage": err.usage}, ensure_ascii=False))
+        return ExitCode.INVALID
     try:
         with closable_stdout() as out:
             return _run(args, out, sys.stderr)
@@ -132,7 +144,13 @@ def execute(
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
     if args.max_parallel is not None and args.max_parallel < 1:
-        print(f"{prog}: error: --max-parallel must be at least 1", file=err)
+        if args.format == "json":
+            failed = RunOutcome(
+                "failed", ExitCode.INVALID, error="--max-parallel must be at least 1"
+            )
+            print(json.dumps(failed.summary(), ensure_ascii=False), file=out, flush=True)
+        else:
+            print(f"{prog}: error: --max-parallel must be at least 1", file=err)
         return ExitCode.INVALID
     view: LiveView | PlainView | QuietView
     console: Console | None = None

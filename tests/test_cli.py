@@ -337,3 +337,24 @@ def test_every_printing_command_takes_format_json() -> None:
         if parser.prog.split()[-1] in printing:
             formats = [a for a in parser._actions if "--format" in a.option_strings]
             assert formats and "json" in formats[0].choices, parser.prog
+
+
+def test_oml_run_usage_error_with_format_json_is_a_run_summary(tmp_path: Path) -> None:
+    run = [
+        sys.executable,
+        "-c",
+        "import sys; from osiris.runtime.cli import main; sys.exit(main())",
+    ]
+    proc = subprocess.run(
+        [*run, "--format", "json", "--max-parallel", "x", "m.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and proc.stderr == ""
+    summary = json.loads(proc.stdout)
+    assert summary["exit_code"] == 2 and summary["status"] == "failed"
+    assert summary["error"].startswith("oml-run: argument --max-parallel")
+    assert summary["usage"].startswith("usage: oml-run")
+    text = subprocess.run([*run, "--bogus"], capture_output=True, text=True, cwd=tmp_path)
+    assert text.returncode == 2 and text.stdout == "" and "oml-run: error:" in text.stderr
