@@ -253,8 +253,11 @@ def _columns(cur: Any, probe: str) -> list[MySQLColumn]:
     ]
 
 
-def _fetch_sql(sql: str, cols: Sequence[MySQLColumn], schema: pa.Schema) -> str:
-    """The query we stream: types both readers get wrong arrive as text and are cast by Arrow."""
+def _fetch_sql(
+    sql: str, cols: Sequence[MySQLColumn], schema: pa.Schema, order: Sequence[str] = ()
+) -> str:
+    """The query we stream: types both readers get wrong arrive as text and are cast by Arrow.
+    order: the inner query's ORDER BY columns, repeated outside (a derived table has no order)."""
     exprs = []
     for i, (col, field) in enumerate(zip(cols, schema, strict=False)):
         ref = f"osiris_q.{quote(col.name)}"
@@ -263,7 +266,8 @@ def _fetch_sql(sql: str, cols: Sequence[MySQLColumn], schema: pa.Schema) -> str:
         elif col.type_code == MY_BIT:
             ref = f"CAST({ref} AS UNSIGNED)"
         exprs.append(f"{ref} AS c{i}")
-    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS osiris_q"
+    outer = f" ORDER BY {', '.join(f'osiris_q.{quote(c)}' for c in order)}" if order else ""
+    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS osiris_q{outer}"
 
 
 def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
@@ -337,22 +341,27 @@ class MySQLExtractor:
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         opts = ExtractOptions.parse(settings(ctx), ctx)
-        select = opts.limited(opts.select_sql(quote(opts.table or ""), quote))
+        base = opts.select_sql(quote(opts.table or ""), quote)
+        order: tuple[str, ...] = ()
         s, conn = connect_as_configured(ctx, connect)
         try:
             with conn.cursor() as cur:
                 if opts.query:
+                    select = opts.limited(base)
                     cols = _columns(cur, f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")
                 else:  # a direct probe keeps each column's origin table (JSON/UUID detection)
-                    cols = _columns(
-                        cur, opts.select_sql(quote(opts.table or ""), quote) + " LIMIT 0"
-                    )
+                    cols = _columns(cur, base + " LIMIT 0")
+                    # offset: a stable order, so each run skips the same rows
+                    if opts.offset is not None:
+                        primary = unique_keys(cur, opts.table or "").get("PRIMARY", ())
+                        order = opts.order_key(primary, [c.name for c in cols])
+                    select = opts.limited(base, [quote(c) for c in order])
         except pymysql.MySQLError as err:
             raise _fail(s, "reading the result's columns", err) from None
         finally:
             conn.close()
         schema = pa.schema([(c.name, mysql_to_arrow(c)) for c in cols])
-        fetch = _fetch_sql(select, cols, schema)
+        fetch = _fetch_sql(select, cols, schema, order)
         return pa.RecordBatchReader.from_batches(
             schema, self._stream(ctx, s, fetch, schema, opts.batch_size)
         )

@@ -318,11 +318,15 @@ class PostgresExtractor:
         opts = ExtractOptions.parse(settings(ctx), ctx)
         s, conn = connect_as_configured(ctx, connect)
         table = qualified(opts.schema or s.get("schema"), opts.table or "")
-        select = opts.limited(opts.select_sql(table, quote))
+        base = opts.select_sql(table, quote)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT * FROM ({select}) AS osiris_q LIMIT 0")
+                cur.execute(f"SELECT * FROM ({opts.limited(base)}) AS osiris_q LIMIT 0")
                 cols = cur.description or []
+            order: tuple[str, ...] = ()
+            if opts.offset is not None:  # a stable order, so the rows skipped are the same each run
+                order = opts.order_key(primary_key(conn, table), [c.name for c in cols])
+            select = opts.limited(base, [quote(c) for c in order])
             schema = pa.schema(
                 [(c.name, pg_to_arrow(c.type_code, c.precision, c.scale)) for c in cols]
             )
@@ -566,6 +570,18 @@ class PostgresWriter:
         merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({keys}) {action}"
         conn.execute(pgsql.SQL(merge))
         return rows
+
+
+def primary_key(conn: psycopg.Connection[Any], target: str) -> tuple[str, ...]:
+    """The primary key's columns of a table (none for a view or a table without one)."""
+    found = conn.execute(
+        "SELECT a.attname FROM pg_index i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.ord",
+        [target],
+    ).fetchall()
+    return tuple(str(name) for (name,) in found)
 
 
 def unique_keys(conn: psycopg.Connection[Any], target: str) -> dict[str, tuple[str, ...]]:

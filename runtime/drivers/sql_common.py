@@ -102,7 +102,7 @@ class ExtractOptions:
     limit: int | None
     query: str | None
     batch_size: int
-    offset: int = 0
+    offset: int | None = None  # given (even 0): the read is ordered, see order_key()
 
     @classmethod
     def parse(cls, s: Mapping[str, Any], ctx: Any) -> ExtractOptions:
@@ -114,9 +114,15 @@ class ExtractOptions:
             raise DriverConfigError(f"limit must be a non-negative integer, got {limit!r}")
         if query and (s.get("columns") or s.get("where")):
             raise DriverConfigError("'columns' and 'where' apply to 'table', not to 'query'")
-        offset = s.get("offset") or 0
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        offset = s.get("offset")
+        if offset is not None and (
+            not isinstance(offset, int) or isinstance(offset, bool) or offset < 0
+        ):
             raise DriverConfigError(f"offset must be a non-negative integer, got {offset!r}")
+        if query and offset is not None:
+            raise DriverConfigError(
+                "offset only applies with table; with query, write ORDER BY and OFFSET in the query"
+            )
         return cls(
             offset=offset,
             table=table,
@@ -138,7 +144,21 @@ class ExtractOptions:
             sql += f" WHERE {self.where}"
         return sql
 
-    def limited(self, sql: str) -> str:
+    def order_key(self, primary_key: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+        """The columns an offset read is ordered by, so that the rows it skips are always the
+        same ones: the primary key when it is among the columns read, else every column read
+        (rows that tie on all of them are identical). Also for offset 0, the first page of a
+        paged read, which must be the same order as the pages after it. Nothing without offset."""
+        if self.offset is None:
+            return ()
+        if primary_key and all(k in names for k in primary_key):
+            return tuple(primary_key)
+        return tuple(names)
+
+    def limited(self, sql: str, order_by: Sequence[str] = ()) -> str:
+        """sql with this step's ORDER BY (already quoted column references), LIMIT and OFFSET."""
+        if order_by:
+            sql += " ORDER BY " + ", ".join(order_by)
         if self.limit is None and not self.offset:
             return sql
         # MySQL has no OFFSET without LIMIT; both servers accept the largest BIGINT as "all"
@@ -165,6 +185,11 @@ class WriteOptions:
         if not table or not isinstance(table, str):
             raise DriverConfigError("'table' is required for a writer")
         mode = s.get("write_mode") or "append"
+        if mode == "upsert" and s.get("truncate_before"):
+            raise DriverConfigError(
+                "truncate_before empties the table, so there is nothing to upsert into: "
+                "use write_mode replace"
+            )
         if mode == "append" and s.get("truncate_before"):
             mode = "replace"  # emptied first, then loaded: replace does both in one swap
         if mode not in WRITE_MODES:
