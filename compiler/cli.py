@@ -187,7 +187,8 @@ def compile_for_run(args: argparse.Namespace, out_dir: Path) -> int:
     return code
 
 
-def add_compile_flags(p: argparse.ArgumentParser) -> None:
+def add_param_flags(p: argparse.ArgumentParser) -> None:
+    """--param and --profile: shared by compile, check and `osiris run`."""
     p.add_argument(
         "--param",
         action="append",
@@ -196,6 +197,10 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
         help="set a param (repeatable)",
     )
     p.add_argument("--profile", metavar="P", help="apply profiles.P.params")
+
+
+def add_compile_flags(p: argparse.ArgumentParser) -> None:
+    add_param_flags(p)
     p.add_argument(
         "--connections",
         metavar="FILE",

@@ -169,18 +169,12 @@ def _preview(path: Path) -> None:
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
+    from osiris.compiler.cli import add_param_flags
     from osiris.runtime.cli import add_run_arguments
 
     p = sub.add_parser("run", help="compile a pipeline and run it")
     p.add_argument("file", metavar="PIPELINE.oml", help="the OML pipeline to compile and run")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a param (repeatable)",
-    )
-    p.add_argument("--profile", metavar="P", help="apply profiles.P.params")
+    add_param_flags(p)
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="scaffold the demo project and run its pipeline")
