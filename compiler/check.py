@@ -118,7 +118,7 @@ def check_components(ctx: CheckContext) -> None:
                 step.component.span,
                 why="Components come from the spec registry." + did_you_mean(matches),
                 fix="Use a registered component (`osiris components list`).",
-                suggestions=replacements(matches, step.component.span),
+                suggestions=replacements(matches, step.component.span, word=step.component.value),
             )
             continue
         if step.id is not None and ctx.steps.get(step.id.value) is step:

@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from osiris.compiler.locate import key_span, node_at
-from osiris.oml.diagnostics import DiagnosticList
+from osiris.oml.diagnostics import DiagnosticList, Suggestion
 from osiris.oml.span import Span
 from osiris.oml.suggest import close_matches, did_you_mean, replacements
 from osiris.oml.types import describe, phrase
 from osiris.oml.yamltree import YMap
+
+# Config field names people and models write for one of ours (no spelling would find it).
+CONFUSED_FIELDS = {"sql": "query"}
 
 
 def _show(value: Any) -> str:
@@ -93,6 +96,9 @@ def _report(
         for extra in extras:
             span = key_span(config_node, (*path, extra)) or node.span
             matches = close_matches(str(extra), allowed)
+            confused = CONFUSED_FIELDS.get(str(extra), "")
+            if confused in allowed and confused not in (error.instance or {}):
+                matches = [confused]
             diagnostics.error(
                 "OML017",
                 f"unknown config field '{extra}' for {component}",
@@ -100,7 +106,9 @@ def _report(
                 why=f"{component} accepts: {', '.join(sorted(allowed))}." + did_you_mean(matches),
                 fix="Remove the field or correct its spelling "
                 f"(`osiris components spec {component}` lists every field).",
-                suggestions=replacements(matches, span),
+                suggestions=(Suggestion(f"Rename to '{confused}'", confused, span, safe=True),)
+                if matches == [confused]
+                else replacements(matches, span, word=str(extra)),
             )
         return
     if kind == "required":
@@ -141,7 +149,7 @@ def _report(
             node.span,
             why=f"'{field}' is one of: {', '.join(allowed)}." + did_you_mean(matches),
             fix="Use one of the allowed values.",
-            suggestions=replacements(matches, node.span),
+            suggestions=replacements(matches, node.span, word=str(error.instance)),
         )
         return
     diagnostics.error(

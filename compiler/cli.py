@@ -74,6 +74,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from osiris.oml.render import render_json, render_text
 
     diagnostics: list[Any] = []
+    fixed: list[dict[str, Any]] = []
     sources = {}
     loaded: dict[Path | None, Any] = {}  # each connections file is read (and reported) once
     for path, display in expand_paths(args.files):
@@ -81,15 +82,46 @@ def cmd_check(args: argparse.Namespace) -> int:
         if connections_path not in loaded:
             loaded[connections_path], problems = load_connections(connections_path)
             diagnostics.extend(problems)
-        result = check_file(path, display, connections=loaded[connections_path])
+        if args.fix or args.diff:
+            result = _fix_file(path, display, loaded[connections_path], args, fixed)
+        else:
+            result = check_file(path, display, connections=loaded[connections_path])
         diagnostics.extend(result.diagnostics)
         sources[result.file] = result.source
     errors = sum(1 for d in diagnostics if d.severity.value == "error")
     if args.format == "json":
-        print_json(render_json(diagnostics))
+        extra = {"fixed": fixed} if args.fix or args.diff else {}
+        print_json(render_json(diagnostics) | extra)
     else:
         sys.stdout.write(render_text(diagnostics, sources, color=_color(sys.stdout)))
     return ExitCode.INVALID if errors else ExitCode.OK
+
+
+def _fix_file(
+    path: Path, display: str, connections: Any, args: argparse.Namespace, fixed: list[Any]
+) -> Any:
+    """Check path after its safe fixes; write them (--fix) or print them as a diff (--diff)."""
+    from functools import partial
+
+    from osiris.compiler.fixes import fix_text, unified_diff, write_atomically
+    from osiris.compiler.frontend import check_file, check_text, read_source
+
+    text, _ = read_source(path, display)
+    if text is None:
+        return check_file(path, display)  # reports why it cannot be read
+    outcome = fix_text(text, partial(check_text, file=display, connections=connections))
+    fixed.extend(
+        {"file": display, **f.to_dict(), "written": not args.diff} for f in outcome.applied
+    )
+    if outcome.changed and not args.diff:
+        write_atomically(path, outcome.text)
+    elif outcome.changed and args.format != "json":
+        sys.stdout.write(unified_diff(text, outcome.text, display))
+    if outcome.changed and args.format != "json":
+        verb = "would fix" if args.diff else "fixed"
+        for f in outcome.applied:
+            print(f"{display}:{f.line}: {verb} {f.code}: {f.title}", file=sys.stderr)
+    return outcome.result
 
 
 def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
@@ -101,6 +133,17 @@ def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
         metavar="FILE",
         help="osiris_connections.yaml to check aliases against (default: $OSIRIS_CONNECTIONS, "
         "else the project's)",
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the safe fixes (quoting @refs, legacy key renames, a lone close "
+        "did-you-mean) to the files in place, then report what is left",
+    )
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="with or without --fix: print the safe fixes as a unified diff instead of writing",
     )
     p.set_defaults(func=cmd_check)
 
@@ -250,9 +293,9 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         elif args.check:
             files.append({"file": display, "status": "would_change"})
         else:
-            tmp = path.with_name(f".{path.name}.fmt.tmp")
-            tmp.write_text(formatted, encoding="utf-8")
-            os.replace(tmp, path)
+            from osiris.compiler.fixes import write_atomically
+
+            write_atomically(path, formatted)
             files.append({"file": display, "status": "formatted"})
     changed = [f["file"] for f in files if f["status"] in ("formatted", "would_change")]
     if any(f["status"] == "failed" for f in files):

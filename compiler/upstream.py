@@ -97,5 +97,5 @@ def check_upstream(
                 span,
                 why=f"{component} reads it as '{target}', the name the manifest and the docs use.",
                 fix=f"Rename '{name}' to '{target}'.",
-                suggestions=(Suggestion(f"Rename to '{target}'", str(target), span),),
+                suggestions=(Suggestion(f"Rename to '{target}'", str(target), span, safe=True),),
             )

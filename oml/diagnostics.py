@@ -23,6 +23,9 @@ class Suggestion:
     title: str
     replacement: str
     span: Span
+    # Safe: applied without asking by `omlc check --fix`, the LLM front end and the editor's
+    # fix-all (compiler/fixes.py); only for unambiguous repairs that keep the author's meaning.
+    safe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

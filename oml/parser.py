@@ -82,11 +82,25 @@ LEGACY_TOP = {
 }
 LEGACY_STEP = {
     "depends_on": ("needs", "Rename 'depends_on' to 'needs'."),
+    "depends-on": ("needs", "Rename 'depends-on' to 'needs'."),
+    "dependsOn": ("needs", "Rename 'dependsOn' to 'needs'."),
     "type": ("component", "Rename 'type' to 'component' and use a registered component name."),
     "uses": ("component", "Rename 'uses' to 'component'."),
     "with": ("config", "Rename 'with' to 'config'."),
     "name": ("id", "Rename 'name' to 'id' (a step's identifier)."),
 }
+
+_COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+def _safe_rename(key: str, entry: YEntry) -> bool:
+    """A legacy step key's rename is safe, except `type` whose value is not a component name
+    (`type: sql` means something else; renaming it would invent a component)."""
+    if key != "type":
+        return True
+    value = entry.value
+    return isinstance(value, YScalar) and _COMPONENT_NAME.match(str(value.value)) is not None
+
 
 _EXAMPLE_STEP = """  - id: extract-orders
     component: mysql.extractor
@@ -219,7 +233,7 @@ class Parser:
             + did_you_mean(matches),
             fix="Remove the key, correct its spelling, or prefix it with 'x-' to keep it as an "
             "extension.",
-            suggestions=replacements(matches, entry.key.span),
+            suggestions=replacements(matches, entry.key.span, word=key),
         )
 
     def missing(self, node: YMap, key: str, where: str, code: str, example: str) -> None:
@@ -261,7 +275,9 @@ class Parser:
                     entry.key.span,
                     why="This key comes from an older pipeline format that OML 0.1.0 replaced.",
                     fix=fix,
-                    suggestions=(Suggestion(f"Rename to '{rename}'", rename, entry.key.span),)
+                    suggestions=(
+                        Suggestion(f"Rename to '{rename}'", rename, entry.key.span, safe=True),
+                    )
                     if rename and rename not in root
                     else (),
                 )
@@ -371,7 +387,7 @@ class Parser:
                         + "."
                         + did_you_mean(matches),
                         fix="Use one of the listed types.",
-                        suggestions=replacements(matches, ptype.span),
+                        suggestions=replacements(matches, ptype.span, word=ptype.value),
                     )
                     ptype = None
             enum = None
@@ -456,7 +472,11 @@ class Parser:
                     entry.key.span,
                     why="This key comes from an older pipeline format.",
                     fix=fix,
-                    suggestions=(Suggestion(f"Rename to '{new}'", new, entry.key.span),),
+                    suggestions=(
+                        Suggestion(
+                            f"Rename to '{new}'", new, entry.key.span, safe=_safe_rename(key, entry)
+                        ),
+                    ),
                 )
             else:
                 self.unknown_key(entry, STEP_KEYS, "a step", "OML010")

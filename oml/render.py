@@ -155,6 +155,7 @@ def diagnostic_to_dict(d: Diagnostic) -> dict[str, Any]:
                 "replacement": s.replacement,
                 "range": s.span.to_dict(),
             }
+            | ({"safe": True} if s.safe else {})
             for s in d.suggestions
         ]
     return out

@@ -355,7 +355,12 @@ def _parse_yaml(
                 fix=f'Write "{reserved}" in double quotes.',
                 example=f'connection: "{reserved}"' if reserved.startswith("@") else "",
                 suggestions=(
-                    Suggestion("Quote the value", f'"{reserved}"', source.span(offset, end)),
+                    Suggestion(
+                        "Quote the value",
+                        f'"{reserved}"',
+                        source.span(offset, end),
+                        safe=reserved.startswith("@"),
+                    ),
                 ),
             )
             return None

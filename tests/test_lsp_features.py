@@ -333,16 +333,17 @@ def test_code_actions_from_suggestions() -> None:
     state, _ = at(text + CURSOR)
     line = text.splitlines().index("    component: mysql.extractr")
     wanted = types.Range(types.Position(line, 16), types.Position(line, 16))
-    actions = features.code_actions(state, wanted)
+    fix_all, *actions = features.code_actions(state, wanted)
+    assert fix_all.kind == features.FIX_ALL
     assert actions and actions[0].kind == types.CodeActionKind.QuickFix
+    assert actions[0].is_preferred
     assert actions[0].title == "Change to 'mysql.extractor'"
     assert actions[0].edit is not None and actions[0].edit.changes is not None
     (edit,) = actions[0].edit.changes[state.uri]
     assert edit.new_text == "mysql.extractor"
     assert edit.range == types.Range(types.Position(line, 15), types.Position(line, 29))
-    assert (
-        features.code_actions(state, types.Range(types.Position(0, 0), types.Position(0, 0))) == []
-    )
+    nowhere = types.Range(types.Position(0, 0), types.Position(0, 0))
+    assert features.code_actions(state, nowhere, [types.CodeActionKind.QuickFix]) == []
 
 
 # -- while typing: the text often does not parse ----------------------------------------------

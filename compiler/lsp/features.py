@@ -78,10 +78,21 @@ def whole_range(source: SourceText, encoding: str = UTF16) -> types.Range:
     return types.Range(types.Position(0, 0), end)
 
 
-def code_actions(state: DocumentState, range_: types.Range) -> list[types.CodeAction]:
-    """Every suggestion of the diagnostics touching range_, as a quick fix."""
-    result = state.current()
+FIX_ALL = types.CodeActionKind.SourceFixAll + ".osiris"
+
+
+def code_actions(
+    state: DocumentState, range_: types.Range, only: list[str] | None = None
+) -> list[types.CodeAction]:
+    """Every suggestion of the diagnostics touching range_ as a quick fix, plus one action that
+    applies all safe fixes (the engine `omlc check --fix` uses)."""
+    wanted = only or [types.CodeActionKind.QuickFix, types.CodeActionKind.SourceFixAll]
     actions = []
+    if any(FIX_ALL.startswith(kind) for kind in wanted):
+        actions += fix_all(state)
+    if not any(types.CodeActionKind.QuickFix.startswith(kind) for kind in wanted):
+        return actions
+    result = state.current()
     for d in result.diagnostics:
         if not d.suggestions or d.span is None or d.span.file != result.source.file:
             continue
@@ -100,7 +111,29 @@ def code_actions(state: DocumentState, range_: types.Range) -> list[types.CodeAc
                     kind=types.CodeActionKind.QuickFix,
                     diagnostics=[lsp],
                     edit=types.WorkspaceEdit(changes={state.uri: [edit]}),
-                    is_preferred=len(d.suggestions) == 1 or None,
+                    is_preferred=suggestion.safe or len(d.suggestions) == 1 or None,
                 )
             )
     return actions
+
+
+def fix_all(state: DocumentState) -> list[types.CodeAction]:
+    """The safe fixes of the whole document as one edit, when there are any."""
+    from functools import partial
+
+    from osiris.compiler.fixes import fix_text
+    from osiris.compiler.frontend import check_text
+
+    index = state.connections.index if state.connections is not None else None
+    outcome = fix_text(state.text, partial(check_text, file=state.path, connections=index))
+    if not outcome.changed:
+        return []
+    edit = types.TextEdit(range=whole_range(state.source, state.encoding), new_text=outcome.text)
+    count = len(outcome.applied)
+    return [
+        types.CodeAction(
+            title=f"Fix all safe problems ({count})",
+            kind=FIX_ALL,
+            edit=types.WorkspaceEdit(changes={state.uri: [edit]}),
+        )
+    ]

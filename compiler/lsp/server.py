@@ -268,13 +268,14 @@ def on_formatting(
 
 @server.feature(
     types.TEXT_DOCUMENT_CODE_ACTION,
-    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, features.FIX_ALL]),
 )
 def on_code_action(
     ls: OmlLanguageServer, params: types.CodeActionParams
 ) -> list[types.CodeAction] | None:
     state = _state(ls, params.text_document.uri)
-    return features.code_actions(state, params.range) if state else None
+    only = list(params.context.only) if params.context.only else None
+    return features.code_actions(state, params.range, only) if state else None
 
 
 def main(argv: list[str] | None = None) -> int:
