@@ -47,8 +47,6 @@ def did_you_mean(matches: list[str]) -> str:
     return " Did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
 
 
-
-
 def edit_distance(a: str, b: str) -> int:
     """Optimal string alignment distance: insertions, deletions, substitutions, transpositions."""
     previous2: list[int] = []
