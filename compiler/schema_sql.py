@@ -74,6 +74,11 @@ class Binder:
         """The query's columns, or its binder error; None when it cannot be judged here."""
         import duckdb
 
+        try:
+            if len(self.cursor.extract_statements(query)) != 1:
+                return None  # `sql()` would run all but the last statement
+        except duckdb.Error:
+            return None
         views: list[str] = []
         try:
             for alias, table in aliases.items():

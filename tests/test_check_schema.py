@@ -434,6 +434,10 @@ def test_processor_reading_files_is_not_judged_and_reads_nothing() -> None:
         )
     )
     assert not found(text)
+    several = text.replace(
+        "SELECT * FROM input, read_csv('/etc/passwd')", "SELECT 1; SELECT nme FROM input"
+    )
+    assert not found(several)  # several statements are not bound (nor run)
 
 
 def test_compile_with_schema_errors_fails_like_other_check_errors() -> None:
