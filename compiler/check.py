@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from osiris.compiler.check_config import check_config, check_constraints
+from osiris.compiler.check_schema import Catalogs, check_schema
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at
 from osiris.compiler.sql_params import SqlTemplate, check_sql_params
@@ -51,6 +52,10 @@ class CheckContext:
     unresolved: set[str] = field(default_factory=set)  # steps with a reference to an unknown step
     # (step id, SQL field) -> where its params sit; filled by check_sql_params
     sql_params: dict[tuple[str, str], tuple[SqlTemplate, YScalar]] = field(default_factory=dict)
+    # connection -> its discovered catalog (None: no schema-aware checks); see check_schema
+    catalogs: Catalogs | None = None
+    # step id -> its output columns (name, DuckDB type), where a catalog made them known
+    schema_columns: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     _edges_into: dict[str, list[Edge]] | None = field(default=None, repr=False)
     _edges_indexed: int = field(default=-1, repr=False)
 
@@ -769,6 +774,7 @@ PASSES: tuple[Callable[[CheckContext], None], ...] = (
     check_connections,
     check_configs,
     check_processor_sql,
+    check_schema,
 )
 
 
@@ -777,9 +783,11 @@ def check(
     registry: Registry,
     diagnostics: DiagnosticList,
     connections: ConnectionsIndex | None = None,
+    catalogs: Catalogs | None = None,
 ) -> CheckContext:
-    """Run every semantic pass over a parsed document."""
-    ctx = CheckContext(document, registry, diagnostics, connections)
+    """Run every semantic pass over a parsed document; with catalogs, also against the
+    discovered schemas of its connections."""
+    ctx = CheckContext(document, registry, diagnostics, connections, catalogs=catalogs)
     for run in PASSES:
         run(ctx)
     return ctx

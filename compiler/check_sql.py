@@ -26,12 +26,17 @@ def _connection() -> Any:
     return duckdb.connect(":memory:")
 
 
+def parse_tree(query: str) -> Any:
+    """DuckDB's parse tree of query (json_serialize_sql): statements, or error and position."""
+    with _lock:
+        raw = _connection().execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0]
+    return json.loads(raw)
+
+
 @functools.lru_cache(maxsize=4096)
 def query_tables(query: str) -> SqlTables:
     """Parse query with DuckDB; cached because editors re-check the same query constantly."""
-    with _lock:
-        raw = _connection().execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0]
-    tree = json.loads(raw)
+    tree = parse_tree(query)
     if tree.get("error"):
         message = str(tree.get("error_message") or "invalid SQL")
         if message.startswith("Only SELECT statements"):

@@ -70,22 +70,28 @@ def expand_paths(paths: Sequence[str]) -> list[tuple[Path, str]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from osiris.compiler.frontend import check_file, load_connections
+    from osiris.compiler.frontend import check_file, load_connections, schema_catalogs
     from osiris.oml.render import render_json, render_text
 
     diagnostics: list[Any] = []
     fixed: list[dict[str, Any]] = []
     sources = {}
     loaded: dict[Path | None, Any] = {}  # each connections file is read (and reported) once
+    catalogs: dict[tuple[Path, Path | None], Any] = {}  # one lookup per folder and file
     for path, display in expand_paths(args.files):
         connections_path = connections_file(args.connections, os.environ, path)
         if connections_path not in loaded:
             loaded[connections_path], problems = load_connections(connections_path)
             diagnostics.extend(problems)
+        key = (path.absolute().parent, connections_path)
+        if key not in catalogs:
+            catalogs[key] = schema_catalogs(args.schema, path, connections_path, os.environ)
         if args.fix or args.diff:
-            result = _fix_file(path, display, loaded[connections_path], args, fixed)
+            result = _fix_file(path, display, loaded[connections_path], catalogs[key], args, fixed)
         else:
-            result = check_file(path, display, connections=loaded[connections_path])
+            result = check_file(
+                path, display, connections=loaded[connections_path], catalogs=catalogs[key]
+            )
         diagnostics.extend(result.diagnostics)
         sources[result.file] = result.source
     errors = sum(1 for d in diagnostics if d.severity.value == "error")
@@ -98,7 +104,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _fix_file(
-    path: Path, display: str, connections: Any, args: argparse.Namespace, fixed: list[Any]
+    path: Path,
+    display: str,
+    connections: Any,
+    catalogs: Any,
+    args: argparse.Namespace,
+    fixed: list[Any],
 ) -> Any:
     """Check path after its safe fixes; write them (--fix) or print them as a diff (--diff)."""
     from functools import partial
@@ -109,7 +120,8 @@ def _fix_file(
     text, _ = read_source(path, display)
     if text is None:
         return check_file(path, display)  # reports why it cannot be read
-    outcome = fix_text(text, partial(check_text, file=display, connections=connections))
+    check = partial(check_text, file=display, connections=connections, catalogs=catalogs)
+    outcome = fix_text(text, check)
     fixed.extend(
         {"file": display, **f.to_dict(), "written": not args.diff} for f in outcome.applied
     )
@@ -145,7 +157,22 @@ def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
         action="store_true",
         help="with or without --fix: print the safe fixes as a unified diff instead of writing",
     )
+    add_schema_flag(p)
     p.set_defaults(func=cmd_check)
+
+
+def add_schema_flag(p: argparse.ArgumentParser) -> None:
+    """--schema: check tables, columns and processor SQL against discovered catalogs."""
+    from osiris.compiler.frontend import SCHEMA_MODES
+
+    p.add_argument(
+        "--schema",
+        choices=SCHEMA_MODES,
+        default="cached",
+        help="check tables, columns and processor SQL against discovered schemas: cached "
+        "(discovery cache entries, never connects; the default), live (discover through the "
+        "cache), off",
+    )
 
 
 # -- compile and fmt --------------------------------------------------------------------------
@@ -165,12 +192,19 @@ def _print_diagnostics(
 def _compile(args: argparse.Namespace) -> tuple[int, Any, list[Any]]:
     """Compile args.file; a broken connections file makes the result invalid (exit 2)."""
     from osiris.compiler.compile import compile_file
-    from osiris.compiler.frontend import load_connections
+    from osiris.compiler.frontend import load_connections, schema_catalogs
 
     path = connections_file(args.connections, os.environ, Path(args.file))
     connections, problems = load_connections(path)
+    # `osiris run` has no --schema: its compile is checked as before
+    catalogs = schema_catalogs(getattr(args, "schema", "off"), Path(args.file), path, os.environ)
     result = compile_file(
-        Path(args.file), args.file, params=args.param, profile=args.profile, connections=connections
+        Path(args.file),
+        args.file,
+        params=args.param,
+        profile=args.profile,
+        connections=connections,
+        catalogs=catalogs,
     )
     code = result.exit_code
     if code == ExitCode.OK and any(d.severity.value == "error" for d in problems):
@@ -250,6 +284,7 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
         help="osiris_connections.yaml (default: $OSIRIS_CONNECTIONS, else the project's)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
+    add_schema_flag(p)
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.emit import Emitted, emit
@@ -18,6 +19,9 @@ from osiris.compiler.params import parse_cli_params, resolve_params
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.manifest import MANIFEST_FILE
+
+if TYPE_CHECKING:
+    from osiris.compiler.check_schema import Catalogs
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,9 @@ def compile_text(
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
     connections: ConnectionsIndex | None = None,
+    catalogs: Catalogs | None = None,
 ) -> CompileResult:
-    checked = check_text(text, file, connections=connections)
+    checked = check_text(text, file, connections=connections, catalogs=catalogs)
     return compile_checked(checked, params=params, profile=profile, environ=environ)
 
 
@@ -82,8 +87,9 @@ def compile_file(
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
     connections: ConnectionsIndex | None = None,
+    catalogs: Catalogs | None = None,
 ) -> CompileResult:
-    checked = check_file(path, display, connections=connections)
+    checked = check_file(path, display, connections=connections, catalogs=catalogs)
     return compile_checked(checked, params=params, profile=profile, environ=environ)
 
 

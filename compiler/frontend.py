@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
     from osiris.compiler.check import CheckContext
+    from osiris.compiler.check_schema import Catalogs
     from osiris.compiler.registry import Registry
 
 
@@ -36,8 +38,10 @@ def check_text(
     *,
     registry: Registry | None = None,
     connections: ConnectionsIndex | None = None,
+    catalogs: Catalogs | None = None,
 ) -> CheckResult:
-    """Parse and check OML source text."""
+    """Parse and check OML source text; catalogs (connection -> discovered catalog) turn on the
+    schema-aware checks (see schema_catalogs)."""
     from osiris.compiler.check import check
     from osiris.compiler.registry import load_registry
 
@@ -45,7 +49,9 @@ def check_text(
     document, _ = parse(text, file, diagnostics)
     context = None
     if document is not None:
-        context = check(document, registry or load_registry(), diagnostics, connections)
+        context = check(
+            document, registry or load_registry(), diagnostics, connections, catalogs=catalogs
+        )
     source = document.source if document is not None else SourceText(file, text)
     found = diagnostics.sorted()
     if document is not None and document.merges:
@@ -92,13 +98,14 @@ def check_file(
     *,
     registry: Registry | None = None,
     connections: ConnectionsIndex | None = None,
+    catalogs: Catalogs | None = None,
 ) -> CheckResult:
     display = display or str(path)
     text, problem = read_source(path, display)
     if text is None:
         assert problem is not None
         return CheckResult(display, SourceText(display, ""), None, None, (problem,))
-    return check_text(text, display, registry=registry, connections=connections)
+    return check_text(text, display, registry=registry, connections=connections, catalogs=catalogs)
 
 
 def load_connections(path: Path | None) -> tuple[ConnectionsIndex | None, list[Diagnostic]]:
@@ -107,3 +114,32 @@ def load_connections(path: Path | None) -> tuple[ConnectionsIndex | None, list[D
     diagnostics = DiagnosticList()
     index = load_connections_index(path, diagnostics)
     return index, diagnostics.sorted()
+
+
+SCHEMA_MODES = ("cached", "live", "off")
+
+
+def schema_catalogs(
+    mode: str, start: Path, connections_path: Path | None, environ: Mapping[str, str]
+) -> Catalogs | None:
+    """The catalogs the schema-aware checks use for a pipeline at start: "cached" reads
+    discovery cache entries (never connects), "live" discovers through the cache, "off" (or no
+    discovery installed) is None, which turns the checks off."""
+    if mode == "off":
+        return None
+    try:
+        from osiris.compiler.discovery.lookup import (  # type: ignore[import-not-found,unused-ignore]
+            catalog_lookup,
+        )
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("osiris.compiler.discovery"):
+            return None
+        raise
+    from osiris.runtime.contract.project import project_dir
+
+    return catalog_lookup(
+        "live" if mode == "live" else "cached",
+        project_root=project_dir(start),
+        connections_path=connections_path,
+        environ=environ,
+    )

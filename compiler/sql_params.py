@@ -95,12 +95,7 @@ def sql_template(template: Template, dialect: str) -> SqlTemplate | None:
 
 def render(sql: SqlTemplate, values: Sequence[Any], kinds: Sequence[str | None]) -> str:
     """The SQL with each param written in place; SqlParamError when one cannot be."""
-    written = []
-    for slot, value, kind in zip(sql.slots, values, kinds, strict=True):
-        try:
-            written.append(_write(slot, value, kind))
-        except SqlParamError as err:
-            raise SqlParamError(f"param '{slot.param}': {err}") from None
+    written = write_values(sql, values, kinds)
     rendered = _join(sql.parts, written)
     # Belt and braces: the lexer must see the same statement with and without the values.
     expected = _join(
@@ -113,6 +108,17 @@ def render(sql: SqlTemplate, values: Sequence[Any], kinds: Sequence[str | None])
     if _shape(expected, sql.dialect) != _shape(rendered, sql.dialect):
         raise SqlParamError("its value would change the statement's structure")
     return rendered
+
+
+def write_values(sql: SqlTemplate, values: Sequence[Any], kinds: Sequence[str | None]) -> list[str]:
+    """The text each param is written as, in slot order; SqlParamError when one cannot be."""
+    written = []
+    for slot, value, kind in zip(sql.slots, values, kinds, strict=True):
+        try:
+            written.append(_write(slot, value, kind))
+        except SqlParamError as err:
+            raise SqlParamError(f"param '{slot.param}': {err}") from None
+    return written
 
 
 def bare_problem(param: Param) -> str | None:
@@ -354,7 +360,7 @@ def render_sql_fields(
     for (sid, field), (sql, _) in templates.items():
         if sid != step_id or any(s.param not in params for s in sql.slots):
             continue
-        kinds = [_kind(document, s.param) for s in sql.slots]
+        kinds = [param_kind(document, s.param) for s in sql.slots]
         try:
             out[field] = render(sql, [params[s.param] for s in sql.slots], kinds)
         except SqlParamError as err:
@@ -362,7 +368,7 @@ def render_sql_fields(
     return out
 
 
-def _kind(document: Document, name: str) -> str | None:
+def param_kind(document: Document, name: str) -> str | None:
     """The param's type as rendering sees it: "enum" for a param with declared values."""
     param = document.param(name)
     if param is None:

@@ -1,6 +1,6 @@
 """Every emitted diagnostic code is documented in docs/diagnostics.md, and every documented one is
 produced by a case whose diagnostics a test compares exactly (CHECK_CASES, COMPILE_CASES,
-FILE_CASES, golden)."""
+FILE_CASES, SCHEMA_CASES, golden)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from oml_cases import CHECK_CASES
 from test_check import FILE_CASES
+from test_check_schema import SCHEMA_CASES
 from test_compile import COMPILE_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,10 @@ def emitted_in_source() -> set[str]:
 def codes_under_test() -> set[str]:
     """Codes in the expected diagnostics of run cases, never mere mentions in test code."""
     cases = set().union(
-        *(c[2] for c in CHECK_CASES), *(c[5] for c in COMPILE_CASES), *(c[2] for c in FILE_CASES)
+        *(c[2] for c in CHECK_CASES),
+        *(c[5] for c in COMPILE_CASES),
+        *(c[2] for c in FILE_CASES),
+        *(c[2] for c in SCHEMA_CASES),
     )
     golden: set[str] = set()
     for path in (ROOT / "golden").glob("*/diagnostics.json"):

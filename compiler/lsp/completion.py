@@ -15,6 +15,7 @@ from osiris.compiler.lsp.state import DocumentState
 
 if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
+    from osiris.runtime.catalog.model import Catalog
 
 Kind = types.CompletionItemKind
 
@@ -86,6 +87,8 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
 
     path, key = ctx.path, ctx.key
     if ctx.block:
+        if path == ("steps", "-", "config") and key == "query":
+            _sql_columns(state, ctx, items)
         return
     if path == () and key is None:
         _keys(items, TOP_KEYS, ctx.siblings, Kind.Module)
@@ -125,6 +128,10 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
             _config_keys(items, spec, ctx.siblings)
         elif key == "connection":
             _connections(state, ctx, items, spec)
+        elif key == "table" and spec.connection_family is not None:
+            _tables(state, ctx, items, spec)
+        elif key == "columns" and spec.role == "extractor":
+            _columns(state, ctx, items, spec)
         else:
             _values(items, spec, key, ctx)
 
@@ -271,3 +278,80 @@ def _reference(state: DocumentState, ctx: Context) -> _Items | None:
     if state.outline.params or (state.document is not None and state.document.params):
         items.add("params", Kind.Module, "params.", detail="${params.NAME}", sort="~")
     return items
+
+
+# -- discovered schemas (the cached catalog only: completion never connects) --------------------
+
+
+def _step_value(state: DocumentState, ctx: Context, key: str) -> str | None:
+    """A plain value of key in the cursor's step as its text shows it (block or flow style)."""
+    step = ctx.step
+    if step is None:
+        return None
+    text = "\n".join(state.outline.lines[step.start : step.end])
+    found = re.search(rf"(?<![\w-]){key}:[ \t]*[\"']?([^\"'\s,{{}}\[\]#]+)", text)
+    return found.group(1) if found else None
+
+
+def _catalog(state: DocumentState, ctx: Context, spec: ComponentSpec) -> Catalog | None:
+    from osiris.runtime.contract.connections import ConnectionRef
+
+    text = _step_value(state, ctx, "connection")
+    ref = ConnectionRef.parse(text) if text else None
+    if state.catalogs is None or ref is None or ref.family != spec.connection_family:
+        return None
+    try:
+        return state.catalogs(ref)
+    except Exception:  # a broken cache entry must not break completion
+        return None
+
+
+def _tables(state: DocumentState, ctx: Context, items: _Items, spec: ComponentSpec) -> None:
+    catalog = _catalog(state, ctx, spec)
+    schema = _step_value(state, ctx, "schema")
+    for table in catalog.tables if catalog else ():
+        if schema and table.schema is not None and table.schema != schema:
+            continue
+        where = f"{table.schema}." if table.schema else ""
+        items.add(
+            table.name,
+            Kind.Struct if table.kind != "view" else Kind.Interface,
+            detail=f"{table.kind} {where}{table.name}: {len(table.columns)} columns",
+            doc=", ".join(f"{c.name} {c.db_type}" for c in table.columns),
+        )
+
+
+def _columns(state: DocumentState, ctx: Context, items: _Items, spec: ComponentSpec) -> None:
+    catalog = _catalog(state, ctx, spec)
+    name = _step_value(state, ctx, "table")
+    if catalog is None or name is None:
+        return
+    schema = _step_value(state, ctx, "schema")
+    if spec.connection_family == "duckdb" and schema is None and "." in name:
+        schema, _, name = name.partition(".")
+    table = catalog.table(name, schema) or next(
+        (t for t in catalog.tables if t.name.lower() == name.lower()), None
+    )
+    for index, column in enumerate(table.columns if table else ()):
+        key = " (primary key)" if column.primary_key_position else ""
+        items.add(
+            column.name,
+            Kind.Field,
+            detail=f"{column.db_type}{key}",
+            sort=f"{index:04d}",
+        )
+
+
+def _sql_columns(state: DocumentState, ctx: Context, items: _Items) -> None:
+    """Inside a processor's query: the inputs' columns, where the check made them known."""
+    result = state.result if state.result is not None else state.good
+    context = result.context if result is not None else None
+    step = ctx.step
+    if context is None or step is None or step.id is None:
+        return
+    seen: set[str] = set()
+    for upstream in context.upstream(step.id):
+        for name, kind in context.schema_columns.get(upstream, ()):
+            if name not in seen:
+                seen.add(name)
+                items.add(name, Kind.Field, detail=f"{kind} ({upstream})")

@@ -13,6 +13,7 @@ from osiris.oml.diagnostics import Diagnostic, Severity
 from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
+    from osiris.compiler.check_schema import Catalogs
     from osiris.compiler.frontend import CheckResult
 
 SOURCE = "osiris"
@@ -22,12 +23,18 @@ _SEVERITY = {
 }
 
 
-def analyse(text: str, uri: str, connections: Connections | None = None) -> CheckResult:
-    """Run THE checker (`omlc check`'s check_text) over the text; connection problems included."""
+def analyse(
+    text: str,
+    uri: str,
+    connections: Connections | None = None,
+    catalogs: Catalogs | None = None,
+) -> CheckResult:
+    """Run THE checker (`omlc check`'s check_text) over the text; connection problems included,
+    and with catalogs (the cached discovery) the schema-aware checks."""
     from osiris.compiler.frontend import CheckResult, check_text
 
     index = connections.index if connections is not None else None
-    result = check_text(text, uri_to_path(uri), connections=index)
+    result = check_text(text, uri_to_path(uri), connections=index, catalogs=catalogs)
     if connections is None or not connections.problems:
         return result
     merged = tuple(connections.problems) + result.diagnostics

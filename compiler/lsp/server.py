@@ -9,7 +9,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -17,6 +17,9 @@ from pygls.lsp.server import LanguageServer
 from osiris.compiler.lsp import completion, features, hover, navigation
 from osiris.compiler.lsp.state import Connections, ConnectionsFile, DocumentState
 from osiris.runtime.contract.version import add_version_flag
+
+if TYPE_CHECKING:
+    from osiris.compiler.check_schema import Catalogs
 
 log = logging.getLogger("oml-lsp")
 TRIGGERS = [":", " ", "@", ".", "{", "[", ",", "-"]
@@ -104,6 +107,20 @@ class OmlLanguageServer(LanguageServer):
             file = self.connection_files[path] = ConnectionsFile(path)
         return file.get()
 
+    def catalogs(self, uri: str) -> Catalogs | None:
+        """The cached discovery of the document's project (`--schema cached`: never connects)."""
+        from osiris.compiler.frontend import schema_catalogs
+        from osiris.compiler.lsp.state import uri_to_path
+
+        path = Path(uri_to_path(uri))
+        connections = Path(self.connections_path(uri))
+        return schema_catalogs(
+            "cached",
+            path if path.is_absolute() else Path(self.root or Path.cwd()),
+            connections if connections.is_file() else None,
+            os.environ,
+        )
+
     # -- checking ---------------------------------------------------------------------------
 
     def state(self, uri: str) -> DocumentState | None:
@@ -136,9 +153,10 @@ class OmlLanguageServer(LanguageServer):
                 return
             text, version = state.text, state.version
             state.connections = connections = self.connections(uri)
+            state.catalogs = catalogs = self.catalogs(uri)
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
-                self.checker, features.analyse, text, uri, connections
+                self.checker, features.analyse, text, uri, connections, catalogs
             )
         if not self.warm:
             self.warm = True
@@ -223,6 +241,7 @@ def _state(ls: OmlLanguageServer, uri: str) -> DocumentState | None:
     state = ls.documents.get(uri)
     if state is not None:
         state.connections = ls.connections(uri)
+        state.catalogs = ls.catalogs(uri)
     return state
 
 

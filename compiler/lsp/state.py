@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlparse
 from osiris.oml.span import SourceText
 
 if TYPE_CHECKING:
+    from osiris.compiler.check_schema import Catalogs
     from osiris.compiler.connections import ConnectionsIndex
     from osiris.compiler.frontend import CheckResult
     from osiris.compiler.lsp.context import Outline
@@ -98,6 +99,7 @@ class DocumentState:
     version: int | None = None
     encoding: str = "utf-16"
     connections: Connections | None = None
+    catalogs: Catalogs | None = None  # cached discovery only: the editor never connects
     result: CheckResult | None = None  # the latest check, of result_version
     result_version: int | None = None
     good: CheckResult | None = None  # the latest check whose text parsed to a Document
@@ -149,7 +151,7 @@ class DocumentState:
         if not self.fresh:
             from osiris.compiler.lsp.features import analyse
 
-            self.accept(analyse(self.text, self.uri, self.connections), self.version)
+            self.accept(analyse(self.text, self.uri, self.connections, self.catalogs), self.version)
         assert self.result is not None
         return self.result
 
