@@ -73,6 +73,9 @@ _IBAN = re.compile(
 # A whole value that looks like a phone number: 7-15 digits, with a leading '+', parentheses
 # or at least two separators between groups (a bare run of digits is not assumed to be one).
 _PHONE = re.compile(r"\+?\s?(?:\(\d{1,5}\)|\d{1,5})(?:[\s.\-/]?(?:\(\d{1,5}\)|\d{1,5})){1,6}")
+# Shapes that say what a value is whatever its column is called ('123-45-6789' looks like a
+# phone number but in a column named ssn it is a national id: there the name wins).
+_DEFINITE_SHAPES = frozenset({"email", "ipv4", "ipv6", "iban", "card"})
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 
 
@@ -122,7 +125,7 @@ def mask_value(value: Any, kind: str | None = None) -> Any:
     text = str(value)
     if kind is not None and text:
         shape = value_kind(text)
-        return _mask_by_kind(text, shape or kind)
+        return _mask_by_kind(text, shape if shape in _DEFINITE_SHAPES else kind)
     return mask_text(text)
 
 

@@ -157,7 +157,7 @@ def _redacted(report: AliasReport, redactor: Redactor) -> AliasReport:
         report.ref,
         report.status,
         report.reason,
-        redactor.redact(report.message),
+        " ".join(redactor.redact(report.message).split()),  # one line, whatever a library said
         report.elapsed_ms,
         report.result,
         tuple(redactor.redact(w) for w in report.warnings),

@@ -143,7 +143,8 @@ def _duckdb(fields: Mapping[str, Any], root: Path) -> PingResult:
             ) from None
         connected = time.perf_counter()
         version = con.execute(
-            "SELECT version() FROM osiris_ping.information_schema.schemata LIMIT 1"
+            "SELECT version(), (SELECT count(*) FROM duckdb_tables() "
+            "WHERE database_name = 'osiris_ping')"
         ).fetchone()
         answered = time.perf_counter()
     finally:

@@ -220,8 +220,7 @@ def coerce_scalars(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> dict
         spec = props.get(name)
         if not isinstance(value, str) or not isinstance(spec, dict):
             continue
-        types = spec.get("type")
-        wanted = set(types) if isinstance(types, list) else {types}
+        wanted = _types(spec)
         if "string" in wanted:
             continue
         if "integer" in wanted and re.fullmatch(r"[+-]?\d+", value.strip()):
@@ -268,3 +267,14 @@ def _all_required(alternatives: Any) -> bool:
     return isinstance(alternatives, list) and all(
         isinstance(a, dict) and set(a) == {"required"} for a in alternatives
     )
+
+
+def _types(spec: Mapping[str, Any]) -> set[Any]:
+    """The JSON types a property allows, its anyOf/oneOf branches included (a ${VAR} branch,
+    "$ref": "#/$defs/env", stands for the unresolved text and is not a type of the value)."""
+    types = spec.get("type")
+    found = set(types) if isinstance(types, list) else {types}
+    for branch in [*(spec.get("anyOf") or ()), *(spec.get("oneOf") or ())]:
+        if isinstance(branch, dict) and "$ref" not in branch:
+            found |= _types(branch)
+    return found - {None}
