@@ -67,8 +67,10 @@ def test_schema_problems_follow_the_validation_mode() -> None:
     assert [(c, s) for c, s, _ in strict] == [(c, "error") for c, _, _ in warn]
     assert off == []
     summaries = "\n".join(summary for _, _, summary in warn)
-    assert "connections.mysql.nouser does not match the mysql connection schema: missing " \
-        "required field(s): user" in summaries  # fmt: skip
+    assert (
+        "connections.mysql.nouser does not match the mysql connection schema: missing "
+        "required field(s): user" in summaries
+    )
     assert "needs dsn or host, database, user" in summaries
     assert "field port" in summaries and "field sslmode" in summaries
     assert "three" not in summaries and "secure" not in summaries.replace("enum", "")
@@ -104,7 +106,7 @@ def omlc(
             "-c",
             "import sys; from osiris.compiler.cli import omlc_main; sys.exit(omlc_main())",
             *args,
-        ],  # fmt: skip
+        ],
         cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,

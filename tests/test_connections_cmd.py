@@ -35,7 +35,7 @@ def osiris(
             "-c",
             "import sys; from osiris.compiler.cli import osiris_main; sys.exit(osiris_main())",
             *args,
-        ],  # fmt: skip
+        ],
         cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,
@@ -103,7 +103,7 @@ def test_list_shows_public_fields_variables_and_defaults_never_a_secret(tmp_path
                     "database": "shop",
                     "user": "app",
                     "password": "${CONNS_SHOP_PW}",
-                },  # fmt: skip
+                },
                 "legacy": {"host": "db", "database": "old", "user": "root", "password": CANARY},
             },
             "postgres": {
@@ -114,7 +114,7 @@ def test_list_shows_public_fields_variables_and_defaults_never_a_secret(tmp_path
                     "user": "u",
                     "password": f"${{CONNS_UNSET_PW:-{CANARY}}}",
                     "application_name": f"x password={CANARY}",
-                },  # fmt: skip
+                },
             },
             "supabase": {"api": {"url": f"https://svc:{CANARY}@abc.supabase.co"}},
         },
@@ -152,8 +152,14 @@ def test_list_shows_public_fields_variables_and_defaults_never_a_secret(tmp_path
     )
     assert other["fields"]["application_name"] == "x password=***"
     (unset,) = other["variables"]
-    assert unset == {"name": "CONNS_UNSET_PW", "fields": ["password"], "has_default": True,
-                     "secret": True, "set": False, "source": None}  # fmt: skip
+    assert unset == {
+        "name": "CONNS_UNSET_PW",
+        "fields": ["password"],
+        "has_default": True,
+        "secret": True,
+        "set": False,
+        "source": None,
+    }
     assert families["supabase"]["aliases"][0]["fields"] == {"url": "https://***@abc.supabase.co"}
     assert [d["code"] for d in data["diagnostics"]] == ["OML101", "OML101"]
 
@@ -162,8 +168,9 @@ def test_list_without_a_connections_file_is_a_clear_configuration_error(tmp_path
     proc = osiris("connections", "list", cwd=tmp_path)
     assert proc.returncode == 5
     assert "no connections file" in proc.stderr and "Traceback" not in proc.stderr
-    proc = osiris("connections", "list", "--connections", "nope.yaml", "--format", "json",
-                  cwd=tmp_path)  # fmt: skip
+    proc = osiris(
+        "connections", "list", "--connections", "nope.yaml", "--format", "json", cwd=tmp_path
+    )
     assert proc.returncode == 5
     error = json.loads(proc.stdout)
     assert error["exit_code"] == 5 and "nope.yaml does not exist" in error["error"]
@@ -181,19 +188,33 @@ def test_list_of_a_malformed_file_reports_the_diagnostic(tmp_path: Path) -> None
     (tmp_path / "osiris_connections.yaml").write_bytes(b"connections: \xff\n")
     proc = osiris("connections", "list", cwd=tmp_path)
     assert proc.returncode == 5 and "UTF-8" in proc.stderr
-    write_connections(tmp_path, {"duckdb": {"a": {"default": True, "path": "a.db"},
-                                            "b": {"default": True, "path": "b.db"}}})  # fmt: skip
+    write_connections(
+        tmp_path,
+        {
+            "duckdb": {
+                "a": {"default": True, "path": "a.db"},
+                "b": {"default": True, "path": "b.db"},
+            }
+        },
+    )
     proc = osiris("connections", "doctor", cwd=tmp_path)
     assert proc.returncode == 5 and "error[OML103]" in proc.stderr
 
 
 def test_list_follows_the_validation_switch(tmp_path: Path) -> None:
-    write_connections(tmp_path, {"mysql": {"m": {"host": "h", "user": "u", "database": "d",
-                                                 "password": CANARY, "prot": 1}}})  # fmt: skip
+    write_connections(
+        tmp_path,
+        {
+            "mysql": {
+                "m": {"host": "h", "user": "u", "database": "d", "password": CANARY, "prot": 1}
+            }
+        },
+    )
     warn = osiris("connections", "list", "--format", "json", cwd=tmp_path)
     strict = osiris("connections", "list", "--validation", "strict", cwd=tmp_path)
-    off = osiris("connections", "list", "--format", "json", cwd=tmp_path,
-                 env={"OSIRIS_VALIDATION": "off"})  # fmt: skip
+    off = osiris(
+        "connections", "list", "--format", "json", cwd=tmp_path, env={"OSIRIS_VALIDATION": "off"}
+    )
     assert warn.returncode == 0 and off.returncode == 0 and strict.returncode == 5
     assert {d["code"]: d["severity"] for d in json.loads(warn.stdout)["diagnostics"]} == {
         "OML101": "warning",
@@ -238,8 +259,14 @@ def test_doctor_passes_for_every_family(
     )
     assert report["exit_code"] == 0
     by_ref = {a["ref"]: a for a in report["aliases"]}
-    assert set(by_ref) == {"@mysql.shop", "@postgres.wh", "@supabase.db", "@duckdb.local",
-                           "@duckdb.new", "@filesystem.data"}  # fmt: skip
+    assert set(by_ref) == {
+        "@mysql.shop",
+        "@postgres.wh",
+        "@supabase.db",
+        "@duckdb.local",
+        "@duckdb.new",
+        "@filesystem.data",
+    }
     for ref in ("@mysql.shop", "@postgres.wh", "@supabase.db", "@duckdb.local"):
         assert by_ref[ref]["status"] == "ok" and by_ref[ref]["server_version"], ref
         assert 0 <= by_ref[ref]["latency_ms"] < 5000
@@ -318,7 +345,7 @@ def test_doctor_checks_aliases_concurrently_within_the_timeout(
             "mysql": {"a": silent, "b": silent},
             "postgres": {"c": silent},
             "filesystem": {"here": {"base_dir": "."}},
-        },  # fmt: skip
+        },
     )
     started = time.monotonic()
     reports = doctor(
@@ -360,7 +387,7 @@ def test_doctor_reports_configuration_problems_per_alias(tmp_path: Path) -> None
         {
             "mysql": {
                 "m": {"host": "h", "database": "d", "user": "u", "password": "${CONNS_NEVER_SET}"}
-            },  # fmt: skip
+            },
             "filesystem": {"gone": {"base_dir": "missing"}, "file": {"base_dir": "file.txt"}},
             "supabase": {
                 "rest": {"url": "https://abc.supabase.co", "key": "${CONNS_NEVER_SET:-x}"}
