@@ -154,8 +154,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if path is None:
         return ExitCode.CONFIGURATION
     index, diagnostics, sources = _index(path, args)
-    families = _describe(index, _root(path, args), args) if index is not None else []
-    code = ExitCode.CONFIGURATION if index is None or _has_errors(diagnostics) else ExitCode.OK
+    families, unreadable = _describe(index, _root(path, args), args) if index else ([], [])
+    failed = index is None or _has_errors(diagnostics) or bool(unreadable)
+    code = ExitCode.CONFIGURATION if failed else ExitCode.OK
     if args.format == "json":
         from osiris.oml.render import envelope
 
@@ -166,10 +167,13 @@ def cmd_list(args: argparse.Namespace) -> int:
                 connections_file=str(path),
                 validation=validation_of(args),
                 families=families,
+                variable_files_unreadable=unreadable,
             )
         )
         return code
     _print_diagnostics(diagnostics, sources)
+    for problem in unreadable:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
     if index is None:
         print(f"{PROG}: error: {path} is not a valid connections file", file=sys.stderr)
         return code
@@ -185,9 +189,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _describe(
     index: ConnectionsIndex, root: Path, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Per family: its default alias and its aliases, each with public fields, secret fields
-    (by name and where their value comes from, never the value) and the variables used."""
+    (by name and where their value comes from, never the value) and the variables used. Also
+    the problems reading the --secrets-file or .env (a run would stop on them)."""
     from osiris.compiler.registry import load_registry
     from osiris.runtime.catalog.doctor import variable_sources
 
@@ -221,7 +226,7 @@ def _describe(
                 }
             )
         described.append({"family": family, "default_alias": default, "aliases": aliases})
-    sources, _ = variable_sources(
+    sources, unreadable = variable_sources(
         list(used), root=root, secrets_file=args.secrets_file, environ=os.environ
     )
     for described_family in described:
@@ -229,7 +234,7 @@ def _describe(
             for variable in shown["variables"]:
                 variable["set"] = sources.get(variable["name"]) is not None
                 variable["source"] = sources.get(variable["name"])
-    return described
+    return described, unreadable
 
 
 def _references(value: Any) -> list[tuple[str, bool]]:
