@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from osiris.runtime.catalog.ping import PING_FAMILIES, PingResult, ping
+from osiris.runtime.catalog.ping import PING_FAMILIES, PingResult, ping, preload
 from osiris.runtime.connections import ConnectionResolver, ValidationMode
+from osiris.runtime.contract.connections import ConnectionRef
 from osiris.runtime.drivers.base import ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.secrets import Redactor, read_dotenv
@@ -53,6 +54,8 @@ def doctor(
         environ=environ,
         validation=validation,
     )
+    for family in {parsed.family for ref in refs if (parsed := ConnectionRef.parse(ref))}:
+        preload(family)
     reports: dict[int, AliasReport] = {}
     threads = []
     started = time.monotonic()

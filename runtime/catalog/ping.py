@@ -44,6 +44,17 @@ def ping(
     raise ConnectionFailure(f"no connection check for family {family!r}", "other")
 
 
+def preload(family: str) -> None:
+    """Import family's driver now (a second or so, the first time), so that the import is not
+    counted against a timeout."""
+    if family == "mysql":
+        import osiris.runtime.drivers.mysql
+    elif family in ("postgres", "supabase"):
+        import osiris.runtime.drivers.postgres
+    elif family == "duckdb":
+        import osiris.runtime.duckdb_settings  # noqa: F401
+
+
 def _bounded(fields: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """fields with connect_timeout no longer than timeout (whole seconds, at least 1)."""
     limit = max(1, math.ceil(timeout))
