@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -292,7 +293,7 @@ def _scalar(value: Any) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    if not args.timeout > 0:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError("--timeout must be a positive number of seconds")
     path = _connections_path(args)
     if path is None:

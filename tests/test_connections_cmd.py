@@ -424,6 +424,11 @@ def test_doctor_reports_configuration_problems_per_alias(tmp_path: Path) -> None
     assert unknown.returncode == 5 and "alias 'nope' is not defined" in unknown.stdout
     usage = osiris("connections", "doctor", "mysql.m", cwd=tmp_path)
     assert usage.returncode == 2 and "write @family.alias" in usage.stderr
+    for timeout in ("0", "-1", "inf", "nan"):
+        usage = osiris(
+            "connections", "doctor", "--timeout", timeout, "--format", "json", cwd=tmp_path
+        )
+        assert usage.returncode == 2 and "--timeout" in json.loads(usage.stdout)["error"]
     usage = osiris("connections", cwd=tmp_path)
     assert usage.returncode == 2 and "connections list" in usage.stderr
 

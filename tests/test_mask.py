@@ -253,3 +253,25 @@ def test_masking_never_fails_and_keeps_text_without_personal_shapes(text: str) -
     assert isinstance(masked, str)
     if not re.search(r"[@:.\d]", text):
         assert masked == text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "a" * 200_000,
+        ":" * 200_000,
+        "1" * 200_000,
+        "a@" * 100_000,
+        "1:" * 100_000,
+        "1." * 100_000,
+        "x.y" * 60_000 + "@",
+        "DE89 " * 40_000,
+    ],
+)
+def test_masking_a_long_hostile_value_takes_linear_time(hostile: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    mask_value(hostile)
+    mask_value(hostile, "email")
+    assert time.perf_counter() - started < 2.0

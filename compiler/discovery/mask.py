@@ -62,9 +62,12 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SEPARATORS = re.compile(r"[\s\-.]+")
 
 # Value shapes, found anywhere in a text (an e-mail inside a comment is still an e-mail).
-_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]+")
+# Each pattern starts only at the edge of a token and is bounded, so that masking a long hostile
+# value takes linear time.
+_EMAIL_CHAR = r"[^\s@<>()\[\],;:\"]"
+_EMAIL = re.compile(rf"(?<!{_EMAIL_CHAR}){_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?![0-9A-Fa-f:])")
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:.])[0-9A-Fa-f:.]{2,45}(?<!\.)(?![0-9A-Fa-f:])")
 _CARD = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?!\d)")
 _IBAN = re.compile(
     r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
@@ -132,6 +135,8 @@ def mask_value(value: Any, kind: str | None = None) -> Any:
 def value_kind(text: str) -> str | None:
     """The kind a whole value has by its shape: email, ipv4, ipv6, iban, card, phone, or None."""
     stripped = text.strip()
+    if len(stripped) > 320:  # longer than any e-mail address, card, IBAN, IP or phone number
+        return None
     if _EMAIL.fullmatch(stripped):
         return "email"
     if _IPV4.fullmatch(stripped) and _is_ip(stripped):
@@ -153,11 +158,12 @@ def mask_text(text: str) -> str:
     whole = value_kind(text)
     if whole is not None:
         return _mask_by_kind(text, whole)
-    text = _EMAIL.sub(lambda m: _mask_by_kind(m.group(0), "email"), text)
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: _mask_by_kind(m.group(0), "email"), text)
     text = _IBAN.sub(lambda m: _masked_if(m.group(0), "iban", _is_iban), text)
     text = _CARD.sub(lambda m: _masked_if(m.group(0), "card", _is_card), text)
     if ":" in text:
-        text = _IPV6.sub(lambda m: _masked_if(m.group(0), "ipv6", _is_ip), text)
+        text = _IPV6.sub(lambda m: _masked_if(m.group(0), "ipv6", _is_ipv6), text)
     return _IPV4.sub(lambda m: _masked_if(m.group(0), "ipv4", _is_ip), text)
 
 
@@ -235,8 +241,12 @@ def _is_iban(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
+def _is_ipv6(text: str) -> bool:
+    return text.count(":") >= 2 and _is_ip(text)
+
+
 def _is_phone(text: str) -> bool:
-    if not _PHONE.fullmatch(text) or _DATE.fullmatch(text):
+    if len(text) > 32 or not _PHONE.fullmatch(text) or _DATE.fullmatch(text):
         return False
     digits = sum(c.isdigit() for c in text)
     separators = len(re.findall(r"[\s.\-/]+", text.strip("+ ")))
