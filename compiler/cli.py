@@ -15,6 +15,12 @@ from typing import Any
 
 from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.config_file import ConfigFileError
+from osiris.runtime.contract.connections import (
+    VALIDATION_ENV,
+    VALIDATION_MODES,
+    ValidationMode,
+    parse_validation_mode,
+)
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file
 from osiris.runtime.contract.version import add_version_flag
@@ -78,10 +84,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     sources = {}
     loaded: dict[Path | None, Any] = {}  # each connections file is read (and reported) once
     catalogs: dict[tuple[Path, Path | None], Any] = {}  # one lookup per folder and file
+    mode = validation_of(args)
     for path, display in expand_paths(args.files):
         connections_path = connections_file(args.connections, os.environ, path)
         if connections_path not in loaded:
-            loaded[connections_path], problems = load_connections(connections_path)
+            loaded[connections_path], problems = load_connections(connections_path, mode)
             diagnostics.extend(problems)
         key = (path.absolute().parent, connections_path)
         if key not in catalogs:
@@ -158,6 +165,7 @@ def _add_check(sub: argparse._SubParsersAction, name: str = "check") -> None:
         help="with or without --fix: print the safe fixes as a unified diff instead of writing",
     )
     add_schema_flag(p)
+    add_validation_flag(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -195,7 +203,7 @@ def _compile(args: argparse.Namespace) -> tuple[int, Any, list[Any]]:
     from osiris.compiler.frontend import load_connections, schema_catalogs
 
     path = connections_file(args.connections, os.environ, Path(args.file))
-    connections, problems = load_connections(path)
+    connections, problems = load_connections(path, validation_of(args))
     # `osiris run` has no --schema: its compile is checked as before
     catalogs = schema_catalogs(getattr(args, "schema", "off"), Path(args.file), path, os.environ)
     result = compile_file(
@@ -276,6 +284,25 @@ def add_param_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", metavar="P", help="apply profiles.P.params")
 
 
+def add_validation_flag(p: argparse.ArgumentParser) -> None:
+    """--validation, as oml-run has it: how connection-schema problems and literal secrets count."""
+    p.add_argument(
+        "--validation",
+        choices=VALIDATION_MODES,
+        help="connection checks against the family schemas: strict = errors, warn = warnings, "
+        f"off = skipped (default: ${VALIDATION_ENV}, else warn)",
+    )
+
+
+def validation_of(args: argparse.Namespace) -> ValidationMode:
+    """--validation, else $OSIRIS_VALIDATION, else warn (the runtime's rule); a bad value of
+    the variable is a configuration error (exit 5)."""
+    try:
+        return parse_validation_mode(getattr(args, "validation", None), os.environ)
+    except ValueError as err:
+        raise ConfigFileError(f"{VALIDATION_ENV}: {err}") from None
+
+
 def add_compile_flags(p: argparse.ArgumentParser) -> None:
     add_param_flags(p)
     p.add_argument(
@@ -283,6 +310,7 @@ def add_compile_flags(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="osiris_connections.yaml (default: $OSIRIS_CONNECTIONS, else the project's)",
     )
+    add_validation_flag(p)
     p.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
     add_schema_flag(p)
 
@@ -451,6 +479,7 @@ def build_omlc_parser() -> argparse.ArgumentParser:
 
 def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
+    from osiris.compiler.connections_cmd import add_parser as add_connections
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
 
@@ -459,6 +488,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
     add_components(sub)
+    add_connections(sub)
     add_init(sub)
     add_run_parsers(sub)
     return parser

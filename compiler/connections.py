@@ -14,16 +14,22 @@ from osiris.oml.yamltree import YEntry, YMap, YScalar, inner_span, parse_yaml
 from osiris.runtime.contract.config_file import read_config_text
 from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
+    VARIABLE_REFERENCE,
     NoDefaultAlias,
+    SchemaProblem,
+    ValidationMode,
+    coerce_scalars,
     default_alias,
     is_literal_secret,
     malformed_reference,
     marked_defaults,
+    schema_problems,
     secret_fields,
     several_defaults_message,
 )
 
 SchemaFor = Callable[[str], dict[str, Any] | None]
+Report = Callable[..., None]  # DiagnosticList.error or .warning, as the validation mode says
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +72,27 @@ class ConnectionsIndex:
 
 
 def load_connections_index(
-    path: Path, diagnostics: DiagnosticList | None = None
+    path: Path, diagnostics: DiagnosticList | None = None, validation: ValidationMode = "warn"
 ) -> ConnectionsIndex | None:
     """Read aliases (never resolving ${VAR}); problems in the file go to diagnostics as OML040.
     A file that cannot be read at all raises ConfigFileError (a configuration error, exit 5)."""
     diagnostics = diagnostics if diagnostics is not None else DiagnosticList()
     text = read_config_text(path, "connections file")
-    return index_connections(SourceText(str(path), text), diagnostics)
+    return index_connections(SourceText(str(path), text), diagnostics, validation=validation)
 
 
 def index_connections(
-    source: SourceText, diagnostics: DiagnosticList, schema_for: SchemaFor | None = None
+    source: SourceText,
+    diagnostics: DiagnosticList,
+    schema_for: SchemaFor | None = None,
+    validation: ValidationMode = "warn",
 ) -> ConnectionsIndex | None:
     """The file's aliases; its problems go to diagnostics with spans in the file: the shape
-    (OML040), literal secrets (OML101), unclosed ${ (OML102), several defaults (OML103) and
-    fields the family's schema does not know (OML104). schema_for: family -> connection schema
-    (default: the installed specs)."""
+    (OML040), literal secrets (OML101), unclosed ${ (OML102), several defaults (OML103), fields
+    the family's schema does not know (OML104) and other schema violations (OML105).
+    schema_for: family -> connection schema (default: the installed specs). validation (the
+    runtime's --validation switch): OML101/104/105 are warnings under warn, errors under strict,
+    and not checked under off."""
     local = DiagnosticList()
     root = parse_yaml(source, local)
     connections = root.get("connections") if isinstance(root, YMap) else None
@@ -111,7 +122,7 @@ def index_connections(
                 family, alias, alias_entry.key.span, fields, fields.get(DEFAULT_KEY) is True
             )
             if isinstance(alias_entry.value, YMap):
-                _check_alias(source, family, alias, alias_entry.value, schema, diagnostics)
+                _check_alias(source, family, alias, alias_entry, schema, diagnostics, validation)
         _check_defaults(family, family_entry.value, diagnostics)
     return ConnectionsIndex(source.file, aliases)
 
@@ -126,13 +137,18 @@ def _check_alias(
     source: SourceText,
     family: str,
     alias: str,
-    node: YMap,
+    alias_entry: YEntry,
     schema: dict[str, Any] | None,
     diagnostics: DiagnosticList,
+    validation: ValidationMode,
 ) -> None:
+    node = alias_entry.value
+    assert isinstance(node, YMap)
     marked = secret_fields(schema)
     known = list((schema or {}).get("properties") or {})
     where = f"connections.{family}.{alias}"
+    report = diagnostics.error if validation == "strict" else diagnostics.warning
+    unclosed = False
     for entry in node.entries:
         name = str(entry.key.value)
         value = entry.value
@@ -140,27 +156,75 @@ def _check_alias(
             offset = malformed_reference(value.value)
             if offset is not None:
                 _unclosed_reference(source, where, name, value, offset, diagnostics)
+                unclosed = True
                 continue
+        if validation == "off":
+            continue
         if is_literal_secret(name, value.to_python(), marked, known):
-            _literal_secret(family, where, name, entry, diagnostics)
+            _literal_secret(family, where, name, entry, report)
         if schema is not None and known and name not in known:
-            _unknown_field(family, where, name, entry, known, diagnostics)
+            _unknown_field(family, where, name, entry, known, report)
+    if schema is not None and validation != "off" and not unclosed:
+        for problem in _schema_problems(node, schema):
+            _schema_problem(family, where, problem, alias_entry, node, report)
 
 
-def _literal_secret(
-    family: str, where: str, name: str, entry: YEntry, diagnostics: DiagnosticList
+def _schema_problems(node: YMap, schema: dict[str, Any]) -> list[SchemaProblem]:
+    """The alias's schema violations as a run would see them, less the unknown fields (OML104)
+    and what only the values of its ${VAR} references can decide (known at run time)."""
+    fields = node.to_python()
+    referenced = {
+        name
+        for name, value in fields.items()
+        if isinstance(value, str) and any(m.group(1) for m in VARIABLE_REFERENCE.finditer(value))
+    }
+    return [
+        p
+        for p in schema_problems(coerce_scalars(fields, schema), schema)
+        if p.rule != "additionalProperties"
+        and (p.rule == "required" or not p.fields or not set(p.fields) <= referenced)
+    ]
+
+
+def _schema_problem(
+    family: str,
+    where: str,
+    problem: SchemaProblem,
+    alias_entry: YEntry,
+    node: YMap,
+    report: Report,
 ) -> None:
+    field = node.get(problem.fields[0]) if len(problem.fields) == 1 else None
+    span = (
+        field.value.span
+        if field is not None and problem.rule != "required"
+        else alias_entry.key.span
+    )
+    report(
+        "OML105",
+        f"{where} does not match the {family} connection schema: {problem.message}",
+        span,
+        why=f"specs/connections/{family}.json says what a {family} connection needs; a run "
+        "checks the connection against it before it connects (`--validation strict` refuses "
+        "it, warn only warns).",
+        fix="Add the missing fields or correct the value; values written as ${VAR} are "
+        "checked at run time.",
+    )
+
+
+def _literal_secret(family: str, where: str, name: str, entry: YEntry, report: Report) -> None:
     variable = f"{family}_{name}".upper()
-    diagnostics.warning(
+    report(
         "OML101",
         f"secret field '{name}' of {where} is written literally",
         entry.value.span,
         why="The connections file is shared and often committed; a secret belongs in the "
         "environment, a --secrets-file or the project's .env, referenced as ${VAR}. "
-        "`osiris run --validation strict` refuses it.",
+        "`--validation strict` (run, check, compile, connections) refuses it.",
         fix=f"Write `{name}: ${{{variable}}}` and set {variable} in the environment or .env.",
         example=f"# osiris_connections.yaml\n{name}: ${{{variable}}}\n# .env (not committed)\n"
         f"{variable}=...",
+        masked=(entry.value.span,),
     )
 
 
@@ -207,15 +271,10 @@ def _check_defaults(family: str, node: YMap, diagnostics: DiagnosticList) -> Non
 
 
 def _unknown_field(
-    family: str,
-    where: str,
-    name: str,
-    entry: YEntry,
-    known: list[str],
-    diagnostics: DiagnosticList,
+    family: str, where: str, name: str, entry: YEntry, known: list[str], report: Report
 ) -> None:
     matches = close_matches(name, known)
-    diagnostics.warning(
+    report(
         "OML104",
         f"unknown field '{name}' in {where}",
         entry.key.span,

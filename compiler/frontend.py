@@ -12,6 +12,7 @@ from osiris.oml.ast import Document
 from osiris.oml.diagnostics import Diagnostic, DiagnosticList, Severity
 from osiris.oml.parser import mention_merges, parse
 from osiris.oml.span import SourceText
+from osiris.runtime.contract.connections import ValidationMode
 
 if TYPE_CHECKING:
     from osiris.compiler.check import CheckContext
@@ -108,11 +109,13 @@ def check_file(
     return check_text(text, display, registry=registry, connections=connections, catalogs=catalogs)
 
 
-def load_connections(path: Path | None) -> tuple[ConnectionsIndex | None, list[Diagnostic]]:
+def load_connections(
+    path: Path | None, validation: ValidationMode = "warn"
+) -> tuple[ConnectionsIndex | None, list[Diagnostic]]:
     if path is None:
         return None, []
     diagnostics = DiagnosticList()
-    index = load_connections_index(path, diagnostics)
+    index = load_connections_index(path, diagnostics, validation)
     return index, diagnostics.sorted()
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -20,13 +18,20 @@ from osiris.runtime.contract.connections import (
     DEFAULT_KEY,
     ConnectionRef,
     NoDefaultAlias,
+    ValidationMode,
+    coerce_scalars,
     default_alias,
     embedded_passwords,
     is_literal_secret,
     is_secret_field,
     marked_defaults,
+    parse_validation_mode,
+    schema_problems,
     secret_fields,
     several_defaults_message,
+)
+from osiris.runtime.contract.connections import (
+    VALIDATION_MODES as VALIDATION_MODES,  # re-exported: oml-run's --validation choices
 )
 from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
 from osiris.runtime.errors import ConfigurationError
@@ -38,9 +43,6 @@ from osiris.runtime.secrets import (
     is_short_secret,
     read_dotenv,
 )
-
-ValidationMode = Literal["warn", "strict", "off"]
-VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +60,12 @@ class ResolvedConnection:
 
 
 def validation_mode(value: str | None, environ: Mapping[str, str]) -> ValidationMode:
-    """The --validation value, else $OSIRIS_VALIDATION, else 'warn'."""
-    chosen = (value or environ.get("OSIRIS_VALIDATION") or "warn").strip().lower()
-    for mode in VALIDATION_MODES:
-        if chosen == mode:
-            return mode
-    raise ConfigurationError(f"validation mode {chosen!r} is not one of warn, strict, off")
+    """The --validation value, else $OSIRIS_VALIDATION, else 'warn' (contract's rule); a
+    ConfigurationError for another value."""
+    try:
+        return parse_validation_mode(value, environ)
+    except ValueError as err:
+        raise ConfigurationError(str(err)) from None
 
 
 def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -242,8 +244,8 @@ class ConnectionResolver:
                 raise ConfigurationError(problem)
             warnings += (problem,)
         if schema is not None and self._validation != "off":
-            fields = _coerce_scalars(fields, schema)
-            problems = _schema_problems(fields, schema)
+            fields = coerce_scalars(fields, schema)
+            problems = [p.message for p in schema_problems(fields, schema)]
             if problems and self._validation == "strict":
                 raise ConfigurationError(f"{label}: " + "; ".join(problems))
             warnings += tuple(f"{label}: {p}" for p in problems)
@@ -300,50 +302,6 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-def _coerce_scalars(fields: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """'3306' -> 3306 where the schema wants an integer (values from ${VAR} are strings)."""
-    props = schema.get("properties") or {}
-    out = dict(fields)
-    for name, value in fields.items():
-        spec = props.get(name)
-        if not isinstance(value, str) or not isinstance(spec, dict):
-            continue
-        types = spec.get("type")
-        wanted = set(types) if isinstance(types, list) else {types}
-        if "string" in wanted:
-            continue
-        if "integer" in wanted and re.fullmatch(r"[+-]?\d+", value.strip()):
-            out[name] = int(value)
-        elif "number" in wanted:
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-        elif "boolean" in wanted and value.strip().lower() in ("true", "false"):
-            out[name] = value.strip().lower() == "true"
-    return out
-
-
-def _schema_problems(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """Schema violations described by field and rule only: never quoting a value."""
-    import jsonschema  # ~55 ms of start-up: only for runs with connections
-
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(dict(fields)), key=lambda e: list(e.path)):
-        field = ".".join(str(p) for p in error.absolute_path) or "(connection)"
-        if error.validator == "required":
-            missing = [r for r in error.validator_value if r not in fields]
-            problems.append(f"missing required field(s): {', '.join(missing)}")
-        elif error.validator == "additionalProperties":
-            allowed = set((schema.get("properties") or {}).keys())
-            extra = sorted(k for k in fields if k not in allowed)
-            problems.append(f"unknown field(s): {', '.join(extra)}")
-        elif error.validator in ("type", "enum", "const", "pattern", "format"):
-            problems.append(f"field {field}: must match {error.validator} {error.validator_value}")
-        else:
-            problems.append(f"field {field}: fails '{error.validator}'")
-    return problems
 
 
 def _our_names(

@@ -137,6 +137,14 @@ def _connections_file_problems(tmp_path: Path) -> list[Diagnostic]:
     return diagnostics.sorted()
 
 
+def _connection_schema_problem(tmp_path: Path) -> list[Diagnostic]:
+    """A connection that fails its family's schema (user missing), an error under strict."""
+    diagnostics = DiagnosticList()
+    text = "connections:\n  mysql:\n    a: {host: h, database: d}\n"
+    index_connections(SourceText("c.yaml", text), diagnostics, validation="strict")
+    return diagnostics.sorted()
+
+
 # Problems that need files on disk: (id, make the diagnostics in tmp_path, exact codes).
 FILE_CASES: list[tuple[str, Callable[[Path], list[Diagnostic]], list[str]]] = [
     ("broken-connections-file", _broken_connections_file, ["OML040"]),
@@ -149,6 +157,7 @@ FILE_CASES: list[tuple[str, Callable[[Path], list[Diagnostic]], list[str]]] = [
         _connections_file_problems,
         ["OML102", "OML101", "OML103", "OML104"],
     ),
+    ("connection-schema-problem", _connection_schema_problem, ["OML105"]),
 ]
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+ValidationMode = Literal["warn", "strict", "off"]
+VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
+VALIDATION_ENV = "OSIRIS_VALIDATION"
 DEFAULT_KEY = "default"  # `default: true` marks a family's default alias; never a connection field
 # Field names that hold secrets by convention, whatever the family schema says.
 _SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
@@ -68,10 +72,19 @@ def public_fields(
     """The fields of a connection that are safe to show: no secret fields, no `default` marker,
     no credentials inside URLs (scheme://user:password@host)."""
     return {
-        name: _USERINFO.sub("***@", value) if isinstance(value, str) else value
+        name: _without_passwords(value) if isinstance(value, str) else value
         for name, value in fields.items()
         if name != DEFAULT_KEY and not is_secret_field(name, marked)
     }
+
+
+def _without_passwords(text: str) -> str:
+    """text with the credentials of a URL and the password of a DSN ('password=...') hidden."""
+    found = embedded_passwords(text)
+    text = _USERINFO.sub("***@", text)
+    for password in sorted(found, key=len, reverse=True):
+        text = text.replace(password, "***")
+    return text
 
 
 def is_pinned_field(name: str, connection_fields: Collection[str] = ()) -> bool:
@@ -176,3 +189,92 @@ def default_alias(family: str, aliases: Mapping[str, Mapping[str, Any]]) -> str:
     raise NoDefaultAlias(
         f"no default {family} alias; mark one with 'default: true' or name it (known: {known})"
     )
+
+
+def parse_validation_mode(value: str | None, environ: Mapping[str, str]) -> ValidationMode:
+    """The --validation value, else $OSIRIS_VALIDATION, else 'warn'; ValueError for another
+    value. The same switch for run, check, compile, discover and connections: strict refuses a
+    connection that fails its family's schema or holds a literal secret, warn reports it, off
+    skips those checks."""
+    chosen = (value or environ.get(VALIDATION_ENV) or "warn").strip().lower()
+    for mode in VALIDATION_MODES:
+        if chosen == mode:
+            return mode
+    raise ValueError(f"validation mode {chosen!r} is not one of warn, strict, off")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaProblem:
+    """One way a connection's fields fail its family's schema; message never quotes a value."""
+
+    rule: str  # the JSON Schema keyword: required, additionalProperties, type, enum...
+    fields: tuple[str, ...]  # the fields concerned (empty: the connection as a whole)
+    message: str
+
+
+def coerce_scalars(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """'3306' -> 3306 where the schema wants an integer (values from ${VAR} are strings)."""
+    props = schema.get("properties") or {}
+    out = dict(fields)
+    for name, value in fields.items():
+        spec = props.get(name)
+        if not isinstance(value, str) or not isinstance(spec, dict):
+            continue
+        wanted = _types(spec)
+        if "string" in wanted:
+            continue
+        if "integer" in wanted and re.fullmatch(r"[+-]?\d+", value.strip()):
+            out[name] = int(value)
+        elif "number" in wanted:
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+        elif "boolean" in wanted and value.strip().lower() in ("true", "false"):
+            out[name] = value.strip().lower() == "true"
+    return out
+
+
+def schema_problems(fields: Mapping[str, Any], schema: Mapping[str, Any]) -> list[SchemaProblem]:
+    """The connection's violations of its family's schema, described by field and rule only."""
+    import jsonschema  # ~55 ms of start-up: only where connections are validated
+
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(dict(fields)), key=lambda e: list(e.path)):
+        path = tuple(str(p) for p in error.absolute_path)
+        field = ".".join(path) or "(connection)"
+        if error.validator == "required":
+            missing = tuple(r for r in error.validator_value if r not in fields)
+            message = f"missing required field(s): {', '.join(missing)}"
+            problems.append(SchemaProblem("required", missing, message))
+        elif error.validator == "additionalProperties":
+            allowed = set((schema.get("properties") or {}).keys())
+            extra = tuple(sorted(k for k in fields if k not in allowed))
+            message = f"unknown field(s): {', '.join(extra)}"
+            problems.append(SchemaProblem("additionalProperties", extra, message))
+        elif error.validator == "anyOf" and not path and _all_required(error.validator_value):
+            choices = " or ".join(", ".join(sub["required"]) for sub in error.validator_value)
+            problems.append(SchemaProblem("anyOf", (), f"needs {choices}"))
+        elif error.validator in ("type", "enum", "const", "pattern", "format"):
+            message = f"field {field}: must match {error.validator} {error.validator_value}"
+            problems.append(SchemaProblem(str(error.validator), path[:1], message))
+        else:
+            message = f"field {field}: fails '{error.validator}'"
+            problems.append(SchemaProblem(str(error.validator), path[:1], message))
+    return problems
+
+
+def _all_required(alternatives: Any) -> bool:
+    return isinstance(alternatives, list) and all(
+        isinstance(a, dict) and set(a) == {"required"} for a in alternatives
+    )
+
+
+def _types(spec: Mapping[str, Any]) -> set[Any]:
+    """The JSON types a property allows, its anyOf/oneOf branches included (a ${VAR} branch,
+    "$ref": "#/$defs/env", stands for the unresolved text and is not a type of the value)."""
+    types = spec.get("type")
+    found = set(types) if isinstance(types, list) else {types}
+    for branch in [*(spec.get("anyOf") or ()), *(spec.get("oneOf") or ())]:
+        if isinstance(branch, dict) and "$ref" not in branch:
+            found |= _types(branch)
+    return found - {None}

@@ -1,0 +1,1 @@
+"""Discovery: the fingerprinted cache, `osiris discover`, and catalog lookups for checks."""
