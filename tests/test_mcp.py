@@ -13,7 +13,7 @@ from invariants import CANARY_VALUE, CANARY_VAR
 from mcp_helpers import ENVIRON, VALID, assert_no_secret, error_text, payload, write_project
 
 pytest.importorskip("mcp")
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from osiris.compiler.compile import compile_text
@@ -54,7 +54,7 @@ def files_below(path: Path) -> list[str]:
 
 @pytest.mark.asyncio
 async def test_lists_every_tool_with_input_and_output_schemas(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         listed = (await client.list_tools()).tools
         assert {t.name for t in listed} == TOOLS
         by_name = {t.name: t for t in listed}
@@ -65,7 +65,7 @@ async def test_lists_every_tool_with_input_and_output_schemas(server: MCPServer)
 
 @pytest.mark.asyncio
 async def test_validate_reports_the_error_on_its_line_and_the_safe_fixes(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         bad = VALID.replace("component: mysql.extractor", "component: mysql.extractr")
         result = payload(await client.call_tool("oml_validate", {"oml": bad}))
         assert result["valid"] is False and result["error_count"] >= 1
@@ -85,7 +85,7 @@ async def test_validate_reports_the_error_on_its_line_and_the_safe_fixes(server:
 
 @pytest.mark.asyncio
 async def test_validate_checks_aliases_against_the_projects_connections(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         result = payload(
             await client.call_tool(
                 "oml_validate", {"oml": VALID.replace("@mysql.shop", "@mysql.nope")}
@@ -99,7 +99,7 @@ async def test_validate_checks_aliases_against_the_projects_connections(server: 
 async def test_compile_in_memory_returns_the_summary_and_fingerprints(
     server: MCPServer, root: Path
 ) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         before = files_below(root)
         result = payload(
             await client.call_tool("oml_compile", {"oml": VALID, "params": {"since": "2025-02-01"}})
@@ -126,7 +126,7 @@ async def test_compile_in_memory_returns_the_summary_and_fingerprints(
 
 @pytest.mark.asyncio
 async def test_format_returns_the_canonical_text(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         messy = VALID.replace("name: orders-copy", "name:    orders-copy  # the copy")
         messy = messy.replace("  since: {type", "      since: {type")
         result = payload(await client.call_tool("oml_format", {"oml": messy}))
@@ -143,7 +143,7 @@ async def test_format_returns_the_canonical_text(server: MCPServer) -> None:
 async def test_save_writes_inside_the_project_only(
     server: MCPServer, root: Path, tmp_path: Path
 ) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         result = payload(
             await client.call_tool("oml_save", {"path": "pipelines/orders.oml", "oml": VALID})
         )
@@ -170,6 +170,7 @@ async def test_save_writes_inside_the_project_only(
             "notes.txt": "ending in .oml",
             "osiris_connections.yaml": "ending in .oml",
             ".osiris/cache/x.oml": ".osiris/",
+            "osiris_connections.yaml/x.oml": "cannot write osiris_connections.yaml/x.oml",
             "": "empty",
         }
         for path, why in refused.items():
@@ -181,7 +182,7 @@ async def test_save_writes_inside_the_project_only(
 
 @pytest.mark.asyncio
 async def test_an_invalid_pipeline_is_saved_only_as_a_draft(server: MCPServer, root: Path) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         bad = VALID.replace("mode: write", "mode: wrte")
         message = error_text(await client.call_tool("oml_save", {"path": "bad.oml", "oml": bad}))
         assert "not saved" in message and "line 14" in message and "draft" in message
@@ -198,7 +199,7 @@ async def test_an_invalid_pipeline_is_saved_only_as_a_draft(server: MCPServer, r
 async def test_connections_list_shows_public_fields_and_variables_never_secrets(
     server: MCPServer,
 ) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         result = await client.call_tool("connections_list", {})
         assert_no_secret(result)
         data = payload(result)
@@ -212,7 +213,7 @@ async def test_connections_list_shows_public_fields_and_variables_never_secrets(
 
 @pytest.mark.asyncio
 async def test_components_spec_schema_resources_and_prompt(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         registry = load_registry()
         listed = payload(await client.call_tool("components_list", {"mode": "write"}))["components"]
         writers = sorted(s.name for s in registry if "write" in s.modes)
@@ -231,6 +232,8 @@ async def test_components_spec_schema_resources_and_prompt(server: MCPServer) ->
         assert {"osiris://schema/oml", "osiris://components"} <= uris
         read = await client.read_resource("osiris://components/mysql.extractor")
         assert json.loads(read.contents[0].text) == registry.get("mysql.extractor").document
+        with pytest.raises(MCPError, match="unknown component 'nope'"):
+            await client.read_resource("osiris://components/nope")
         prompts = {p.name for p in (await client.list_prompts()).prompts}
         assert prompts == {"new_pipeline"}
         prompt = await client.get_prompt("new_pipeline", {"request": "copy orders nightly"})
@@ -242,7 +245,7 @@ async def test_components_spec_schema_resources_and_prompt(server: MCPServer) ->
 async def test_bad_arguments_and_huge_inputs_are_tool_errors_and_the_server_survives(
     server: MCPServer,
 ) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         huge = "# " + "x" * tools.MAX_OML_CHARS
         message = error_text(await client.call_tool("oml_validate", {"oml": huge}))
         assert "limit is 1,000,000" in message
@@ -265,7 +268,7 @@ async def test_bad_arguments_and_huge_inputs_are_tool_errors_and_the_server_surv
 
 @pytest.mark.asyncio
 async def test_concurrent_calls_each_get_their_own_answer(server: MCPServer) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         texts = [VALID.replace("orders-copy", f"copy-{i}") for i in range(12)]
         texts += [t.replace("mode: read", "mode: reed") for t in texts[:4]]
         results = await asyncio.gather(
@@ -281,7 +284,7 @@ async def test_concurrent_calls_each_get_their_own_answer(server: MCPServer) -> 
 
 @pytest.mark.asyncio
 async def test_a_secret_in_any_result_is_masked(server: MCPServer, root: Path) -> None:
-    async with Client(server) as client:
+    async with Client(server, mode="legacy") as client:
         leaky = VALID.replace("orders_copy", f"orders_copy  # {CANARY_VALUE}")
         for name, args in [
             ("oml_format", {"oml": leaky}),

@@ -102,7 +102,7 @@ async def test_project_flag_finds_the_project_from_anywhere(root: Path, tmp_path
     elsewhere.mkdir()
     with (tmp_path / "stderr.log").open("w", encoding="utf-8") as err:
         async with (
-            stdio_client(server_params(elsewhere, "--project", str(root)), errlog=err) as (
+            stdio_client(server_params(elsewhere, "run", "--project", str(root)), errlog=err) as (
                 read,
                 write,
             ),

@@ -44,6 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run",),
+        default="run",
+        help="run the server (the default; `osiris mcp run` as in upstream Osiris works too)",
+    )
+    p.add_argument(
         "--project",
         metavar="DIR",
         help="the project folder (default: the project around the working directory)",

@@ -16,6 +16,7 @@ from osiris.compiler.mcp.secrets import SecretGuard
 from osiris.oml.diagnostics import Diagnostic, Severity
 from osiris.runtime.contract.config_file import ConfigFileError
 from osiris.runtime.contract.connections import (
+    DEFAULT_KEY,
     VARIABLE_REFERENCE,
     public_fields,
     secret_fields,
@@ -60,28 +61,19 @@ def connections_list(project: Project) -> dict[str, Any]:
             marked = secret_fields(registry.connection_schema(family))
             entries = families.setdefault(family, [])
             for alias, entry in sorted(index.aliases[family].items()):
-                variables = sorted(
-                    {
-                        m.group(1)
-                        for value in entry.fields.values()
-                        if isinstance(value, str)
-                        for m in VARIABLE_REFERENCE.finditer(value)
-                        if m.group(1)
-                    }
-                )
+                shown = public_fields(entry.fields, marked)
                 entries.append(
                     {
                         "ref": f"@{family}.{alias}",
                         "alias": alias,
                         "default": entry.default,
-                        "fields": public_fields(entry.fields, marked),
+                        "fields": shown,
                         "secret_fields": sorted(
-                            n
-                            for n in entry.fields
-                            if n not in public_fields(entry.fields, marked) and n != "default"
+                            n for n in entry.fields if n not in shown and n != DEFAULT_KEY
                         ),
                         "variables": [
-                            {"name": v, "set": bool(project.environ.get(v))} for v in variables
+                            {"name": v, "set": bool(project.environ.get(v))}
+                            for v in _variables(entry.fields)
                         ],
                     }
                 )
@@ -91,6 +83,19 @@ def connections_list(project: Project) -> dict[str, Any]:
         "families": families,
         "problems": [_diagnostic(d) for d in problems],
     }
+
+
+def _variables(fields: dict[str, Any]) -> list[str]:
+    """The environment variables a connection's fields reference (${VAR}, ${VAR:-default})."""
+    return sorted(
+        {
+            m.group(1)
+            for value in fields.values()
+            if isinstance(value, str)
+            for m in VARIABLE_REFERENCE.finditer(value)
+            if m.group(1)
+        }
+    )
 
 
 def connections_doctor(project: Project, connection: str | None = None) -> dict[str, Any]:
@@ -279,8 +284,11 @@ def oml_save(project: Project, path: str, oml: str, draft: bool = False) -> dict
             "draft: true to save it as a draft"
         )
     existed = target.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, text)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, text)
+    except OSError as err:
+        raise ToolFailure(f"cannot write {path}: {err.strerror or type(err).__name__}") from None
     return envelope | {
         "saved": True,
         "path": display(project, target),
