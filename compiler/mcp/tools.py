@@ -199,8 +199,8 @@ def oml_validate(project: Project, oml: str) -> dict[str, Any]:
 
     text = _text(oml)
     check, problems = _check(project)
-    outcome = fix_text(text, check)
-    first = check(text) if outcome.changed else outcome.result
+    first = check(text)
+    outcome = fix_text(text, lambda t: first if t == text else check(t))
     out = _envelope([*problems, *first.diagnostics])
     out["safe_fixes"] = [
         f.to_dict() | {"before": f.before, "after": f.after} for f in outcome.applied
