@@ -1,0 +1,1 @@
+"""`osiris mcp`: the compiler, registry and discovery as Model Context Protocol tools."""
