@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if path is None:
         return ExitCode.CONFIGURATION
     index, diagnostics, sources = _index(path, args)
-    families, unreadable = _describe(index, _root(path, args), args) if index else ([], [])
+    families, unreadable = (
+        describe_connections(
+            index, _root(path, args), secrets_file=args.secrets_file, environ=os.environ
+        )
+        if index
+        else ([], [])
+    )
     failed = index is None or _has_errors(diagnostics) or bool(unreadable)
     code = ExitCode.CONFIGURATION if failed else ExitCode.OK
     if args.format == "json":
@@ -188,8 +195,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return code
 
 
-def _describe(
-    index: ConnectionsIndex, root: Path, args: argparse.Namespace
+def describe_connections(
+    index: ConnectionsIndex,
+    root: Path,
+    *,
+    secrets_file: Path | None,
+    environ: Mapping[str, str],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Per family: its default alias and its aliases, each with public fields, secret fields
     (by name and where their value comes from, never the value) and the variables used. Also
@@ -228,7 +239,7 @@ def _describe(
             )
         described.append({"family": family, "default_alias": default, "aliases": aliases})
     sources, unreadable = variable_sources(
-        list(used), root=root, secrets_file=args.secrets_file, environ=os.environ
+        list(used), root=root, secrets_file=secrets_file, environ=environ
     )
     for described_family in described:
         for shown in described_family["aliases"]:
@@ -330,7 +341,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 exit_code=int(code),
                 connections_file=str(path),
                 validation=validation_of(args),
-                aliases=[_report_json(r) for r in reports],
+                aliases=[report_to_json(r) for r in reports],
             )
         )
         return code
@@ -361,7 +372,7 @@ def _refs(given: list[str], index: ConnectionsIndex) -> list[str]:
     return list(dict.fromkeys(given))
 
 
-def _report_json(report: Any) -> dict[str, Any]:
+def report_to_json(report: Any) -> dict[str, Any]:
     result = report.result
     return {
         "ref": report.ref,

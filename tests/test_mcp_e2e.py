@@ -78,7 +78,8 @@ async def test_the_server_process_serves_every_authoring_step(root: Path, tmp_pa
 
             listed = payload(await call("connections_list", {}))
             assert listed["project"] == str(root.resolve())
-            assert {e["alias"] for e in listed["families"]["postgres"]} == {"wh", "by-url"}
+            postgres = next(f for f in listed["families"] if f["family"] == "postgres")
+            assert {e["alias"] for e in postgres["aliases"]} == {"wh", "by-url"}
             # every tool once more, errors included: none may carry the canary
             for name, args in [
                 ("connections_doctor", {}),

@@ -15,16 +15,12 @@ from osiris.compiler.mcp.project import Project, ToolFailure, display, pipeline_
 from osiris.compiler.mcp.secrets import SecretGuard
 from osiris.oml.diagnostics import Diagnostic, Severity
 from osiris.runtime.contract.config_file import ConfigFileError
-from osiris.runtime.contract.connections import (
-    DEFAULT_KEY,
-    VARIABLE_REFERENCE,
-    public_fields,
-    secret_fields,
-)
+from osiris.runtime.contract.connections import ConnectionRef
 
 MAX_OML_CHARS = 1_000_000  # a pipeline is a few KB; anything this big is a mistake or an attack
 MAX_DIAGNOSTICS = 200
 MAX_SAMPLES = 100
+PING_TIMEOUT = 5.0  # seconds per alias; aliases are checked concurrently
 PIPELINE_NAME = "pipeline.oml"  # how diagnostics name the text an assistant passed
 
 
@@ -49,58 +45,54 @@ def guard(project: Project) -> SecretGuard:
 
 
 def connections_list(project: Project) -> dict[str, Any]:
-    """Aliases by family: the non-secret fields, which variables they use and whether those are set."""
+    """`osiris connections list` as data: aliases by family, non-secret fields, which variables
+    they use and whether those are set (environment or the project's .env), never a secret."""
+    from osiris.compiler.connections_cmd import describe_connections
+
     index, problems = _connections(project)
     path = project.connections_path
-    families: dict[str, list[dict[str, Any]]] = {}
+    families: list[dict[str, Any]] = []
+    unreadable: list[str] = []
     if index is not None:
-        from osiris.compiler.registry import load_registry
-
-        registry = load_registry()
-        for family in index.families():
-            marked = secret_fields(registry.connection_schema(family))
-            entries = families.setdefault(family, [])
-            for alias, entry in sorted(index.aliases[family].items()):
-                shown = public_fields(entry.fields, marked)
-                entries.append(
-                    {
-                        "ref": f"@{family}.{alias}",
-                        "alias": alias,
-                        "default": entry.default,
-                        "fields": shown,
-                        "secret_fields": sorted(
-                            n for n in entry.fields if n not in shown and n != DEFAULT_KEY
-                        ),
-                        "variables": [
-                            {"name": v, "set": bool(project.environ.get(v))}
-                            for v in _variables(entry.fields)
-                        ],
-                    }
-                )
+        families, unreadable = describe_connections(
+            index, project.root, secrets_file=None, environ=project.environ
+        )
     return {
         "project": str(project.root),
         "connections_file": str(path) if path is not None else None,
         "families": families,
-        "problems": [_diagnostic(d) for d in problems],
+        "problems": [_diagnostic(d) for d in problems] + [{"summary": u} for u in unreadable],
     }
 
 
-def _variables(fields: dict[str, Any]) -> list[str]:
-    """The environment variables a connection's fields reference (${VAR}, ${VAR:-default})."""
-    return sorted(
-        {
-            m.group(1)
-            for value in fields.values()
-            if isinstance(value, str)
-            for m in VARIABLE_REFERENCE.finditer(value)
-            if m.group(1)
-        }
-    )
-
-
 def connections_doctor(project: Project, connection: str | None = None) -> dict[str, Any]:
-    report = adapters.connections_doctor(project, raw_aliases(project), connection)
-    return {"ok": all(r["ok"] for r in report), "connections": report}
+    """`osiris connections doctor` as data: connect to each alias (or the one named) and say how
+    it answered, with the runtime's classified reasons."""
+    from osiris.compiler.connections_cmd import report_to_json
+    from osiris.runtime.catalog.doctor import doctor
+
+    index, _ = _connections(project)
+    path = project.connections_path
+    if index is None or path is None:
+        raise ToolFailure("no connections file in the project (osiris init writes one)")
+    known = [f"@{f}.{a}" for f in index.families() for a in index.aliases[f]]
+    refs = known
+    if connection:
+        ref = ConnectionRef.parse(connection if connection.startswith("@") else f"@{connection}")
+        if ref is None:
+            raise ToolFailure(f"{connection!r} is not a connection reference such as @mysql.shop")
+        if ref.alias is not None and str(ref) not in known:
+            raise ToolFailure(
+                f"no connection {ref} in the connections file (known: {', '.join(known) or 'none'})"
+            )
+        refs = [str(ref)]
+    reports = doctor(
+        refs, connections=path, root=project.root, environ=project.environ, timeout=PING_TIMEOUT
+    )
+    return {
+        "ok": all(r.status != "failed" for r in reports),
+        "connections": [report_to_json(r) for r in reports],
+    }
 
 
 def _connections(project: Project) -> tuple[Any, list[Diagnostic]]:
