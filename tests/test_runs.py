@@ -505,3 +505,49 @@ def test_no_secret_reaches_show_or_report(
     for record in project["secret"].iterdir():
         if record.is_file():
             assert CANARY not in record.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.mysql
+@pytest.mark.postgres
+def test_a_failed_database_run_shows_the_servers_words(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MariaDB -> PostgreSQL, streamed; the target's CHECK refuses a row: show and report say
+    which step failed and the server's own words."""
+    import psycopg
+    import pymysql
+
+    with pymysql.connect(**mysql_db, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE src_runs (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.executemany("INSERT INTO src_runs VALUES (%s, %s)", [(i, "x" * (i % 5)) for i in range(50)])
+    pg = {k: v for k, v in pg_db.items() if k != "database"}
+    with psycopg.connect(**pg, dbname=pg_db["database"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE dst_runs (id bigint PRIMARY KEY, v text CHECK (length(v) < 4))")
+    keys = ("host", "port", "user", "password", "database")
+    connections = {
+        family: {"t": {k: db[k] for k in keys if db.get(k) not in (None, "")}}
+        for family, db in (("mysql", mysql_db), ("postgres", pg_db))
+    }
+    (tmp_path / "osiris_connections.yaml").write_text(
+        json.dumps({"connections": connections}), encoding="utf-8"
+    )
+    steps = [
+        step("src", "mysql.extractor", "extractor", {"table": "src_runs"}, connection="@mysql.t"),
+        step(
+            "load",
+            "postgres.writer",
+            "writer",
+            {"table": "dst_runs", "write_mode": "append"},
+            needs=["src"],
+            connection="@postgres.t",
+        ),
+    ]
+    outcome, folder = run_steps(tmp_path, steps)
+    assert outcome.status == "failed" and folder is not None
+    code, out, _ = _osiris(capsys, "runs", "show", "last", "--project-dir", str(tmp_path))
+    assert code == 0 and "— failed (exit 4)" in out and "error at step load:" in out
+    assert "dst_runs_v_check" in out
+    load = next(line for line in out.splitlines() if line.startswith("load "))
+    assert load.split()[:3] == ["load", "postgres.writer", "failed"]
+    html = render_report(read_run(folder))
+    assert "dst_runs_v_check" in html and 'data-step="load" data-status="failed"' in html

@@ -13,6 +13,7 @@ from osiris.runtime.records.svg import (
     EDGE_STYLES,
     ROLE_COLOURS,
     STATUS_COLOURS,
+    clip,
     dag_svg,
     gantt_svg,
     human,
@@ -37,7 +38,7 @@ word-break:break-word;margin:6px 0 0;font-size:13px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#5b6b7f}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:3px;margin-right:4px;
 vertical-align:-1px}
-code{font-size:12px}
+code{font-size:12px}td code{white-space:nowrap}td.note{font-size:12px;color:#5b6b7f;max-width:260px}
 """.strip()
 
 
@@ -144,9 +145,10 @@ def render_report(summary: RunSummary) -> str:
             f'<td><span class="badge" style="background:{colour}">{escape(step.status)}</span></td>'
             f'<td class="num">{step.rows_in:,}</td><td class="num">{step.rows_out:,}</td>'
             f'<td class="num">{escape(_bytes(step.bytes)) if step.bytes else ""}</td>'
-            f'<td class="num">{escape(_seconds(step.duration_ms))}</td>'
+            f'<td class="num">{_seconds(step.duration_ms) if step.start is not None else ""}</td>'
             f'<td class="num">{rate}</td><td>{sparkline_svg(step)}</td>'
-            f"<td>{escape(step.error or '')}</td></tr>"
+            f'<td class="note" title="{escape(step.error or "")}">'
+            f"{escape(clip(step.error or '', 90))}</td></tr>"
         )
     parts.append(
         '<h2>Steps</h2><div class="card"><table class="steps"><thead><tr><th>step</th>'

@@ -166,10 +166,10 @@ def rates(step: StepSummary) -> list[tuple[float, float]]:
 
 
 def sparkline_svg(step: StepSummary, width: int = 120, height: int = 26) -> str:
-    """The step's rows/s over its run time, with the peak; "" unless progress was sampled
-    while it ran (a step of a few milliseconds has one rate: nothing to draw)."""
+    """The step's rows/s over its run time, with the peak; "" unless progress was sampled at
+    least twice while it ran (a step of a few milliseconds has nothing to draw)."""
     found = rates(step)
-    if len(found) < 2 or max(r for _, r in found) <= 0:
+    if len(step.progress) < 2 or len(found) < 2 or max(r for _, r in found) <= 0:
         return ""
     t0, t1 = found[0][0], found[-1][0]
     peak = max(r for _, r in found)
