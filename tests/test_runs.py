@@ -346,7 +346,10 @@ def test_runs_list_text_and_json(
 
 
 def test_runs_are_found_from_the_project_root(
-    project: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    project: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (project["root"] / "data").mkdir(exist_ok=True)
     monkeypatch.chdir(project["root"] / "data")
@@ -355,6 +358,9 @@ def test_runs_are_found_from_the_project_root(
     assert code == 0 and json.loads(out)["run_id"] == project["secret"].name
     prefix = project["fanout"].name[:-2]
     assert find_run(project["root"] / "runs", prefix) == project["fanout"]
+    elsewhere = shutil.copytree(project["failed"], tmp_path / "kept-run")
+    code, out, _ = _osiris(capsys, "runs", "show", str(elsewhere), "--format", "json")
+    assert code == 0 and json.loads(out)["run_dir"] == str(elsewhere)
 
 
 def test_runs_show_text_and_json(
@@ -510,7 +516,10 @@ def test_no_secret_reaches_show_or_report(
 @pytest.mark.mysql
 @pytest.mark.postgres
 def test_a_failed_database_run_shows_the_servers_words(
-    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """MariaDB -> PostgreSQL, streamed; the target's CHECK refuses a row: show and report say
     which step failed and the server's own words."""
@@ -519,7 +528,9 @@ def test_a_failed_database_run_shows_the_servers_words(
 
     with pymysql.connect(**mysql_db, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE src_runs (id INT PRIMARY KEY, v VARCHAR(20))")
-        cur.executemany("INSERT INTO src_runs VALUES (%s, %s)", [(i, "x" * (i % 5)) for i in range(50)])
+        cur.executemany(
+            "INSERT INTO src_runs VALUES (%s, %s)", [(i, "x" * (i % 5)) for i in range(50)]
+        )
     pg = {k: v for k, v in pg_db.items() if k != "database"}
     with psycopg.connect(**pg, dbname=pg_db["database"], autocommit=True) as conn:
         conn.execute("CREATE TABLE dst_runs (id bigint PRIMARY KEY, v text CHECK (length(v) < 4))")

@@ -67,7 +67,11 @@ def list_runs(
 
 
 def find_run(runs: Path, ref: str) -> Path:
-    """`last`, a run id, or a unique prefix of one."""
+    """`last`, a run id, a unique prefix of one, or the path of a run folder (a run given
+    --run-dir elsewhere)."""
+    given = Path(ref)
+    if given.is_dir() and ((given / EVENTS_FILE).is_file() or (given / STATUS_FILE).is_file()):
+        return given.absolute()
     folders = run_folders(runs)
     if ref == "last":
         if not folders:

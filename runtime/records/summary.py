@@ -186,7 +186,8 @@ def is_running(folder: Path) -> bool:
 
 def _manifest(folder: Path) -> dict[str, Any]:
     try:
-        value = yaml.safe_load((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        text = (folder / MANIFEST_FILE).read_text(encoding="utf-8")
+        value = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError):
         return {}
     return value if isinstance(value, dict) else {}
