@@ -87,6 +87,14 @@ def test_emit_dot_and_mermaid(pipeline: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out == SMALL_DOT
 
 
+def test_dot_quotes_what_it_must(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "osiris.yaml").write_text("{}\n", encoding="utf-8")
+    path = tmp_path / "q.oml"
+    path.write_text(SMALL.replace("name: small", "name: 'say \"hi\" \\ bye'"), encoding="utf-8")
+    assert omlc_main([str(path), "--emit", "dot"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == r'digraph "say \"hi\" \\ bye" {'
+
+
 def test_graph_of_an_invalid_pipeline_prints_its_diagnostics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,11 @@ def test_gc_dry_run_then_for_real(
         capsys, "runs", "gc", "--older-than", "1", "--project-dir", str(tmp_path)
     )
     assert code == 0 and "deleted 0 run(s)" in out  # both are minutes old
+    runs = tmp_path / "runs"
+    later = datetime.now(UTC) + timedelta(days=3)
+    assert [e.delete for e in plan_gc(runs, keep=None, older_than_days=2, now=later)] == [True] * 2
+    assert [e.delete for e in plan_gc(runs, keep=None, older_than_days=4, now=later)] == [False] * 2
+    assert [e.delete for e in plan_gc(runs, keep=1, older_than_days=2, now=later)] == [False, True]
 
 
 # ---- the report in a real browser ---------------------------------------------------------------
