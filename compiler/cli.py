@@ -244,6 +244,10 @@ def compile_command(args: argparse.Namespace) -> int:
         print(json.dumps(result.ir.to_dict(), indent=2, ensure_ascii=False, default=str))
     elif args.emit == "manifest":
         sys.stdout.write(result.emitted.manifest_yaml.decode("utf-8"))
+    elif args.emit in ("dot", "mermaid"):
+        from osiris.compiler.graph import to_dot, to_mermaid
+
+        sys.stdout.write((to_dot if args.emit == "dot" else to_mermaid)(result.ir))
     if args.output:
         try:
             write_output(result.emitted, Path(args.output))
@@ -321,7 +325,11 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", "--out", metavar="DIR", help="output directory (written atomically)"
     )
-    p.add_argument("--emit", choices=("ast", "ir", "manifest"), help="print a stage to stdout")
+    p.add_argument(
+        "--emit",
+        choices=("ast", "ir", "manifest", "dot", "mermaid"),
+        help="print a stage (or the DAG as Graphviz DOT / Mermaid) to stdout",
+    )
     add_compile_flags(p)
     p.set_defaults(func=cmd_compile)
 
@@ -483,6 +491,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.mcp.cli import add_parser as add_mcp
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
+    from osiris.compiler.runs_cmd import add_parsers as add_runs
 
     parser = Parser(prog="osiris", description="Osiris pipeline toolchain.")
     add_version_flag(parser)
@@ -493,6 +502,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_init(sub)
     add_run_parsers(sub)
     add_mcp(sub)
+    add_runs(sub)
     return parser
 
 

@@ -7,7 +7,11 @@ message, a log line, a warning) redacts it first with the run's Redactor (docs/r
 from __future__ import annotations
 
 import json
+import platform
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +79,51 @@ class RunLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+class ProgressLog:
+    """progress.jsonl: sampled running row totals per step, at most one line per step per
+    interval (the report draws each step's rows/s from them); the file is made at the first."""
+
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
+        self._path = path
+        self._interval = interval
+        self._file: Any = None
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+
+    def record(self, step_id: str, rows: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(step_id)
+            if last is not None and now - last < self._interval:
+                return
+            self._last[step_id] = now
+            if self._file is None:
+                self._file = self._path.open("a", encoding="utf-8")
+            line = json.dumps({"ts": utc_now(), "step": step_id, "rows": rows})
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def environment() -> dict[str, Any]:
+    """Where a run ran, for its records: host, platform and the versions of the libraries
+    loaded (never an environment variable or anything secret)."""
+    from osiris.runtime.contract.version import toolchain_version
+
+    versions = {"osiris": toolchain_version(), "python": platform.python_version()}
+    for name in ("duckdb", "pyarrow", "psycopg", "connectorx", "pymysql"):
+        module = sys.modules.get(name)
+        found = getattr(module, "__version__", None) if module is not None else None
+        if isinstance(found, str):
+            versions[name] = found
+    return {"host": socket.gethostname(), "platform": platform.platform(), "versions": versions}
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -10,6 +10,13 @@ from pathlib import Path
 from osiris.runtime.contract.manifest import MANIFEST_FILE
 
 RUNS_DIR = "runs"
+EVENTS_FILE = "events.jsonl"
+METRICS_FILE = "metrics.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "run.log"
+PROGRESS_FILE = "progress.jsonl"
+LOCK_FILE = ".lock"
+DATABASE_FILE = "run.duckdb"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -27,23 +34,33 @@ class RunPaths:
 
     @property
     def events(self) -> Path:
-        return self.root / "events.jsonl"
+        return self.root / EVENTS_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.json"
+        return self.root / METRICS_FILE
 
     @property
     def status(self) -> Path:
-        return self.root / "status.json"
+        return self.root / STATUS_FILE
 
     @property
     def log(self) -> Path:
-        return self.root / "run.log"
+        return self.root / LOG_FILE
+
+    @property
+    def progress(self) -> Path:
+        return self.root / PROGRESS_FILE
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the live run for its whole life: a run folder whose lock can be
+        taken and that has no status.json belongs to a run that died."""
+        return self.root / LOCK_FILE
 
     @property
     def database(self) -> Path:
-        return self.root / "run.duckdb"
+        return self.root / DATABASE_FILE
 
     @property
     def manifest(self) -> Path:

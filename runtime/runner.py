@@ -21,10 +21,20 @@ from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.connections import pinned_overrides
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file, run_project_dir
+from osiris.runtime.contract.scratch import hold_lock
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.errors import ConfigurationError, ManifestError
-from osiris.runtime.events import RUN_FINISHED, RUN_STARTED, EventLog, RunLog, utc_now, write_json
+from osiris.runtime.events import (
+    RUN_FINISHED,
+    RUN_STARTED,
+    EventLog,
+    ProgressLog,
+    RunLog,
+    environment,
+    utc_now,
+    write_json,
+)
 from osiris.runtime.executor import LocalExecutor, default_parallelism
 from osiris.runtime.manifest import VerifiedManifest, load_manifest
 from osiris.runtime.outcomes import StepOutcome, StepReporter
@@ -204,8 +214,10 @@ class _Run:
         self.atomic = False
         # Writer steps whose targets this run changed; None: not known (the run stopped early).
         self.published: list[str] | None = None
+        self.lock = hold_lock(paths.lock)  # released when the records are complete
         self.log = RunLog(paths.log)
         self.events = EventLog(paths.events, paths.run_id)
+        self.progress = ProgressLog(paths.progress)
         if observer is not None:
             self.events.subscribe(observer.on_event)
 
@@ -233,7 +245,7 @@ class _Run:
                     {ref: LiveConnection(self.resolver, ref) for ref in connections},
                     self.project,
                     self.paths.artifacts,
-                    on_progress=self.observer.on_progress if self.observer else None,
+                    on_progress=self._on_progress,
                     on_log=lambda step_id, message: self.log.write(
                         self.redactor.redact(message), step_id
                     ),
@@ -299,7 +311,9 @@ class _Run:
         finally:
             self.debris.close()
             self.events.close()
+            self.progress.close()
             self.log.close()
+            os.close(self.lock)
         if not keep_intermediate:
             for leftover in (self.paths.database, self.paths.database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
@@ -307,6 +321,11 @@ class _Run:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
         return outcome
+
+    def _on_progress(self, step_id: str, rows: int) -> None:
+        self.progress.record(step_id, rows)
+        if self.observer is not None:
+            self.observer.on_progress(step_id, rows)
 
     def _publish(
         self, steps: tuple[StepOutcome, ...], publications: Publications
@@ -338,6 +357,7 @@ class _Run:
             manifest_fingerprint=self.manifest.fingerprint,
             modified=self.manifest.modified,
             engine="local",
+            environment=environment(),
             max_parallel=max_parallel,
             materialize=options.materialize,
             steps=[{"id": s.id, "driver": s.driver, "role": s.role} for s in self.manifest.steps],

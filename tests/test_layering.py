@@ -2,7 +2,8 @@
 
 oml imports nothing of ours; the runtime imports nothing from oml or the compiler (it is installed
 alone in sandboxes and on workers); the compiler imports from the runtime only its contract and
-its public run entry (`osiris.runtime.cli`) and catalogs (`osiris.runtime.catalog`). Nothing anywhere imports the old top-level names.
+its public run entry (`osiris.runtime.cli`), catalogs (`osiris.runtime.catalog`) and run
+records (`osiris.runtime.records`). Nothing anywhere imports the old top-level names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("oml", "compiler", "runtime", "grammar", "specs")
 OLD_NAMES = set(LAYERS)
-COMPILER_MAY_USE = ("osiris.runtime.contract", "osiris.runtime.cli", "osiris.runtime.catalog")
+COMPILER_MAY_USE = (
+    "osiris.runtime.contract",
+    "osiris.runtime.cli",
+    "osiris.runtime.catalog",
+    "osiris.runtime.records",
+)
 
 
 def imported_modules(source: Path) -> list[tuple[int, str]]:
@@ -121,3 +127,17 @@ def test_the_check_sees_violations(tmp_path: Path) -> None:
         "osiris.runtime",
     ]
     assert _ours("osiris.runtime.engine") == "runtime" and _ours("yaml") is None
+
+
+def test_run_records_use_only_the_contract_and_the_run_folder_names() -> None:
+    """The compiler imports osiris.runtime.records, so it stays as light as the contract."""
+
+    def allowed(module: str) -> bool:
+        if _ours(module) != "runtime":
+            return _ours(module) is None
+        return (
+            module.startswith(("osiris.runtime.contract", "osiris.runtime.records"))
+            or module == "osiris.runtime.rundir"
+        )
+
+    assert violations("runtime/records", allowed) == []

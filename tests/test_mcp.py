@@ -206,7 +206,9 @@ async def test_connections_list_shows_public_fields_and_variables_never_secrets(
         families = {f["family"]: f["aliases"] for f in data["families"]}
         shop = families["mysql"][0]
         assert shop["ref"] == "@mysql.shop" and shop["fields"]["database"] == "shop"
-        assert "password" not in shop["fields"] and shop["secret_fields"] == {"password": "variable"}
+        assert "password" not in shop["fields"] and shop["secret_fields"] == {
+            "password": "variable"
+        }
         assert [(v["name"], v["set"]) for v in shop["variables"]] == [(CANARY_VAR, True)]
         by_url = next(e for e in families["postgres"] if e["alias"] == "by-url")
         assert "dsn" not in by_url["fields"] or "***" in str(by_url["fields"]["dsn"])
