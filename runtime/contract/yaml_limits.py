@@ -93,7 +93,9 @@ def _bomb_message(text: str | bytes, loader: Any, index: int, size: int) -> str:
         if isinstance(event, yaml.AliasEvent):
             if index == 0:
                 name = f"*{event.anchor}"
-                where = f"{event.start_mark.line + 1}:{event.start_mark.column + 1}: "
+                mark = event.start_mark
+                if mark is not None:
+                    where = f"{mark.line + 1}:{mark.column + 1}: "
                 break
             index -= 1
     return (
