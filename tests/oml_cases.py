@@ -307,7 +307,11 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML133"},
     ),
     ("input-df-with-two-inputs", TWO_INPUTS_INPUT_DF, {"OML037"}),
-    ("csv-dtype-unknown", pipeline(extract(config="{path: x.csv, dtype: {id: int46}}")), {"OML140"}),
+    (
+        "csv-dtype-unknown",
+        pipeline(extract(config="{path: x.csv, dtype: {id: int46}}")),
+        {"OML140"},
+    ),
 ]
 
 VALID_CASES: list[tuple[str, str]] = [

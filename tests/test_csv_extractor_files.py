@@ -45,11 +45,11 @@ EXTRACTS = {
     "dates_listed": "{path: data/typed.csv, parse_dates: [day]}",
     "dates_off": "{path: data/typed.csv, parse_dates: false}",
     "dtypes": (
-        '{path: data/typed.csv, dtype: {id: int32, amount: float32, name: object, day: str, '
+        "{path: data/typed.csv, dtype: {id: int32, amount: float32, name: object, day: str, "
         'ts: "datetime64[ns]"}}'
     ),
     "dtype_and_column_types": (
-        '{path: data/typed.csv, dtype: {id: int16, amount: float64}, column_types: {id: VARCHAR}}'
+        "{path: data/typed.csv, dtype: {id: int16, amount: float64}, column_types: {id: VARCHAR}}"
     ),
     "from_lake": '{connection: "@filesystem.lake", path: in.csv}',
     "from_lake_glob": '{connection: "@filesystem.lake", path: "sub/*.csv"}',
@@ -238,7 +238,9 @@ def test_skip_blank_lines_false_is_a_check_error() -> None:
 
 def test_no_upstream_warning_for_honoured_fields() -> None:
     text = pipeline(
-        extract(config="{path: x.csv, parse_dates: [d], dtype: {id: int64}, skip_blank_lines: true}")
+        extract(
+            config="{path: x.csv, parse_dates: [d], dtype: {id: int64}, skip_blank_lines: true}"
+        )
     )
     assert not check_text(text, "p.oml").diagnostics
 
