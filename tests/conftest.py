@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,27 +31,30 @@ POSTGRES = {
 
 
 # -- the temp dir: the tests leave nothing behind in it ------------------------------------------
-# The session (and every subprocess it starts) gets a private, empty TMPDIR under pytest's own
-# basetemp; what is left in it when the session ends was left by our code or our tests, never by
-# another process on the machine, and fails the session.
-_SESSION_TMPDIR = "session-tmpdir"
+# The session (and every subprocess it starts) gets a private, empty TMPDIR; what is left in it
+# when the session ends was left by our code or our tests, never by another process on the
+# machine, and fails the session. It sits in the system temp dir, not under pytest's basetemp
+# (mode 0700), so that a server a test starts as another user (initdb) can reach its directory.
+_SESSION_TMPDIR = "pytest-session-tmpdir-"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest's own basetemp first, where it always is (it keeps the last few sessions')
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    private = basetemp / _SESSION_TMPDIR
-    private.mkdir()
-    os.environ["TMPDIR"] = str(private)
-    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     # The spec-registry cache of test runs (and their subprocesses), out of the user's home.
     os.environ.setdefault("OSIRIS_CACHE_DIR", str(basetemp / "osiris-cache"))
+    private = Path(tempfile.mkdtemp(prefix=_SESSION_TMPDIR))
+    private.chmod(0o711)
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     private = Path(os.environ.get("TMPDIR", ""))
-    if private.name != _SESSION_TMPDIR or not private.is_dir():
+    if not private.name.startswith(_SESSION_TMPDIR) or not private.is_dir():
         return
     left = sorted(p.name for p in private.iterdir())
+    shutil.rmtree(private, ignore_errors=True)
     if not left:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
