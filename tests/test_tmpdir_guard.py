@@ -10,23 +10,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-LEAKY = '''
+LEAKY = """
 import os, subprocess, sys, tempfile
 
 def test_leaks():
     tempfile.mkdtemp(prefix="leaked-dir-")
     code = "import os, tempfile; os.mkdir(os.path.join(tempfile.gettempdir(), 'osiris-leaked'))"
     subprocess.run([sys.executable, "-c", code], check=True)
-'''
+"""
 
-CLEAN = '''
+CLEAN = """
 import tempfile
 
 def test_cleans_up(tmp_path):
     with tempfile.TemporaryDirectory():
         pass
     (tmp_path / "f").write_text("x")  # pytest's own basetemp is not the temp dir
-'''
+"""
 
 
 def _session(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
