@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from osiris.compiler.check_config import check_config, check_constraints
+from osiris.compiler.check_files import check_dtype
 from osiris.compiler.check_schema import Catalogs, check_schema
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at
@@ -555,6 +556,8 @@ def check_configs(ctx: CheckContext) -> None:
         )
         _check_secrets(ctx, spec, config_node)
         _check_overrides(ctx, spec, config_node, config)
+        if spec.name == "filesystem.csv_extractor":
+            check_dtype(spec.name, config_node, ctx.diagnostics)
 
 
 def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) -> None:

@@ -99,7 +99,9 @@ def _find(args: argparse.Namespace, ref: str) -> RunSummary | None:
     try:
         return read_run(find_run(_runs(args), ref))
     except RunNotFound as err:
-        print_error("osiris runs", str(err), args.format, code="not_found", exit_code=2)
+        print_error(
+            "osiris runs", str(err), args.format, code="unknown-run", exit_code=ExitCode.INVALID
+        )
         return None
 
 
@@ -215,7 +217,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         from osiris.compiler.cli import print_error
 
         message = f"cannot write {target}: {err.strerror or err}"
-        return print_error("osiris runs", message, args.format, code="io", exit_code=5)
+        return print_error(
+            "osiris runs",
+            message,
+            args.format,
+            code="cannot-write",
+            exit_code=ExitCode.CONFIGURATION,
+        )
     if args.format == "json":
         _json({"run_id": summary.run_id, "status": summary.status, "report": str(target)})
     else:

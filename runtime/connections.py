@@ -34,6 +34,7 @@ from osiris.runtime.contract.connections import (
     VALIDATION_MODES as VALIDATION_MODES,  # re-exported: oml-run's --validation choices
 )
 from osiris.runtime.contract.project import CONNECTIONS_ENV, CONNECTIONS_FILE
+from osiris.runtime.contract.yaml_limits import AliasBomb, safe_load_bounded
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.secrets import (
     MIN_SECRET_LENGTH,
@@ -76,7 +77,9 @@ def read_connection_aliases(path: Path | str) -> dict[str, dict[str, dict[str, A
     except ConfigFileError as err:
         raise ConfigurationError(str(err)) from None
     try:
-        document = yaml.safe_load(text)
+        document = safe_load_bounded(text)
+    except AliasBomb as err:
+        raise ConfigurationError(f"{path}:{err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""

@@ -22,6 +22,7 @@ from osiris.runtime.contract.manifest import (
     schema_problems,
     sha256_tag,
 )
+from osiris.runtime.contract.yaml_limits import AliasBomb, safe_load_bounded
 from osiris.runtime.drivers.base import Role
 from osiris.runtime.errors import ManifestError
 
@@ -83,7 +84,9 @@ def load_manifest(path: Path | str, *, allow_modified: bool = False) -> Verified
     except OSError as err:
         raise ManifestError(f"cannot read manifest {file}: {err.strerror}") from None
     try:
-        document = yaml.load(data, Loader=yaml.CSafeLoader)
+        document = safe_load_bounded(data)
+    except AliasBomb as err:
+        raise ManifestError(f"manifest {file}:{err}") from None
     except yaml.YAMLError:
         raise ManifestError(f"manifest {file} is not valid YAML") from None
     _validate(document, file, data)

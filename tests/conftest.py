@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,8 +13,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Keep the spec-registry cache of test runs (and their subprocesses) out of the user's home.
-os.environ.setdefault("OSIRIS_CACHE_DIR", tempfile.mkdtemp(prefix="osiris-test-cache-"))
 REQUIRE_DBS = os.environ.get("OSIRIS_REQUIRE_DBS") == "1"
 
 # The test servers; CI and a fresh machine use the defaults (README: Development).
@@ -29,6 +28,46 @@ POSTGRES = {
     "user": os.environ.get("OSIRIS_TEST_PG_USER", "postgres"),
     "password": os.environ.get("OSIRIS_TEST_PG_PASSWORD", ""),
 }
+
+
+# -- the temp dir: the tests leave nothing behind in it ------------------------------------------
+# The session (and every subprocess it starts) gets a private, empty TMPDIR; what is left in it
+# when the session ends was left by our code or our tests, never by another process on the
+# machine, and fails the session. It sits in the system temp dir, not under pytest's basetemp
+# (mode 0700), so that a server a test starts as another user (initdb) can reach its directory.
+_SESSION_TMPDIR = "pytest-session-tmpdir-"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest's own basetemp first, where it always is (it keeps the last few sessions')
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    # The spec-registry cache of test runs (and their subprocesses), out of the user's home.
+    os.environ.setdefault("OSIRIS_CACHE_DIR", str(basetemp / "osiris-cache"))
+    private = Path(tempfile.mkdtemp(prefix=_SESSION_TMPDIR))
+    private.chmod(0o711)
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    private = Path(os.environ.get("TMPDIR", ""))
+    if not private.name.startswith(_SESSION_TMPDIR) or not private.is_dir():
+        return
+    left = sorted(p.name for p in private.iterdir())
+    shutil.rmtree(private, ignore_errors=True)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = (
+        f"the tests left {len(left)} entr{'y' if len(left) == 1 else 'ies'} in the temp dir "
+        f"({private}): {', '.join(left[:20])}{' ...' if len(left) > 20 else ''}"
+    )
+    if reporter is not None:
+        reporter.write_line(f"ERROR: {message}", red=True, bold=True)
+    else:
+        print(f"ERROR: {message}")
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _unavailable(what: str, err: Exception) -> None:

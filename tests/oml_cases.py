@@ -307,6 +307,11 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML133"},
     ),
     ("input-df-with-two-inputs", TWO_INPUTS_INPUT_DF, {"OML037"}),
+    (
+        "csv-dtype-unknown",
+        pipeline(extract(config="{path: x.csv, dtype: {id: int46}}")),
+        {"OML140"},
+    ),
 ]
 
 VALID_CASES: list[tuple[str, str]] = [
@@ -329,6 +334,15 @@ VALID_CASES: list[tuple[str, str]] = [
     (
         "escaped-dollar",
         pipeline(extract(config='{path: "data/$${literal}.csv"}')),
+    ),
+    (
+        "csv-upstream-types",
+        pipeline(
+            extract(
+                config="{path: x.csv, parse_dates: [day], skip_blank_lines: true, "
+                'dtype: {id: Int64, ts: "datetime64[ns]", name: object}, compression: xz}'
+            )
+        ),
     ),
 ]
 

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -201,7 +202,11 @@ def test_no_traceback_for_any_input(argv: list[str], code: int, tmp_path: Path) 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={"OSIRIS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONIOENCODING": "utf-8"},
+        env={
+            "OSIRIS_CACHE_DIR": str(tmp_path / "cache"),
+            "PYTHONIOENCODING": "utf-8",
+            "TMPDIR": tempfile.gettempdir(),  # the session's, which must stay empty
+        },
         timeout=60,
     )
     assert result.returncode == code, result.stderr

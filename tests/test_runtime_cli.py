@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -159,7 +160,12 @@ def test_json_runs_load_rich_never_and_jsonschema_once_per_manifest(tmp_path: Pa
         done = subprocess.run(
             [sys.executable, "-c", _LOADED, *args],
             cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin", "OSIRIS_CACHE_DIR": cache_dir, "HOME": str(tmp_path)},
+            env={
+                "PATH": "/usr/bin:/bin",
+                "OSIRIS_CACHE_DIR": cache_dir,
+                "HOME": str(tmp_path),
+                "TMPDIR": tempfile.gettempdir(),  # the session's, which must stay empty
+            },
             capture_output=True,
             text=True,
             timeout=120,

@@ -397,6 +397,7 @@ class _FileCtx:
         self.step_id = "orders"
         self.config = config
         self.project_dir = project
+        self.connection = None
 
     def resolve_path(self, value: str) -> Path:
         return self.project_dir / value

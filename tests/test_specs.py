@@ -140,6 +140,8 @@ def test_connection_components_reference_a_family_and_never_require_inline_field
     }[name.split(".")[0]]
     if name == "duckdb.processor":
         family = None
+    if name == "filesystem.csv_extractor":
+        family = "filesystem"
     assert spec.connection_family == family
     if family is None:
         assert "connection" not in spec.fields
@@ -154,8 +156,10 @@ def test_connection_components_reference_a_family_and_never_require_inline_field
     assert not set(spec.required_fields) & set(spec.connection_fields)
     # a step with only a connection reference passes the connection rule
     assert not any("connection" in e for e in _constraints_ok(spec, {"connection": "@x.y"}))
-    # a step with neither a connection nor inline fields does not
-    assert _constraints_ok(spec, {})
+    # a step with neither a connection nor inline fields does not (a filesystem connection is
+    # optional: it only supplies a base directory)
+    if family != "filesystem":
+        assert _constraints_ok(spec, {})
 
 
 @pytest.mark.parametrize("name", ["mysql.extractor", "postgres.extractor", "supabase.extractor"])
@@ -241,6 +245,7 @@ SECRETS = {
     "postgres": {"password", "dsn"},
     "supabase": {"password", "dsn", "pg_dsn", "key", "service_role_key", "anon_key"},
     "duckdb": set(),
+    "filesystem": set(),
 }
 
 

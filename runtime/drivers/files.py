@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import glob
+import hashlib
+import lzma
 import os
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
+from osiris.runtime.contract.csv_types import duckdb_type
 from osiris.runtime.contract.scratch import remove_path
 from osiris.runtime.drivers.base import (
     Abilities,
@@ -34,7 +40,14 @@ _CSV_READ_COMPRESSION = {
     "none": "none",
     "gzip": "gzip",
     "zstd": "zstd",
+    # DuckDB cannot read these: decompressed into the run's scratch directory first
+    "bz2": "none",
+    "zip": "none",
+    "xz": "none",
 }
+_DECOMPRESSED_SUFFIXES = {".bz2": "bz2", ".zip": "zip", ".xz": "xz"}
+# parse_dates: false: what read_csv may detect, without DATE, TIME and TIMESTAMP
+_NO_DATES = ["BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR"]
 _CSV_WRITE_COMPRESSION = {"none": "none", "gzip": "gzip", "zstd": "zstd"}
 _PARQUET_COMPRESSION = {
     "snappy": "snappy",
@@ -67,12 +80,24 @@ def sql_value(value: Any) -> str:
     raise DriverError(f"unsupported option value of type {type(value).__name__}")
 
 
+def _base_dir(ctx: StepContext) -> Path | None:
+    """The base_dir of the step's filesystem connection (resolved against the project root)."""
+    connection = ctx.connection
+    if connection is None:
+        return None
+    base = connection.get("base_dir")
+    if not isinstance(base, str) or not base:
+        raise DriverError(f"connection {ctx.connection_name} has no base_dir")
+    return ctx.resolve_path(base)
+
+
 def _paths(ctx: StepContext) -> list[str]:
     raw = ctx.config.get("path")
     items = raw if isinstance(raw, list) else [raw]
     if not items or not all(isinstance(p, str) and p for p in items):
         raise DriverError("'path' must be a file path, glob or list of them")
-    resolved = [str(ctx.resolve_path(str(p))) for p in items]
+    base = _base_dir(ctx)
+    resolved = [str(ctx.resolve_path(base / str(p) if base is not None else str(p))) for p in items]
     for path in resolved:
         if glob.has_magic(path):
             if not glob.glob(path):
@@ -99,8 +124,79 @@ def _projection(ctx: StepContext) -> str:
 
 def csv_source_query(ctx: StepContext) -> str:
     """SELECT ... FROM read_csv(...) for a csv_extractor config."""
-    query = f"SELECT {_projection(ctx)} FROM read_csv({_csv_arguments(ctx, _paths(ctx))})"
+    query = f"SELECT {_projection(ctx)} FROM read_csv({_csv_arguments(ctx, _csv_paths(ctx))})"
     return query + _limit(ctx)
+
+
+def _csv_paths(ctx: StepContext) -> list[str]:
+    """_paths, with bz2, zip and xz files replaced by their decompressed copies in scratch_dir
+    (globs then expanded here); DuckDB reads the rest itself."""
+    compression = ctx.config.get("compression", "auto")
+    if compression not in _CSV_READ_COMPRESSION:
+        raise DriverError(f"compression {compression!r} is not supported")
+    out: list[str] = []
+    for path in _paths(ctx):
+        files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        codecs = [_codec(file, compression) for file in files]
+        if not any(codecs):
+            out.append(path)
+            continue
+        out += [
+            _decompressed(ctx, file, codec) if codec else file
+            for file, codec in zip(files, codecs, strict=True)
+        ]
+    return out
+
+
+def _codec(path: str, compression: str) -> str | None:
+    """The codec Python must undo for path (bz2, zip, xz), None when DuckDB reads it as it is."""
+    if compression in ("auto", "infer"):
+        return _DECOMPRESSED_SUFFIXES.get(Path(path).suffix.lower())
+    return compression if compression in _DECOMPRESSED_SUFFIXES.values() else None
+
+
+def _decompressed(ctx: StepContext, path: str, codec: str) -> str:
+    """A decompressed copy of path in the run's scratch directory, made once per run (named by
+    the file's path, size and mtime) and removed with the scratch directory."""
+    source = Path(path)
+    stat = source.stat()
+    key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()
+    stem = source.stem if source.suffix.lower() in _DECOMPRESSED_SUFFIXES else source.name
+    target = Path(ctx.scratch_dir) / f"csv-{key[:16]}-{stem[:100]}"
+    if target.exists():
+        return str(target)
+    partial = target.with_name(f"{target.name}.{secrets.token_hex(3)}.part")
+    try:
+        with _open_compressed(source, codec) as data, partial.open("wb") as out:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                ctx.raise_if_cancelled()
+                out.write(chunk)
+        os.replace(partial, target)
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise DriverError(f"cannot decompress {path} as {codec}: {err}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(target)
+
+
+@contextlib.contextmanager
+def _open_compressed(source: Path, codec: str) -> Iterator[IO[bytes]]:
+    if codec == "bz2":
+        with bz2.open(source, "rb") as data:
+            yield data
+    elif codec == "xz":
+        with lzma.open(source, "rb") as data:
+            yield data
+    else:
+        with zipfile.ZipFile(source) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if len(members) != 1:
+                raise DriverError(
+                    f"zip archive {source} holds {len(members)} files; compression zip reads "
+                    "an archive of exactly one CSV file"
+                )
+            with archive.open(members[0]) as data:
+                yield data
 
 
 def _limit(ctx: StepContext) -> str:
@@ -118,7 +214,7 @@ def pinned_csv_query(ctx: StepContext, con: duckdb.DuckDBPyConnection) -> str:
     view over it is bound again by each query that reads it; the pinned form binds in ~1 ms
     and reads exactly the same rows. Globs and lists stay unpinned: read_csv sniffs their
     first file only, which sniff_csv cannot be told."""
-    paths = _paths(ctx)
+    paths = _csv_paths(ctx)
     if len(paths) != 1 or glob.has_magic(paths[0]):
         return csv_source_query(ctx)
     found = con.execute(f"SELECT Prompt FROM sniff_csv({_csv_arguments(ctx, paths[0])})").fetchall()
@@ -139,12 +235,18 @@ def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
         "escape": "escape",
         "null_value": "nullstr",
         "skip_rows": "skip",
-        "column_types": "types",
         "comment": "comment",
     }
     for key, option in mapping.items():
         if cfg.get(key) is not None:
             options[option] = cfg[key]
+    types = _column_types(cfg)
+    if types:
+        options["types"] = types
+    if cfg.get("parse_dates") is False:
+        options["auto_type_candidates"] = _NO_DATES
+    if cfg.get("skip_blank_lines") is False:
+        raise DriverError("skip_blank_lines: false is not supported: empty lines are skipped")
     if cfg.get("na_values"):
         options["nullstr"] = list(dict.fromkeys([cfg.get("null_value") or "", *cfg["na_values"]]))
     compression = cfg.get("compression", "auto")
@@ -152,6 +254,25 @@ def _csv_arguments(ctx: StepContext, paths: str | list[str]) -> str:
         raise DriverError(f"compression {compression!r} is not supported")
     options["compression"] = _CSV_READ_COMPRESSION[compression]
     return ", ".join([sql_value(paths), *(f"{k} = {sql_value(v)}" for k, v in options.items())])
+
+
+def _column_types(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """read_csv `types`: dtype's pandas names as SQL types, parse_dates' columns as TIMESTAMP,
+    then column_types (which wins for a column it names)."""
+    types: dict[str, str] = {}
+    dtype = cfg.get("dtype") or {}
+    if not isinstance(dtype, Mapping):
+        raise DriverError("dtype must map column names to pandas type names")
+    for column, name in dtype.items():
+        kind = duckdb_type(str(name))
+        if kind is None:
+            raise DriverError(f"dtype of column {column!r}: {name!r} is not a known pandas type")
+        types[str(column)] = kind
+    dates = cfg.get("parse_dates")
+    if isinstance(dates, list):
+        types.update({str(column): "TIMESTAMP" for column in dates})
+    types.update({str(k): str(v) for k, v in (cfg.get("column_types") or {}).items()})
+    return types
 
 
 def parquet_source_query(ctx: StepContext) -> str:
