@@ -373,6 +373,7 @@ def build_omlc_parser() -> argparse.ArgumentParser:
 
 def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
+    from osiris.compiler.discover_cmd import add_parser as add_discover
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
 
@@ -383,6 +384,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_components(sub)
     add_init(sub)
     add_run_parsers(sub)
+    add_discover(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Discovery: read a connection's catalog through a fingerprinted cache that is never stale."""
