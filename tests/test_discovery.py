@@ -282,7 +282,7 @@ from pathlib import Path
 from osiris.compiler.discovery import cache
 from osiris.compiler.discovery.service import discover
 root = Path(sys.argv[1])
-for _ in range(12):
+for _ in range(8):
     r = discover("@filesystem.files", project_root=root,
                  connections_path=root / "osiris_connections.yaml", environ={}, refresh=True)
     path = cache.entry_path(cache.connection_dir(root, "filesystem", "files"), r.cache_status.key[7:])
@@ -309,6 +309,30 @@ def test_concurrent_writers_leave_a_valid_entry_and_no_temp_files(tmp_path: Path
 
 
 # ---- secrets -------------------------------------------------------------------------------
+
+
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def osiris_in(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """`osiris discover ...` in this process (as fast as a function call, same output)."""
+    from osiris.compiler.cli import osiris_main
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Ran:
+        monkeypatch.chdir(cwd)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = osiris_main(["discover", *args])
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
 
 
 def _osiris(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -345,7 +369,10 @@ def test_canary_password_rejected_is_not_in_the_error(mysql_db: dict[str, Any], 
 # ---- the command ---------------------------------------------------------------------------
 
 
-def test_cli_json_document_and_hit(mysql_db: dict[str, Any], tmp_path: Path) -> None:
+def test_cli_json_document_and_hit(
+    mysql_db: dict[str, Any], tmp_path: Path, osiris_in: Any
+) -> None:
+    _osiris = osiris_in
     _mysql(mysql_db, "CREATE TABLE t_catalog (id INT PRIMARY KEY, email VARCHAR(50))",
            "INSERT INTO t_catalog VALUES (1, 'a@example.com')")  # fmt: skip
     root = _project(tmp_path, _mysql_conn(mysql_db))
@@ -382,7 +409,7 @@ def test_cli_path_folder(tmp_path: Path) -> None:
     assert doc["connection"] == f"--path {(tmp_path / 'd').resolve()}"
 
 
-def test_cli_exit_codes_without_tracebacks(tmp_path: Path) -> None:
+def test_cli_exit_codes_without_tracebacks(tmp_path: Path, osiris_in: Any) -> None:
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken_catalog.parquet").write_bytes(b"not parquet")
     with socket.socket() as probe:
@@ -407,16 +434,22 @@ def test_cli_exit_codes_without_tracebacks(tmp_path: Path) -> None:
     ]
     for args, code in cases:
         for fmt in ("text", "json"):
-            proc = _osiris(*args, "--format", fmt, cwd=root)
+            proc = osiris_in(*args, "--format", fmt, cwd=root)
             assert proc.returncode == code, (args, proc.stdout, proc.stderr)
             assert "Traceback" not in proc.stderr + proc.stdout
             if fmt == "json":
                 assert json.loads(proc.stdout)["exit_code"] == code
             else:
                 assert proc.stderr.strip() and len(proc.stderr.strip().splitlines()) <= 6
+    # and as a process of its own
+    proc = _osiris("@mysql.gone", cwd=root)
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr and "refused" in proc.stderr
 
 
-def test_validation_switch_reaches_the_resolver(pg_db: dict[str, Any], tmp_path: Path) -> None:
+def test_validation_switch_reaches_the_resolver(
+    pg_db: dict[str, Any], tmp_path: Path, osiris_in: Any
+) -> None:
+    _osiris = osiris_in
     _pg(pg_db, "CREATE TABLE t_catalog (id int)")
     root = _project(tmp_path, _pg_conn(pg_db, password="literal-catalog-secret"))
     strict = _osiris("@postgres.main", "--validation", "strict", cwd=root)

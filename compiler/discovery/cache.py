@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osiris.runtime.catalog.model import Catalog, catalog_from_json, catalog_to_json
+from osiris.runtime.catalog.model import Catalog, Column, ForeignKey, Table
 from osiris.runtime.contract.connections import is_secret_field
 from osiris.runtime.contract.manifest import canonical_json
 
 CACHE_DIR = Path(".osiris") / "cache" / "discovery"
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 DEFAULT_MAX_AGE = 3600.0
 # The fields that say where a connection points and as whom (never a secret one).
 IDENTITY_FIELDS = ("host", "port", "database", "user", "path", "base_dir")
@@ -100,7 +100,7 @@ def read_entry(path: Path) -> Entry | None:
             parts=dict(data["parts"]),
             digest=str(data["digest"]),
             created=float(data["created"]),
-            catalog=catalog_from_json(data["catalog"]),
+            catalog=_unpack(data["catalog"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -116,7 +116,7 @@ def write_entry(path: Path, parts: KeyParts, digest: str, catalog: Catalog) -> E
         "parts": entry.parts,
         "digest": digest,
         "created": entry.created,
-        "catalog": catalog_to_json(catalog),
+        "catalog": _pack(catalog),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -128,6 +128,39 @@ def write_entry(path: Path, parts: KeyParts, digest: str, catalog: Catalog) -> E
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     return entry
+
+
+def _pack(catalog: Catalog) -> dict[str, Any]:
+    """The catalog with rows as arrays: a third of the JSON, read back in a third of the time
+    (a hit parses the whole entry: 200 tables x 20 columns must stay cheap)."""
+    return {
+        "family": catalog.family,
+        "server_version": catalog.server_version,
+        "tables": [
+            [
+                t.name, t.schema, t.kind, list(t.primary_key), [list(k) for k in t.unique_keys],
+                [[list(f.columns), f.ref_schema, f.ref_table, list(f.ref_columns)]
+                 for f in t.foreign_keys],
+                t.row_estimate, list(t.samples),
+                [[c.name, c.db_type, c.arrow_type, c.nullable, c.default, c.primary_key_position]
+                 for c in t.columns],
+            ]
+            for t in catalog.tables
+        ],
+    }  # fmt: skip
+
+
+def _unpack(data: dict[str, Any]) -> Catalog:
+    tables = tuple(
+        Table(
+            name=name, schema=schema, columns=tuple(Column(*c) for c in columns), kind=kind,
+            primary_key=tuple(pk), unique_keys=tuple(tuple(k) for k in uniques),
+            foreign_keys=tuple(ForeignKey(tuple(a), b, c, tuple(d)) for a, b, c, d in fks),
+            row_estimate=estimate, samples=tuple(samples),
+        )
+        for name, schema, kind, pk, uniques, fks, estimate, samples, columns in data["tables"]
+    )  # fmt: skip
+    return Catalog(str(data["family"]), tables, data.get("server_version"))
 
 
 def entries(folder: Path) -> list[Entry]:

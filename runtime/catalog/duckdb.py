@@ -16,7 +16,7 @@ from osiris.runtime.contract.exits import ExitCode
 _DB = "osiris_source"
 _WHERE = "database_name = ? AND schema_name = ? AND (?::varchar[] IS NULL OR list_contains(?::varchar[], table_name))"
 _DIGEST = (
-    "SELECT count(*) || ':' || md5(coalesce(string_agg(x, chr(10) ORDER BY x), '')) FROM ("
+    "SELECT count(*) || ':' || coalesce(sum(hash(x)), 0) FROM ("
     "SELECT concat_ws('|', 'c', table_name, column_index, column_name, data_type, is_nullable, "
     f"coalesce(column_default, '~')) AS x FROM duckdb_columns() WHERE {_WHERE} "
     "UNION ALL SELECT concat_ws('|', 'k', table_name, constraint_type, "

@@ -60,11 +60,12 @@ _KEYS = (
     "AND (%(tables)s::text[] IS NULL OR c.relname = ANY(%(tables)s::text[])) "
     "ORDER BY 1, 2, 3"
 )
-# One row: a hash over every column and key definition of the selected relations.
+# One row: the count and a sum of 64-bit hashes (order-independent, no sort) over every column
+# and key definition of the selected relations. adbin: the stored default, not deparsed.
 _DIGEST = (
-    "SELECT count(*) || ':' || md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM ("
+    "SELECT count(*) || ':' || coalesce(sum(hashtextextended(x, 0)), 0) FROM ("
     "SELECT concat_ws('|', 'c', c.relname, c.relkind, a.attnum, a.attname, a.atttypid, "
-    "a.atttypmod, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) AS x "
+    "a.atttypmod, a.attnotnull, d.adbin::text) AS x "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
     "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
