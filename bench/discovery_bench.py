@@ -24,8 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import ms, p50, row, time_calls
 
 TARGET = 0.050
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "osiris_catalog_bench"}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test", "schema": "catalog_bench"}
+MYSQL = {
+    "host": "127.0.0.1",
+    "port": 3306,
+    "user": "root",
+    "password": "",
+    "database": "osiris_catalog_bench",
+}
+POSTGRES = {
+    "host": "127.0.0.1",
+    "port": 5432,
+    "user": "postgres",
+    "database": "test",
+    "schema": "catalog_bench",
+}
 TYPES = ["INT", "BIGINT", "VARCHAR(40)", "DECIMAL(12,2)", "DATE", "TIMESTAMP", "TEXT", "BOOLEAN"]
 
 
@@ -42,7 +54,9 @@ def setup_mysql(tables: int, columns: int) -> Callable[[], None] | None:
     try:
         import pymysql
 
-        admin = pymysql.connect(**{k: v for k, v in MYSQL.items() if k != "database"}, autocommit=True)
+        admin = pymysql.connect(
+            **{k: v for k, v in MYSQL.items() if k != "database"}, autocommit=True
+        )
     except Exception as err:
         print(f"  MariaDB: skipped ({err})")
         return None
@@ -149,7 +163,9 @@ def main() -> int:
             try:
                 from osiris.runtime.drivers.postgres import connect as pg_connect
 
-                measure("PostgreSQL", "@postgres.bench", work, lambda: pg_connect(POSTGRES), args.repeat)
+                measure(
+                    "PostgreSQL", "@postgres.bench", work, lambda: pg_connect(POSTGRES), args.repeat
+                )
             finally:
                 drop()
         setup_duckdb(duck, args.tables, args.columns)

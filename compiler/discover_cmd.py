@@ -191,10 +191,14 @@ def _print_text(result: Any, tables: Any) -> None:
                 )
             )
         if t.samples:
-            rows = Table(title=escape(f"{name}: {len(t.samples)} sample row(s)"), title_justify="left")
+            rows = Table(
+                title=escape(f"{name}: {len(t.samples)} sample row(s)"), title_justify="left"
+            )
             names = list(t.samples[0])
             for column in names:
                 rows.add_column(escape(column))
             for sample in t.samples:
-                rows.add_row(*(escape("" if sample.get(n) is None else str(sample.get(n))) for n in names))
+                rows.add_row(
+                    *(escape("" if sample.get(n) is None else str(sample.get(n))) for n in names)
+                )
             console.print(rows)

@@ -290,7 +290,10 @@ def test_files_catalog_csv_and_parquet(tmp_path: Path) -> None:
         ("name", "VARCHAR", "string", True),
         ("amount", "DOUBLE", "double", True),
     ]
-    assert csv.samples == ({"id": 1, "name": "a", "amount": 2.5}, {"id": 2, "name": "b", "amount": 3.0})
+    assert csv.samples == (
+        {"id": 1, "name": "a", "amount": 2.5},
+        {"id": 2, "name": "b", "amount": 3.0},
+    )
     parquet = catalog.table("sub/flags_catalog.parquet")
     assert parquet is not None and parquet.row_estimate == 3
     assert [(c.name, c.arrow_type, c.nullable) for c in parquet.columns] == [

@@ -3,6 +3,7 @@ corrupt entries, concurrent writers, secrets, the lookup for checks, and `osiris
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -59,16 +60,12 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.server.close()
         for s in self.sockets:
             s.close()
@@ -139,7 +136,9 @@ def _status(result: Any) -> tuple[str, str | None, bool]:
 def test_mysql_reasons_new_hit_options_refresh_catalog_spec_connection(
     mysql_db: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _mysql(mysql_db, "CREATE TABLE a_catalog (id INT PRIMARY KEY)", "CREATE TABLE b_catalog (x INT)")
+    _mysql(
+        mysql_db, "CREATE TABLE a_catalog (id INT PRIMARY KEY)", "CREATE TABLE b_catalog (x INT)"
+    )
     root = _project(tmp_path, _mysql_conn(mysql_db))
     first = _run(root, "@mysql.main")
     assert _status(first) == ("miss", "new", True)
@@ -317,9 +316,7 @@ class Ran:
 
 
 @pytest.fixture
-def osiris_in(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Any:
+def osiris_in(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """`osiris discover ...` in this process (as fast as a function call, same output)."""
     from osiris.compiler.cli import osiris_main
 
@@ -335,7 +332,9 @@ def osiris_in(
     return run
 
 
-def _osiris(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _osiris(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from osiris.compiler.cli import osiris_main; "
          "sys.exit(osiris_main())", "discover", *args],
@@ -357,7 +356,9 @@ def test_canary_password_never_in_cache_or_output(pg_db: dict[str, Any], tmp_pat
     assert entry is not None and "password" not in entry.parts["connection"]
 
 
-def test_canary_password_rejected_is_not_in_the_error(mysql_db: dict[str, Any], tmp_path: Path) -> None:
+def test_canary_password_rejected_is_not_in_the_error(
+    mysql_db: dict[str, Any], tmp_path: Path
+) -> None:
     root = _project(tmp_path, _mysql_conn(mysql_db, user="nobody_catalog"))
     for fmt in ("text", "json"):
         proc = _osiris("@mysql.main", "--format", fmt, cwd=root, env={"MYSQL_PW": CANARY})

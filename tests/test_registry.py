@@ -303,7 +303,13 @@ def test_lookups_and_suggestions() -> None:
     assert registry.suggest("csv_writer") == ["filesystem.csv_writer"]
     assert set(registry.suggest("supabase")) == {"supabase.extractor", "supabase.writer"}
     assert registry.suggest("zzzz") == []
-    assert registry.connection_families() == ["duckdb", "filesystem", "mysql", "postgres", "supabase"]
+    assert registry.connection_families() == [
+        "duckdb",
+        "filesystem",
+        "mysql",
+        "postgres",
+        "supabase",
+    ]
     assert registry.connection_schema("oracle") is None
 
 

@@ -86,7 +86,13 @@ def test_package_data_is_found_through_importlib_resources() -> None:
     assert root.joinpath("spec.schema.json").is_file()
     assert root.joinpath("oml.schema.json").is_file()
     families = {i.name for i in root.joinpath("connections").iterdir() if i.name.endswith(".json")}
-    assert families == {"mysql.json", "postgres.json", "supabase.json", "duckdb.json", "filesystem.json"}
+    assert families == {
+        "mysql.json",
+        "postgres.json",
+        "supabase.json",
+        "duckdb.json",
+        "filesystem.json",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

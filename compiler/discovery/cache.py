@@ -175,7 +175,9 @@ def entries(folder: Path) -> list[Entry]:
 
 def _differs(stored: Mapping[str, Any], wanted: Mapping[str, Any], part: str) -> bool:
     if part == "spec":  # the component is part of what the spec says
-        return stored.get("spec") != wanted["spec"] or stored.get("component") != wanted["component"]
+        return (
+            stored.get("spec") != wanted["spec"] or stored.get("component") != wanted["component"]
+        )
     return stored.get(part) != wanted[part]
 
 

@@ -19,7 +19,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 def _base(fields: Mapping[str, Any]) -> Path:
     raw = fields.get("base_dir") or fields.get("path")
     if not isinstance(raw, str) or not raw:
-        raise CatalogError("file discovery needs a folder (base_dir or --path)", ExitCode.CONFIGURATION)
+        raise CatalogError(
+            "file discovery needs a folder (base_dir or --path)", ExitCode.CONFIGURATION
+        )
     base = Path(raw)
     if not base.is_dir():
         raise CatalogError(f"folder {base} does not exist", ExitCode.CONFIGURATION)

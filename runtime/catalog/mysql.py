@@ -209,7 +209,9 @@ def _build(
         if constraint == "PRIMARY":
             pk[table].append(column)
         elif ref_table:
-            fks[table].setdefault(constraint, []).append((column, ref_schema, ref_table, ref_column))
+            fks[table].setdefault(constraint, []).append(
+                (column, ref_schema, ref_table, ref_column)
+            )
         else:
             uniques[table].setdefault(constraint, []).append(column)
     columns: dict[str, list[Column]] = defaultdict(list)
