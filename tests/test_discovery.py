@@ -501,3 +501,55 @@ def test_init_template_ignores_the_cache() -> None:
 
     text = resources.files("osiris.compiler").joinpath("templates/project/gitignore").read_text()
     assert ".osiris/" in text.split()
+
+
+def test_dsn_connection_identity_never_holds_its_password(
+    pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    _pg(pg_db, "CREATE TABLE t_catalog (id int)")
+    where = f"{pg_db['host']}:{pg_db['port']}"
+    dsn = f"postgresql://{pg_db['user']}:{CANARY}@{where}/{pg_db['database']}"
+    root = _project(tmp_path, {"postgres": {"main": {"dsn": "${PG_DSN}"}}})
+    first = _run(root, "@postgres.main", environ={"PG_DSN": dsn})
+    assert _status(first) == ("miss", "new", True)
+    files = [p for p in (root / ".osiris").rglob("*") if p.is_file()]
+    assert len(files) == 1 and CANARY not in files[0].read_text()
+    entry = cache.read_entry(files[0])
+    assert entry is not None and entry.parts["connection"] == {
+        "family": "postgres", "alias": "main", "host": pg_db["host"], "port": pg_db["port"],
+        "database": pg_db["database"], "user": pg_db["user"],
+    }  # fmt: skip
+    other = f"postgresql://{pg_db['user']}:{CANARY}@{where}/postgres"
+    assert _status(_run(root, "@postgres.main", environ={"PG_DSN": other})) == (
+        "miss", "connection", True,
+    )  # fmt: skip
+
+
+HOLD_LOCK = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_duckdb_file_locked_by_a_writer_uses_the_entry_unverified(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "locked_catalog.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE t_catalog (id INTEGER)")
+    root = _project(tmp_path, {"duckdb": {"local": {"path": str(db)}}})
+    assert _status(_run(root, "@duckdb.local")) == ("miss", "new", True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert _status(_run(root, "@duckdb.local")) == ("hit", "unreachable", False)
+        with pytest.raises(DiscoveryError) as err:
+            _run(root, "@duckdb.local", max_age=0)
+        assert err.value.exit_code == 5 and "lock" in str(err.value).lower()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -84,7 +84,8 @@ def key_parts(
 ) -> cache.KeyParts:
     component, spec = spec_fingerprint(source.family)
     marked = secret_fields(source.secret_schema)
-    identity = cache.connection_identity(source.family, source.alias, source.fields, marked)
+    fields = {**source.location, **source.fields}
+    identity = cache.connection_identity(source.family, source.alias, fields, marked)
     return cache.KeyParts(component, spec, identity, cache.options(tables, schema, samples))
 
 

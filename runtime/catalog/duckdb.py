@@ -48,7 +48,9 @@ def _open(fields: Mapping[str, Any]) -> Any:
         con.close()
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CatalogError(
-            f"cannot open DuckDB database {path}: {text}", ExitCode.CONFIGURATION
+            f"cannot open DuckDB database {path}: {text}",
+            ExitCode.CONFIGURATION,
+            unreachable="lock" in text.lower(),  # another process writes it: like a busy server
         ) from None
     return con
 

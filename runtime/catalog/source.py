@@ -27,6 +27,9 @@ class Source:
     fields: Mapping[str, Any] = field(repr=False)
     secret_schema: Mapping[str, Any] | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
+    # where a PostgreSQL dsn points (host, port, database, user): the cache key's identity
+    # needs it, and the dsn itself is secret
+    location: Mapping[str, Any] = field(default_factory=dict)
 
 
 def resolve_source(
@@ -66,7 +69,22 @@ def resolve_source(
         fields,
         family_schema(resolved.family),
         tuple(resolved.warnings),
+        _dsn_location(fields.get("dsn")),
     )
+
+
+def _dsn_location(dsn: Any) -> dict[str, Any]:
+    """host, port, database and user of a libpq connection string (never its password)."""
+    if not isinstance(dsn, str) or not dsn:
+        return {}
+    try:
+        import psycopg
+
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except Exception:  # an unusable dsn fails when connecting, with the driver's message
+        return {}
+    names = {"host": "host", "port": "port", "dbname": "database", "user": "user"}
+    return {ours: str(info[theirs]) for theirs, ours in names.items() if info.get(theirs)}
 
 
 def folder_source(path: Path, project_root: Path) -> Source:
