@@ -104,7 +104,9 @@ def setup_duckdb(path: Path, tables: int, columns: int) -> None:
 
 
 def measure(label: str, ref: str, root: Path, connect: Callable[[], Any], repeat: int) -> None:
-    from osiris.compiler.discovery.service import discover
+    from osiris.compiler.discovery import cache
+    from osiris.compiler.discovery.service import discover, key_parts, resolve
+    from osiris.runtime.catalog.read import catalog_digest
 
     def run(**kw: Any) -> Any:
         return discover(
@@ -122,10 +124,32 @@ def measure(label: str, ref: str, root: Path, connect: Callable[[], Any], repeat
     check = run()
     assert check.cache_status.status == "hit" and check.cache_status.verified, check.cache_status
     conn = p50(time_calls(lambda: connect().close(), repeat=repeat))
+    conns = root / "osiris_connections.yaml"
+    source = resolve(ref, project_root=root, connections_path=conns, environ={})
+    parts = key_parts(source, None, None, 0)
+    path = cache.entry_path(cache.connection_dir(root, source.family, source.alias), parts.key)
+    resolving = p50(
+        time_calls(
+            lambda: (
+                key_parts(
+                    resolve(ref, project_root=root, connections_path=conns, environ={}),
+                    None,
+                    None,
+                    0,
+                ).key
+            ),
+            repeat=repeat,
+        )
+    )
+    digest = p50(time_calls(lambda: catalog_digest(source.family, source.fields), repeat=repeat))
+    entry = p50(time_calls(lambda: cache.read_entry(path), repeat=repeat))
     print(f"{label}: {tables} tables, {columns} columns")
     row("first discovery (miss: digest + catalog + write)", cold)
     row("cached hit (connect + digest + entry read)", hit)
     row("connect alone", conn)
+    row("  of the hit: resolve connection + key", resolving)
+    row("  of the hit: digest query (beyond connecting)", max(0.0, digest - conn))
+    row("  of the hit: entry read + decode", entry)
     row("hit beyond connecting", max(0.0, hit - conn), TARGET)
     print(f"  {'first / hit':<46} {cold / hit:8.1f} x")
 
