@@ -553,3 +553,28 @@ def test_duckdb_file_locked_by_a_writer_uses_the_entry_unverified(tmp_path: Path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_samples_go_through_mask_samples_unless_show_samples(
+    tmp_path: Path, osiris_in: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from osiris.compiler.discovery import mask
+
+    def masked(table: Any) -> Any:
+        return replace(table, samples=tuple({k: "***" for k in s} for s in table.samples))
+
+    monkeypatch.setattr(mask, "mask_samples", masked)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "people_catalog.csv").write_text("email\nann@example.com\n")
+    hidden = osiris_in("--path", "d", "--samples", "1", "--format", "json", cwd=tmp_path)
+    assert json.loads(hidden.stdout)["tables"][0]["samples"] == [{"email": "***"}]
+    assert "ann@example.com" not in hidden.stdout
+    shown = osiris_in("--path", "d", "--samples", "1", "--show-samples", "--format", "json",
+                      cwd=tmp_path)  # fmt: skip
+    doc = json.loads(shown.stdout)
+    assert doc["tables"][0]["samples"] == [{"email": "ann@example.com"}]
+    assert doc["cache"]["status"] == "hit"  # --show-samples changes the display, not the key
+    text = osiris_in("--path", "d", "--samples", "1", cwd=tmp_path)
+    assert "***" in text.stdout and "ann@example.com" not in text.stdout
