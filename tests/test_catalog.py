@@ -321,3 +321,20 @@ def test_unknown_family_is_a_configuration_error() -> None:
     with pytest.raises(CatalogError) as err:
         catalog_digest("mongodb", {})
     assert err.value.exit_code == 5 and "mongodb" in str(err.value)
+
+
+def test_digests_see_a_table_replaced_by_a_view(mysql_db: dict[str, Any], tmp_path: Path) -> None:
+    _mysql(mysql_db, "CREATE TABLE base_catalog (id INT)", "CREATE TABLE t_catalog (id INT)")
+    before = catalog_digest("mysql", mysql_db)
+    _mysql(mysql_db, "DROP TABLE t_catalog", "CREATE VIEW t_catalog AS SELECT id FROM base_catalog")
+    assert catalog_digest("mysql", mysql_db) != before
+    path = tmp_path / "kinds.duckdb"
+    _duckdb_file(
+        path, "CREATE TABLE base_catalog (id INTEGER)", "CREATE TABLE t_catalog (id INTEGER)"
+    )
+    fields = {"path": str(path)}
+    before = catalog_digest("duckdb", fields)
+    _duckdb_file(
+        path, "DROP TABLE t_catalog", "CREATE VIEW t_catalog AS SELECT id FROM base_catalog"
+    )
+    assert catalog_digest("duckdb", fields) != before

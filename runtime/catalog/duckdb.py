@@ -22,7 +22,10 @@ _DIGEST = (
     "UNION ALL SELECT concat_ws('|', 'k', table_name, constraint_type, "
     "constraint_column_names::varchar, coalesce(referenced_table, '~'), "
     f"referenced_column_names::varchar) FROM duckdb_constraints() WHERE {_WHERE} "
-    "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY'))"
+    "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY') "
+    "UNION ALL SELECT concat_ws('|', 'v', view_name) FROM duckdb_views() "
+    "WHERE database_name = ? AND schema_name = ? "
+    "AND (?::varchar[] IS NULL OR list_contains(?::varchar[], view_name)))"
 )
 
 
@@ -68,7 +71,7 @@ def catalog_digest(
     con = _open(fields)
     try:
         args = _where_args(schema or "main", tables)
-        row = con.execute(_DIGEST, [*args, *args]).fetchall()[0]
+        row = con.execute(_DIGEST, args * 3).fetchall()[0]
     except Exception as err:
         raise CatalogError(f"DuckDB: reading the catalog digest: {err}") from None
     finally:

@@ -68,8 +68,8 @@ def _fold(expr: str) -> str:
 def catalog_digest(
     fields: Mapping[str, Any], *, tables: Sequence[str] | None = None, schema: str | None = None
 ) -> str:
-    """One query over information_schema: changes whenever a selected table or view, one of its
-    columns (name, position, type, nullability, default, extra) or keys change."""
+    """One query over information_schema: changes whenever a selected table or view (its kind),
+    one of its columns (name, position, type, nullability, default, extra) or keys change."""
     db = _schema(fields, schema)
     cols_where, cols_args = _filter("TABLE_NAME", tables)
     columns = _fold(
@@ -81,16 +81,18 @@ def catalog_digest(
         "IFNULL(REFERENCED_TABLE_SCHEMA, '~'), IFNULL(REFERENCED_TABLE_NAME, '~'), "
         "IFNULL(REFERENCED_COLUMN_NAME, '~'))"
     )
+    kinds = _fold("CONCAT_WS('|', TABLE_NAME, TABLE_TYPE)")
     sql = (
         f"SELECT (SELECT {columns} FROM information_schema.COLUMNS "
         f"WHERE TABLE_SCHEMA = %s{cols_where}), "
         f"(SELECT {keys} FROM information_schema.KEY_COLUMN_USAGE "
-        f"WHERE TABLE_SCHEMA = %s{cols_where})"
+        f"WHERE TABLE_SCHEMA = %s{cols_where}), "
+        f"(SELECT {kinds} FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s{cols_where})"
     )
     conn = _connect(fields)
     try:
         with conn.cursor() as cur:
-            cur.execute(sql, [db, *cols_args, db, *cols_args])
+            cur.execute(sql, [db, *cols_args] * 3)
             row = cur.fetchone()
     except Exception as err:
         raise _failed(fields, "reading the catalog digest", err) from None
