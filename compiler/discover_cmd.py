@@ -112,7 +112,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
             refresh=args.refresh,
             max_age=args.max_age,
             validation=args.validation,
-            folder=args.path,
+            folder=args.path.absolute() if args.path else None,  # as typed: from the cwd
         )
     except DiscoveryError as err:
         code = "configuration" if err.exit_code == ExitCode.CONFIGURATION else "discovery"

@@ -408,6 +408,12 @@ def test_cli_path_folder(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["tables"][0]["name"] == "p_catalog.parquet" and doc["tables"][0]["row_estimate"] == 2
     assert doc["connection"] == f"--path {(tmp_path / 'd').resolve()}"
+    (tmp_path / "osiris.yaml").write_text("{}\n")  # a project root above the cwd
+    (tmp_path / "sub" / "d").mkdir(parents=True)
+    (tmp_path / "sub" / "d" / "near_catalog.csv").write_text("a\n1\n")
+    nested = _osiris("--path", "d", "--format", "json", cwd=tmp_path / "sub")
+    assert [t["name"] for t in json.loads(nested.stdout)["tables"]] == ["near_catalog.csv"]
+    assert (tmp_path / ".osiris" / "cache" / "discovery").is_dir()  # the project's cache
 
 
 def test_cli_exit_codes_without_tracebacks(tmp_path: Path, osiris_in: Any) -> None:
