@@ -163,6 +163,9 @@ def test_mysql_reasons_new_hit_options_refresh_catalog_spec_connection(
     monkeypatch.undo()
     _project(root, _mysql_conn({**mysql_db, "host": "localhost"}))
     assert _status(_run(root, "@mysql.main")) == ("miss", "connection", True)
+    # entries of the old identity or spec can never be hit again: they are removed
+    left = cache.entries(cache.connection_dir(root, "mysql", "main"))
+    assert len(left) == 1 and left[0].parts["connection"]["host"] == "localhost"
 
 
 def test_postgres_catalog_reason_after_alter(pg_db: dict[str, Any], tmp_path: Path) -> None:
@@ -584,3 +587,22 @@ def test_samples_go_through_mask_samples_unless_show_samples(
     assert doc["cache"]["status"] == "hit"  # --show-samples changes the display, not the key
     text = osiris_in("--path", "d", "--samples", "1", cwd=tmp_path)
     assert "***" in text.stdout and "ann@example.com" not in text.stdout
+
+
+def test_cached_lookup_uses_only_the_newest_identity(tmp_path: Path) -> None:
+    from osiris.runtime.catalog.model import Catalog, Column, Table
+
+    folder = cache.connection_dir(tmp_path, "mysql", "main")
+
+    def write(host: str, table: str, options: dict[str, Any]) -> None:
+        identity = {"family": "mysql", "alias": "main", "host": host}
+        parts = cache.KeyParts("mysql.extractor", "sha256:1", identity, options)
+        catalog = Catalog("mysql", (Table(table, "s", (Column("id", "int", "int32", False),)),))
+        cache.write_entry(cache.entry_path(folder, parts.key), parts, "d", catalog)
+
+    write("old-host", "ghost_catalog", {"tables": None})
+    write("new-host", "a_catalog", {"tables": ["a_catalog"]})
+    write("new-host", "b_catalog", {"tables": ["b_catalog"]})
+    lookup = catalog_lookup("cached", project_root=tmp_path, connections_path=None, environ={})
+    found = lookup(ConnectionRef("mysql", "main"))
+    assert found is not None and {t.name for t in found.tables} == {"a_catalog", "b_catalog"}

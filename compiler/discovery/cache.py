@@ -130,6 +130,41 @@ def write_entry(path: Path, parts: KeyParts, digest: str, catalog: Catalog) -> E
     return entry
 
 
+def prune(folder: Path, parts: KeyParts, *, stale_temp_s: float = 3600.0) -> None:
+    """Remove the connection's entries that can no longer be hit (another connection identity
+    or spec than the one just written: their tables must not reach checks either), and temp
+    files that a killed writer left behind."""
+    wanted = parts.to_json()
+    now = time.time()
+    try:
+        paths = list(folder.iterdir())
+    except OSError:
+        return
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                if now - path.stat().st_mtime > stale_temp_s:
+                    path.unlink()
+                continue
+            entry = read_entry(path) if path.suffix == ".json" else None
+            if entry is not None and (
+                _differs(entry.parts, wanted, "connection") or _differs(entry.parts, wanted, "spec")
+            ):
+                path.unlink()
+
+
+def current(found: Sequence[Entry]) -> list[Entry]:
+    """The entries (newest first) made with the newest one's connection identity and spec."""
+    if not found:
+        return []
+    newest = found[0].parts
+    return [
+        e
+        for e in found
+        if not _differs(e.parts, newest, "connection") and not _differs(e.parts, newest, "spec")
+    ]
+
+
 def _pack(catalog: Catalog) -> dict[str, Any]:
     """The catalog with rows as arrays: a third of the JSON, read back in a third of the time
     (a hit parses the whole entry: 200 tables x 20 columns must stay cheap)."""

@@ -22,7 +22,8 @@ def catalog_lookup(
 ) -> Lookup:
     """A function from a connection reference to its catalog, or None when it is not known.
 
-    cached: never connects; the tables of every cache entry of that connection, newest first.
+    cached: never connects; the tables of every cache entry of that connection (made with its
+    newest entry's connection identity and spec), newest first.
     live: discovery through the cache (connects); None on any failure, never raises.
     off: always None."""
     if mode == "off":
@@ -65,7 +66,9 @@ def _cached(project_root: Path, connections_path: Path | None) -> Lookup:
             alias = alias_of(ref)
             if alias is None:
                 return None
-            found = cache.entries(cache.connection_dir(project_root, ref.family, alias))
+            found = cache.current(
+                cache.entries(cache.connection_dir(project_root, ref.family, alias))
+            )
         except Exception:
             return None
         if not found:

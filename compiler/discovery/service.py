@@ -212,6 +212,7 @@ def discover(
         raise DiscoveryError(str(err), err.exit_code, status("miss", reason, None, False)) from None
     try:
         cache.write_entry(path, parts, live, catalog)
+        cache.prune(folder_path, parts)
         warnings = source.warnings
     except OSError as err:  # a cache that cannot be written costs speed, not the answer
         warnings = (*source.warnings, f"discovery cache not written: {err.strerror or err}")
