@@ -73,63 +73,68 @@ def read_catalog(
 ) -> Catalog:
     import duckdb
 
-    from osiris.runtime.drivers.duckdb_errors import explain
-    from osiris.runtime.duckdb_settings import open_duckdb, plain_booleans
+    from osiris.runtime.duckdb_settings import open_duckdb
 
+    files = data_files(_base(fields), tables)
     con = open_duckdb()
-    out = []
     try:
-        for name, path in data_files(_base(fields), tables):
-            parquet = name.lower().endswith(PARQUET_SUFFIXES)
-            cur = con.cursor()  # one per file: a result left open never blocks the next
-            try:
-                rel = cur.sql(f"SELECT * FROM {_source(name, path)}")
-                reader = plain_booleans(rel.limit(0).to_arrow_reader(1))
-                arrow = reader.schema
-                reader.read_all()  # finishes the result, so the connection takes the next query
-                db_types = [str(t) for t in rel.types]
-                nullable: dict[str, bool] = {}
-                estimate = None
-                if parquet:
-                    from osiris.runtime.sql import quote_literal
-
-                    literal = quote_literal(str(path))
-                    nullable = {
-                        str(n): r != "REQUIRED"
-                        for n, r in cur.execute(
-                            f"SELECT name, repetition_type FROM parquet_schema({literal})"
-                        ).fetchall()
-                    }
-                    (row,) = cur.execute(
-                        f"SELECT sum(num_rows) FROM parquet_file_metadata({literal})"
-                    ).fetchall()  # fetchall: DuckDB 2 refuses the next query while one is open
-                    estimate = int(row[0]) if row[0] is not None else None
-                rows = rel.limit(samples).fetchall() if samples > 0 else []
-            except duckdb.Error as err:
-                explained = explain(err)
-                text = str(explained) if explained else str(err).splitlines()[0]
-                raise CatalogError(f"file {name}: {text}") from None
-            finally:
-                cur.close()
-            columns = tuple(
-                Column(
-                    name=field.name,
-                    db_type=db_type,
-                    arrow_type=str(field.type),
-                    nullable=nullable.get(field.name, True),
-                )
-                for field, db_type in zip(arrow, db_types, strict=False)
-            )
-            out.append(
-                Table(
-                    name=name,
-                    schema=None,
-                    columns=columns,
-                    kind="file",
-                    row_estimate=estimate,
-                    samples=sample_rows(arrow.names, rows),
-                )
-            )
+        found = tuple(_read_file(con, name, path, samples) for name, path in files)
     finally:
         con.close()
-    return Catalog(family="filesystem", tables=tuple(out), server_version=str(duckdb.__version__))
+    return Catalog(family="filesystem", tables=found, server_version=str(duckdb.__version__))
+
+
+def _read_file(con: Any, name: str, path: Path, samples: int) -> Table:
+    """One file as the extractor reads it: columns and Arrow types from DuckDB's reader, for
+    Parquet also nullability and the row count from its metadata."""
+    import duckdb
+
+    from osiris.runtime.drivers.duckdb_errors import explain
+    from osiris.runtime.duckdb_settings import plain_booleans
+    from osiris.runtime.sql import quote_literal
+
+    cur = con.cursor()  # one per file: a result left open never blocks the next
+    nullable: dict[str, bool] = {}
+    estimate = None
+    try:
+        rel = cur.sql(f"SELECT * FROM {_source(name, path)}")
+        reader = plain_booleans(rel.limit(0).to_arrow_reader(1))
+        arrow = reader.schema
+        reader.read_all()  # finishes the result, so the connection takes the next query
+        db_types = [str(t) for t in rel.types]
+        if name.lower().endswith(PARQUET_SUFFIXES):
+            literal = quote_literal(str(path))
+            nullable = {
+                str(n): r != "REQUIRED"
+                for n, r in cur.execute(
+                    f"SELECT name, repetition_type FROM parquet_schema({literal})"
+                ).fetchall()
+            }
+            (row,) = cur.execute(
+                f"SELECT sum(num_rows) FROM parquet_file_metadata({literal})"
+            ).fetchall()  # fetchall: DuckDB 2 refuses the next query while one is open
+            estimate = int(row[0]) if row[0] is not None else None
+        rows = rel.limit(samples).fetchall() if samples > 0 else []
+    except duckdb.Error as err:
+        explained = explain(err)
+        text = str(explained) if explained else str(err).splitlines()[0]
+        raise CatalogError(f"file {name}: {text}") from None
+    finally:
+        cur.close()
+    columns = tuple(
+        Column(
+            name=field.name,
+            db_type=db_type,
+            arrow_type=str(field.type),
+            nullable=nullable.get(field.name, True),
+        )
+        for field, db_type in zip(arrow, db_types, strict=False)
+    )
+    return Table(
+        name=name,
+        schema=None,
+        columns=columns,
+        kind="file",
+        row_estimate=estimate,
+        samples=sample_rows(arrow.names, rows),
+    )
