@@ -120,6 +120,37 @@ def _missing(catalog: Catalog, tables: Sequence[str] | None, ref: str) -> tuple[
     return (f"{ref}: no such table(s): {', '.join(missing)}",) if missing else ()
 
 
+def _live_digest(
+    source: Source, tables: Sequence[str] | None, schema: str | None
+) -> tuple[str, CatalogError | None]:
+    """(the live catalog digest, None), or ('', why) when no server answered."""
+    try:
+        return catalog_digest(source.family, source.fields, tables=tables, schema=schema), None
+    except CatalogError as err:
+        if not err.unreachable:
+            raise DiscoveryError(str(err), err.exit_code) from None
+        return "", err
+
+
+def _miss_reason(
+    entry: cache.Entry | None,
+    unreachable: CatalogError | None,
+    *,
+    refresh: bool,
+    path: Path,
+    parts: cache.KeyParts,
+) -> str:
+    """Why the lookup missed: catalog or ttl (the entry is there), refresh, corrupt, or the
+    part of the key that differs from the connection's other entries (or new)."""
+    if entry is not None:
+        return "catalog" if unreachable is None else "ttl"
+    if refresh:
+        return "refresh"
+    if path.exists():
+        return "corrupt"
+    return cache.changed_part(path.parent, parts)
+
+
 def discover(
     ref: str | ConnectionRef | None,
     *,
@@ -163,13 +194,7 @@ def discover(
     def status(state: str, reason: str | None, age: float | None, verified: bool) -> CacheStatus:
         return CacheStatus(state, reason, f"sha256:{key}", age, verified)
 
-    unreachable: CatalogError | None = None
-    try:
-        live = catalog_digest(source.family, source.fields, tables=table_list, schema=schema)
-    except CatalogError as err:
-        if not err.unreachable:
-            raise DiscoveryError(str(err), err.exit_code) from None
-        unreachable, live = err, ""
+    live, unreachable = _live_digest(source, table_list, schema)
     now = time.time()
     if entry is not None:
         age = entry.age(now)
@@ -187,13 +212,7 @@ def discover(
                 entry.catalog,
                 (*source.warnings, f"{source.ref}: not verified ({unreachable})"),
             )
-        reason = "catalog" if unreachable is None else "ttl"
-    elif refresh:
-        reason = "refresh"
-    elif path.exists():
-        reason = "corrupt"
-    else:
-        reason = cache.changed_part(folder_path, parts)
+    reason = _miss_reason(entry, unreachable, refresh=refresh, path=path, parts=parts)
     if unreachable is not None:
         why = (
             f"the cached entry is {entry.age(now):.0f} s old, older than --max-age {max_age:g} s"
