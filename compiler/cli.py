@@ -360,6 +360,12 @@ def _common_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_fmt(sub)
 
 
+def _add_discover(sub: argparse._SubParsersAction) -> None:
+    from osiris.compiler.discover_cmd import add_parser
+
+    add_parser(sub)
+
+
 OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help", "--version")
 
 
@@ -373,7 +379,6 @@ def build_omlc_parser() -> argparse.ArgumentParser:
 
 def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
-    from osiris.compiler.discover_cmd import add_parser as add_discover
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
 
@@ -381,10 +386,10 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_version_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
+    _add_discover(sub)
     add_components(sub)
     add_init(sub)
     add_run_parsers(sub)
-    add_discover(sub)
     return parser
 
 

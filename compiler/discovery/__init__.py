@@ -1,1 +1,1 @@
-"""Discovery: read a connection's catalog through a fingerprinted cache that is never stale."""
+"""Discovery: the fingerprinted cache, `osiris discover`, and catalog lookups for checks."""
