@@ -95,6 +95,8 @@ def _check_extractor(state: _Schema, step_id: str, spec: ComponentSpec) -> Colum
     if pool is None:
         return None
     table = next((t for t in pool if _same(t.name, name, exact)), None)
+    if table is None and catalog.partial:
+        return None  # discovered with --tables: the table may exist unlisted
     if table is None:
         names = sorted({t.name for t in pool})
         matches = close_matches(name, names)

@@ -474,6 +474,12 @@ def _common_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_fmt(sub)
 
 
+def _add_discover(sub: argparse._SubParsersAction) -> None:
+    from osiris.compiler.discover_cmd import add_parser
+
+    add_parser(sub)
+
+
 OMLC_COMMANDS = ("check", "compile", "fmt", "-h", "--help", "--version")
 
 
@@ -497,6 +503,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_version_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     _common_subcommands(sub)
+    _add_discover(sub)
     add_components(sub)
     add_connections(sub)
     add_init(sub)

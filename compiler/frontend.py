@@ -126,18 +126,11 @@ def schema_catalogs(
     mode: str, start: Path, connections_path: Path | None, environ: Mapping[str, str]
 ) -> Catalogs | None:
     """The catalogs the schema-aware checks use for a pipeline at start: "cached" reads
-    discovery cache entries (never connects), "live" discovers through the cache, "off" (or no
-    discovery installed) is None, which turns the checks off."""
+    discovery cache entries (never connects), "live" discovers through the cache, "off" is None,
+    which turns the checks off."""
     if mode == "off":
         return None
-    try:
-        from osiris.compiler.discovery.lookup import (  # type: ignore[import-not-found,unused-ignore]
-            catalog_lookup,
-        )
-    except ModuleNotFoundError as err:
-        if err.name and err.name.startswith("osiris.compiler.discovery"):
-            return None
-        raise
+    from osiris.compiler.discovery.lookup import catalog_lookup
     from osiris.runtime.contract.project import project_dir
 
     return catalog_lookup(

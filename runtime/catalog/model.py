@@ -51,6 +51,8 @@ class Catalog:
     family: str
     tables: tuple[Table, ...] = field(default_factory=tuple)
     server_version: str | None = None
+    # Only some tables were asked for (`--tables`): a table missing from it proves nothing.
+    partial: bool = False
 
     def table(self, name: str, schema: str | None = None) -> Table | None:
         for t in self.tables:
@@ -87,4 +89,9 @@ def catalog_from_json(data: dict[str, Any]) -> Catalog:
         )
         for t in data["tables"]
     )
-    return Catalog(family=data["family"], tables=tables, server_version=data.get("server_version"))
+    return Catalog(
+        family=data["family"],
+        tables=tables,
+        server_version=data.get("server_version"),
+        partial=bool(data.get("partial", False)),
+    )
