@@ -416,6 +416,7 @@ def build_omlc_parser() -> argparse.ArgumentParser:
 
 def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
+    from osiris.compiler.llm.commands import add_parsers as add_llm
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
 
@@ -426,6 +427,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_components(sub)
     add_init(sub)
     add_run_parsers(sub)
+    add_llm(sub)
     return parser
 
 

@@ -1,0 +1,42 @@
+"""The one seam to discovery: cached, digest-verified catalogs with masked samples, for --discover."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from osiris.compiler.llm.client import LlmError
+from osiris.runtime.catalog.model import Catalog
+
+SAMPLES = 2  # rows per table; masked before they can reach a prompt
+
+
+def discovered_catalogs(
+    refs: Sequence[str],
+    *,
+    project_root: Path,
+    connections_path: Path | None,
+    environ: Mapping[str, str],
+) -> list[tuple[str, Catalog]]:
+    """(ref, catalog) per --discover alias, every sample masked (PII, secrets)."""
+    try:
+        from osiris.compiler.discovery.mask import mask_samples
+        from osiris.compiler.discovery.service import discover
+    except ImportError:
+        raise LlmError("--discover needs the discovery service, which this build lacks") from None
+    out = []
+    for ref in refs:
+        try:
+            result = discover(
+                ref,
+                project_root=project_root,
+                connections_path=connections_path,
+                environ=environ,
+                samples=SAMPLES,
+            )
+        except Exception as err:  # the service's own errors carry a one-line, secret-free text
+            raise LlmError(f"discovery of {ref} failed: {' '.join(str(err).split())}") from None
+        catalog = result.catalog
+        masked = tuple(mask_samples(t) for t in catalog.tables)
+        out.append((ref, Catalog(catalog.family, masked, catalog.server_version)))
+    return out
