@@ -139,6 +139,11 @@ def _short(value: object) -> object:
     return value
 
 
+def _head(source: str, not_sent: int) -> str:
+    head = f"Discovered schema of {source} (column database types; samples masked)"
+    return head + (f"; {not_sent} less relevant tables not shown" if not_sent else "")
+
+
 def rank_tables(
     request: str,
     catalogs: Sequence[tuple[str, Catalog]],
@@ -162,7 +167,7 @@ def rank_tables(
         chosen = sorted(entries, key=lambda e: (-(e[4].row_estimate or 0), e[1], e[2]))
     sent: list[SentTable] = []
     blocks: dict[str, list[str]] = {}
-    used = 0
+    used = sum(estimate_tokens(_head(source, 9999) + ":\n\n\n") for source, _ in catalogs)
     for score, _, _, source, table in chosen:
         text, kept = full[id(table)]
         cost = estimate_tokens(text)
@@ -185,9 +190,6 @@ def rank_tables(
         if source not in blocks:
             continue
         not_sent = sum(1 for o in omitted if o.startswith(source + ":"))
-        head = f"Discovered schema of {source} (column database types; samples masked)"
-        if not_sent:
-            head += f"; {not_sent} less relevant tables not shown"
-        sections.append(head + ":\n" + "\n".join(blocks[source]))
+        sections.append(_head(source, not_sent) + ":\n" + "\n".join(blocks[source]))
     text = "\n\n".join(sections)
     return Selection(tuple(sent), omitted, text, estimate_tokens(text))
