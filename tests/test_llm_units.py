@@ -76,7 +76,12 @@ def shop(extra_tables: int = 0) -> Catalog:
         Table(
             "orders",
             "public",
-            (col("id"), col("customer_id"), col("amount", "numeric(12,2)"), col("created_at", "timestamp")),
+            (
+                col("id"),
+                col("customer_id"),
+                col("amount", "numeric(12,2)"),
+                col("created_at", "timestamp"),
+            ),
             primary_key=("id",),
             foreign_keys=(ForeignKey(("customer_id",), "public", "customers", ("id",)),),
             row_estimate=120000,
@@ -110,7 +115,9 @@ def test_small_catalog_is_sent_whole_best_first() -> None:
     names = [t.name for t in selection.tables]
     assert names[0] == "orders" and set(names) == {"orders", "customers", "audit_log"}
     assert selection.omitted == ()
-    assert "public.orders ~120000 rows: id int pk, customer_id int fk→customers.id" in selection.text
+    assert (
+        "public.orders ~120000 rows: id int pk, customer_id int fk→customers.id" in selection.text
+    )
     assert '"email": "***@***"' in selection.text  # samples as given (masked upstream)
     assert selection.tokens == estimate_tokens(selection.text) <= 1000
 
@@ -174,7 +181,9 @@ def test_user_turn_and_diagnostic_lines() -> None:
     text = 'oml_version: "0.1.0"\nname: x\nsteps:\n' + STEP.format("a")
     result = check_text(text)
     [line] = diagnostic_lines(result.diagnostics, text)
-    assert line.startswith("OML014 error at 5:16") and "| " + "    component: nope.extractor" in line
+    assert (
+        line.startswith("OML014 error at 5:16") and "| " + "    component: nope.extractor" in line
+    )
 
 
 # -- the loop's decisions ---------------------------------------------------------------------------
@@ -285,7 +294,12 @@ def test_reply_from_a_real_sdk_message() -> None:
         }
     )
     reply = llm.reply_from_message(message)
-    assert reply.tool_use == {"type": "tool_use", "id": "toolu_1", "name": "emit_pipeline", "input": {"a": 1}}
+    assert reply.tool_use == {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "emit_pipeline",
+        "input": {"a": 1},
+    }
     assert reply.usage == llm.Usage(10, 5, 7, 0) and reply.text == "here"
 
 
