@@ -17,7 +17,43 @@ MIN_COLUMNS = 6  # a trimmed table keeps at least this many columns
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    ["a", "an", "and", "as", "at", "by", "for", "from", "in", "into", "of", "on", "or", "the", "to", "with", "per", "each", "all", "every", "then", "load", "copy", "read", "write", "move", "sync", "merge", "append", "table", "tables", "data", "database", "new", "daily"]
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "per",
+        "each",
+        "all",
+        "every",
+        "then",
+        "load",
+        "copy",
+        "read",
+        "write",
+        "move",
+        "sync",
+        "merge",
+        "append",
+        "table",
+        "tables",
+        "data",
+        "database",
+        "new",
+        "daily",
+    ]
 )
 
 
