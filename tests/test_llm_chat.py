@@ -100,7 +100,7 @@ def test_plain_chat_edits_one_pipeline_turn_by_turn(project: Path, standin: Stan
     assert CANARY not in request.raw.decode()
     assert "write-parquet" in out and "valid; model calls 1" in out
     saved = (project / "p.oml").read_text()
-    assert "write-parquet" in saved and "'@supabase.main'" in saved
+    assert "write-parquet" in saved and '"@supabase.main"' in saved
 
 
 def test_plain_chat_undo_and_commands_without_a_pipeline(project: Path, standin: StandIn) -> None:

@@ -332,3 +332,27 @@ def test_sdk_errors_are_classified_without_the_key() -> None:
 def test_no_key_refuses_before_the_sdk() -> None:
     with pytest.raises(llm.LlmError, match="ANTHROPIC_API_KEY"):
         llm.make_client({})
+
+
+def test_rendering_is_what_omlc_fmt_writes_and_keeps_the_data() -> None:
+    import sys
+
+    import yaml
+
+    from osiris.oml.format import format_text
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from _util import generate_pipeline
+
+    for steps in (10, 40):
+        data = yaml.safe_load(generate_pipeline(steps))
+        text = render_pipeline(data, "a request")
+        assert format_text(text)[0] == text
+        assert yaml.safe_load(text) == data
+    odd = {
+        "name": "x",
+        "steps": [{"id": "a", "config": {"v": "yes", "n": "007", "e": "", "k: v": "#"}}],
+    }
+    text = render_pipeline(odd)
+    assert yaml.safe_load(text) == {"oml_version": "0.1.0", **odd}
+    assert format_text(text)[0] == text

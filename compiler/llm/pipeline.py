@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +63,10 @@ def comment_line(request: str, limit: int = 160) -> str:
 
 
 def render_pipeline(answer: Any, request: str | None = None) -> str:
-    """The tool input as OML text, formatted like `omlc fmt`. YAML quoting is the emitter's,
-    so `@family.alias` and `${…}` strings are always quoted and the text always parses; what
-    it means is for the compiler to judge (unknown keys are kept for it to report)."""
-    import yaml
-
-    from osiris.oml.format import format_text
-
+    """The tool input as OML text in `omlc fmt`'s canonical layout (which `omlc fmt` leaves as
+    it is). Strings that could be misread are double-quoted, so `@family.alias` and `${…}`
+    are always quoted and the text always parses; what it means is for the compiler to judge
+    (unknown keys are kept for it to report)."""
     data = dict(answer) if isinstance(answer, dict) else {"steps": answer}
     if "oml_version" not in data and "version" not in data:
         data["oml_version"] = "0.1.0"
@@ -77,12 +75,61 @@ def render_pipeline(answer: Any, request: str | None = None) -> str:
         data["steps"] = [
             _ordered(s, _STEP_ORDER) if isinstance(s, dict) else s for s in data["steps"]
         ]
-    text = yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
-    )
-    formatted, _ = format_text(text, "<generated>")
-    body = formatted if formatted is not None else text
-    return (comment_line(request) + "\n" + body) if request else body
+    lines: list[str] = [comment_line(request)] if request else []
+    _block_map(data, 0, lines, None)
+    return "\n".join(lines) + "\n"
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./()-]+)*")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_RESERVED = frozenset("true false null yes no on off y n".split())
+
+
+def _string(value: str) -> str:
+    if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
+        return value
+    return json.dumps(value, ensure_ascii=False)  # JSON strings are YAML double-quoted strings
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return text if _KEY.fullmatch(text) and text.lower() not in _RESERVED else json.dumps(text)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _nested(value: dict[str, Any]) -> bool:
+    """A mapping written in block style: a long one, or one holding non-empty collections."""
+    return len(value) > 3 or any(isinstance(v, (dict, list)) and v for v in value.values())
+
+
+def _block_map(data: dict[str, Any], indent: int, lines: list[str], first: str | None) -> None:
+    """Mappings in block style; sequences of mappings as `- ` items; short scalar lists flow."""
+    pad = " " * indent
+    for i, (key, value) in enumerate(data.items()):
+        head = first if first is not None and i == 0 else pad
+        if isinstance(value, dict) and value and (indent == 0 or key == "config" or _nested(value)):
+            lines.append(f"{head}{_key(key)}:")
+            _block_map(value, indent + 2, lines, None)
+        elif isinstance(value, list) and any(isinstance(v, dict) and v for v in value):
+            lines.append(f"{head}{_key(key)}:")
+            for item in value:
+                if isinstance(item, dict) and item:
+                    _block_map(item, indent + 4, lines, " " * (indent + 2) + "- ")
+                else:
+                    lines.append(f"{pad}  - {_flow(item)}")
+        else:
+            lines.append(f"{head}{_key(key)}: {_flow(value)}")
 
 
 def parse_pipeline(text: str) -> dict[str, Any] | None:
@@ -90,7 +137,7 @@ def parse_pipeline(text: str) -> dict[str, Any] | None:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
