@@ -70,7 +70,8 @@ def has_key(environ: Mapping[str, str]) -> bool:
 
 
 def make_client(environ: Mapping[str, str]) -> Any:
-    """An Anthropic client (key and ANTHROPIC_BASE_URL read by the SDK from the environment)."""
+    """An Anthropic client from environ: ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) and
+    ANTHROPIC_BASE_URL, the SDK's own names, so gateways and proxies keep working."""
     if not has_key(environ):
         raise LlmError(
             "no API key: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a gateway or proxy)"
@@ -83,7 +84,14 @@ def make_client(environ: Mapping[str, str]) -> Any:
         ) from None
     try:
         retries = int(environ.get(RETRIES_ENV) or 2)
-        return anthropic.Anthropic(timeout=TIMEOUT_SECONDS, max_retries=retries)
+        key = environ.get("ANTHROPIC_API_KEY")
+        credential = {"api_key": key} if key else {"auth_token": environ["ANTHROPIC_AUTH_TOKEN"]}
+        return anthropic.Anthropic(
+            **credential,
+            base_url=environ.get("ANTHROPIC_BASE_URL") or None,
+            timeout=TIMEOUT_SECONDS,
+            max_retries=retries,
+        )
     except Exception as err:  # anthropic.AnthropicError, ValueError from a bad configuration
         raise LlmError(
             f"cannot configure the Anthropic client: {_scrub(str(err), environ)}"

@@ -112,6 +112,23 @@ def _name_words(name: str) -> set[str]:
     return set(_WORD.findall(name.lower().replace("_", " ")))
 
 
+def _distinctive(wanted: set[str], tables: Sequence[Table]) -> set[str]:
+    """Drop request words that most tables share (`id`, `created_at`): they rank nothing."""
+    if len(tables) <= 4:
+        return wanted
+    limit = len(tables) / 2
+    keep = set()
+    for word in wanted:
+        hits = sum(
+            1
+            for t in tables
+            if word in _name_words(t.name) or any(word in _name_words(c.name) for c in t.columns)
+        )
+        if hits <= limit:
+            keep.add(word)
+    return keep
+
+
 def score_table(table: Table, wanted: set[str]) -> float:
     """3 per request word in the table's name, 1 per column named by one, 0.5 per partial."""
     score = 3.0 * len(_name_words(table.name) & wanted)
@@ -187,7 +204,7 @@ def rank_tables(
     """The tables to send for request: all of them when they fit the budget; else the ones
     the request names (by table and column words), best first, trimmed to their key and
     named columns when needed; when none is named, the largest tables that fit."""
-    wanted = words(request)
+    wanted = _distinctive(words(request), [t for _, c in catalogs for t in c.tables])
     entries = []
     for order, (source, catalog) in enumerate(catalogs):
         for index, table in enumerate(catalog.tables):
