@@ -346,3 +346,46 @@ def test_build_context_is_cached_and_counted_exactly_with_a_key(
     assert json.loads((project / "ctx.json").read_text()) == first["context"]
     fields = {f for c in first["context"]["components"].values() for f in c["f"]}
     assert fields and not fields & {"password", "service_role_key", "key", "dsn", "host", "user"}
+
+
+def test_discover_without_the_discovery_service_is_one_line(
+    standin: StandIn, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("osiris.compiler.discovery") is not None:
+        pytest.skip("discovery is present: tests/test_discovery*.py drive --discover end to end")
+    code = osiris_main(["generate", "copy orders", "-o", "p.oml", "--discover", "@mysql.shop"])
+    err = capsys.readouterr().err
+    assert code == 5 and "--discover needs the discovery service" in err
+    assert not standin.requests  # nothing was sent
+
+
+def test_discovered_schema_is_ranked_sent_and_reported(
+    standin: StandIn,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--discover through the adapter's seam (discovery itself is tested with it end to end):
+    only the relevant tables go out, named in tables_sent; samples as masked."""
+    from test_llm_units import shop
+
+    from osiris.compiler.llm import discover
+
+    seen: list[Any] = []
+
+    def catalogs(refs: list[str], **kwargs: Any) -> list[Any]:
+        seen.append((refs, kwargs["project_root"], kwargs["connections_path"]))
+        return [(refs[0], shop(extra_tables=60))]
+
+    monkeypatch.setattr(discover, "discovered_catalogs", catalogs)
+    standin.script = [tool_answer(GOOD)]
+    code, out = generate(capsys, "--discover", "@postgres.shop", "--schema-budget", "300")
+    assert code == 0
+    assert seen == [(["@postgres.shop"], project, project / "osiris_connections.yaml")]
+    assert [t["table"] for t in out["tables_sent"]] == ["public.orders"]  # the request names it
+    user = standin.messages_requests[0].body["messages"][0]["content"]
+    assert "Discovered schema of @postgres.shop" in user and "public.orders ~120000 rows" in user
+    assert "legacy_table_7" not in user and "public.customers" not in user
+    assert_no_secret(standin)
