@@ -199,7 +199,7 @@ def test_two_inputs_read_as_one_is_repaired(
     bad = pipeline(extract(), customers, join, writer(["join"]))
     good = pipeline(extract(), customers, fixed_join, writer(["join"]))
     standin.script = [tool_answer(bad), tool_answer(good)]
-    code, out = generate(capsys)
+    code, _ = generate(capsys)
     assert code == 0
     feedback = standin.messages_requests[1].last_user_text()
     assert "OML037" in feedback and "input" in feedback
@@ -238,7 +238,7 @@ def test_answer_without_tool_call_is_fed_back(
     standin: StandIn, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     standin.script = [text_answer("Sure! Here is your pipeline: ..."), tool_answer(GOOD)]
-    code, out = generate(capsys)
+    code, _ = generate(capsys)
     assert code == 0
     second = standin.messages_requests[1].body["messages"]
     assert second[-1]["role"] == "user" and "without calling emit_pipeline" in second[-1]["content"]

@@ -84,10 +84,10 @@ def make_client(environ: Mapping[str, str]) -> Any:
         ) from None
     try:
         retries = int(environ.get(RETRIES_ENV) or 2)
-        key = environ.get("ANTHROPIC_API_KEY")
-        credential = {"api_key": key} if key else {"auth_token": environ["ANTHROPIC_AUTH_TOKEN"]}
+        key = environ.get("ANTHROPIC_API_KEY") or None
         return anthropic.Anthropic(
-            **credential,
+            api_key=key,
+            auth_token=None if key else environ.get("ANTHROPIC_AUTH_TOKEN"),
             base_url=environ.get("ANTHROPIC_BASE_URL") or None,
             timeout=TIMEOUT_SECONDS,
             max_retries=retries,

@@ -95,9 +95,9 @@ def _field(schema: dict[str, Any]) -> str:
         for t in types:
             if t == "array":
                 inner = schema.get("items", {}).get("type", "any")
-                parts.append(f"[{_TYPE.get(inner, inner)}]")
+                parts.append(f"[{_TYPE.get(str(inner), str(inner))}]")
             else:
-                parts.append(_TYPE.get(t, t))
+                parts.append(_TYPE.get(str(t), str(t)))
         kind = "|".join(parts)
     if "default" in schema:
         default = schema["default"]

@@ -82,7 +82,7 @@ def render_pipeline(answer: Any, request: str | None = None) -> str:
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./()-]+)*")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_RESERVED = frozenset("true false null yes no on off y n".split())
+_RESERVED = frozenset(["true", "false", "null", "yes", "no", "on", "off", "y", "n"])
 
 
 def _string(value: str) -> str:
