@@ -389,3 +389,12 @@ def test_discovered_schema_is_ranked_sent_and_reported(
     assert "Discovered schema of @postgres.shop" in user and "public.orders ~120000 rows" in user
     assert "legacy_table_7" not in user and "public.customers" not in user
     assert_no_secret(standin)
+
+
+def test_usage_errors(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert osiris_main(["generate", "x", "-o", "p.oml", "--max-attempts", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert osiris_main(["generate", "x"]) == 2  # -o is required
+    assert "-o" in capsys.readouterr().err
+    assert osiris_main(["prompts"]) == 2
+    assert "build-context" in capsys.readouterr().out

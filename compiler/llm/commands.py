@@ -16,14 +16,18 @@ PROG = "osiris"
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prompts", help="the LLM context built from the component registry")
+    p.set_defaults(func=lambda _args: _usage(p))
     psub = p.add_subparsers(metavar="COMMAND")
     b = psub.add_parser(
         "build-context",
@@ -47,6 +51,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--plain", action="store_true", help="plain lines on stdin/stdout even on a terminal"
     )
     c.set_defaults(func=cmd_chat)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return ExitCode.INVALID
 
 
 def _shared_flags(p: argparse.ArgumentParser) -> None:
