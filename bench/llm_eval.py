@@ -952,7 +952,7 @@ def invented_field(p: dict[str, Any]) -> None:
 
 
 def wrong_mode(p: dict[str, Any]) -> None:
-    _writer(p)["mode"] = "load"
+    _writer(p)["mode"] = "upsert"  # upstream's write mode where the step mode belongs
 
 
 def missing_needs(p: dict[str, Any]) -> None:

@@ -133,8 +133,19 @@ def check_components(ctx: CheckContext) -> None:
                 why=f"{spec.name} is a {spec.role}; its modes are: {', '.join(allowed)}."
                 + did_you_mean(matches),
                 fix="Use one of the allowed modes.",
-                suggestions=replacements(matches or allowed[:1], step.mode.span),
+                suggestions=_mode_fix(spec, step.mode, matches or allowed[:1]),
             )
+
+
+def _mode_fix(spec: ComponentSpec, mode: Name, matches: list[str]) -> tuple[Suggestion, ...]:
+    """A mode that names the component's own role in other words (`load` on a writer) is
+    safely its usual mode: the component already says what the step does."""
+    from osiris.compiler.registry import role_of_word
+
+    if role_of_word(mode.value) == spec.role:
+        usual = spec.oml_modes[0]
+        return (Suggestion(f"Use '{usual}'", usual, mode.span, safe=True),)
+    return replacements(matches, mode.span)
 
 
 def check_edges(ctx: CheckContext) -> None:

@@ -154,7 +154,7 @@ def test_repair_loop_sends_diagnostics_back_and_succeeds(
 ) -> None:
     invented = pipeline(
         extract(),
-        {**writer(["extract-orders"], sync_strategy="full"), "mode": "load"},
+        {**writer(["extract-orders"], sync_strategy="full"), "mode": "upsert"},
     )
     standin.script = [tool_answer(invented), tool_answer(GOOD)]
     code, out = generate(capsys)
@@ -209,7 +209,7 @@ def test_give_up_keeps_best_attempt_as_draft(
     standin: StandIn, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing_needs = pipeline(extract(), writer())  # the writer reads nothing
-    worse = pipeline(extract(), {**writer(), "mode": "load"})
+    worse = pipeline(extract(), {**writer(), "mode": "upsert"})
     standin.script = [tool_answer(missing_needs), tool_answer(worse), tool_answer(missing_needs)]
     code, out = generate(capsys, "--max-attempts", "2")
     assert code == 2 and out["ok"] is False and out["path"] is None

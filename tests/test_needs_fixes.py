@@ -79,3 +79,18 @@ def test_not_safe_when_it_would_close_a_cycle_or_cannot_be_spelt() -> None:
     )
     outcome = fix_text(plain, partial(check_text, file="p.oml"))
     assert not outcome.applied  # a plain scalar cannot start a quoted name safely
+
+
+@pytest.mark.parametrize(("wrong", "fixed"), [("load", "write"), ("sink", "write")])
+def test_a_mode_naming_the_components_role_is_fixed(wrong: str, fixed: str) -> None:
+    text = BASE.replace("NEEDS", "    needs: [orders, extract-customers]\n").replace("QUERY", JOIN)
+    broken = text.replace("    mode: write", f"    mode: {wrong}")
+    outcome = fix_text(broken, partial(check_text, file="p.oml"))
+    assert outcome.text == text and [f.code for f in outcome.applied] == ["OML015"]
+
+
+def test_a_mode_of_another_role_is_not_fixed_by_rule() -> None:
+    text = BASE.replace("NEEDS", "    needs: [orders, extract-customers]\n").replace("QUERY", JOIN)
+    broken = text.replace("    mode: write", "    mode: read")  # a writer told to read: ask
+    outcome = fix_text(broken, partial(check_text, file="p.oml"))
+    assert not outcome.applied and not outcome.result.ok
