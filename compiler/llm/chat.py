@@ -148,8 +148,7 @@ def _load(ui: Ui, session: Any, state: ChatState, path: Path) -> None:
 
 
 def _turn(ui: Ui, session: Any, state: ChatState, line: str, args: argparse.Namespace) -> None:
-    if args.discover and session.selection is None:
-        session.discover(args.discover, line, args.schema_budget)
+    session.discover(args.discover, line, args.schema_budget)  # ranked for each turn
     current = _masked(state.text, _check(session, state)) if state.text else None
     outcome = session.generate(
         line,

@@ -18,6 +18,7 @@ from osiris.compiler.llm.prompt import request_params, system_blocks, user_turn
 from osiris.compiler.llm.rank import DEFAULT_BUDGET, Selection, rank_tables
 from osiris.compiler.registry import Registry, load_registry
 from osiris.oml.diagnostics import Diagnostic
+from osiris.runtime.catalog.model import Catalog
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Session:
     project_root: Path
     connections_path: Path | None
     selection: Selection | None = None
+    catalogs: list[tuple[str, Catalog]] | None = field(default=None, repr=False)
     client: Any = field(default=None, repr=False)
 
     @property
@@ -56,17 +58,19 @@ class Session:
         return partial(check_text, file=file, registry=self.registry, connections=self.connections)
 
     def discover(self, refs: Sequence[str], request: str, budget: int = DEFAULT_BUDGET) -> None:
+        """Read the --discover catalogs once (masked); rank their tables for this request."""
         if not refs:
             return
-        from osiris.compiler.llm.discover import discovered_catalogs
+        if self.catalogs is None:
+            from osiris.compiler.llm.discover import discovered_catalogs
 
-        catalogs = discovered_catalogs(
-            refs,
-            project_root=self.project_root,
-            connections_path=self.connections_path,
-            environ=self.environ,
-        )
-        self.selection = rank_tables(request, catalogs, budget)
+            self.catalogs = discovered_catalogs(
+                refs,
+                project_root=self.project_root,
+                connections_path=self.connections_path,
+                environ=self.environ,
+            )
+        self.selection = rank_tables(request, self.catalogs, budget)
 
     def first_messages(self, request: str, current: str | None = None) -> list[dict[str, Any]]:
         schemas = [self.selection.text] if self.selection and self.selection.text else []
