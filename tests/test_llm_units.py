@@ -356,3 +356,38 @@ def test_rendering_is_what_omlc_fmt_writes_and_keeps_the_data() -> None:
     text = render_pipeline(odd)
     assert yaml.safe_load(text) == {"oml_version": "0.1.0", **odd}
     assert format_text(text)[0] == text
+
+
+def test_any_json_answer_renders_as_yaml_meaning_the_same() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from osiris.oml.diagnostics import DiagnosticList
+    from osiris.oml.span import SourceText
+    from osiris.oml.yamltree import parse_yaml
+
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**12), 10**12)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20)
+        | st.sampled_from(["@mysql.shop", "${params.x}", "yes", "007", "a: b", "# x", " x", "-"])
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.dictionaries(st.text(min_size=1, max_size=10), values, max_size=5), st.text(max_size=30))
+    def roundtrip(config: dict[str, Any], request: str) -> None:
+        answer = {"name": "x", "steps": [{"id": "a", "component": "c", "mode": "read", "config": config}]}
+        text = render_pipeline(answer, request)
+        diagnostics = DiagnosticList()
+        tree = parse_yaml(SourceText("p.oml", text), diagnostics)
+        assert tree is not None and not diagnostics.has_errors, text
+        assert tree.to_python() == {"oml_version": "0.1.0", **answer}, text
+
+    roundtrip()

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 TOOL_NAME = "emit_pipeline"
 _TOP_ORDER = ("oml_version", "name", "description", "params", "profiles", "steps")
 _STEP_ORDER = ("id", "component", "mode", "description", "needs", "inputs", "config")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def tool_definition(registry: Registry) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
 
 def comment_line(request: str, limit: int = 160) -> str:
     """`# request: …` on one line: control characters and newlines become spaces."""
-    text = " ".join(_CONTROL.sub(" ", request).split())
+    text = " ".join("".join(c if c.isprintable() else " " for c in request).split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"# request: {text}"
@@ -88,12 +87,35 @@ _RESERVED = frozenset(["true", "false", "null", "yes", "no", "on", "off", "y", "
 def _string(value: str) -> str:
     if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
         return value
-    return json.dumps(value, ensure_ascii=False)  # JSON strings are YAML double-quoted strings
+    return _quoted(value)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _quoted(value: str) -> str:
+    """A YAML double-quoted scalar: printable characters as they are, the rest escaped."""
+    out = []
+    for c in value:
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif c.isprintable():
+            out.append(c)
+        else:
+            code = ord(c)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+    return '"' + "".join(out) + '"'
 
 
 def _key(key: Any) -> str:
     text = str(key)
-    return text if _KEY.fullmatch(text) and text.lower() not in _RESERVED else json.dumps(text)
+    return text if _KEY.fullmatch(text) and text.lower() not in _RESERVED else _quoted(text)
 
 
 def _flow(value: Any) -> str:
