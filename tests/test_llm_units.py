@@ -376,14 +376,21 @@ def test_any_json_answer_renders_as_yaml_meaning_the_same() -> None:
     )
     values = st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
         max_leaves=12,
     )
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.dictionaries(st.text(min_size=1, max_size=10), values, max_size=5), st.text(max_size=30))
+    @given(
+        st.dictionaries(st.text(min_size=1, max_size=10), values, max_size=5), st.text(max_size=30)
+    )
     def roundtrip(config: dict[str, Any], request: str) -> None:
-        answer = {"name": "x", "steps": [{"id": "a", "component": "c", "mode": "read", "config": config}]}
+        answer = {
+            "name": "x",
+            "steps": [{"id": "a", "component": "c", "mode": "read", "config": config}],
+        }
         text = render_pipeline(answer, request)
         diagnostics = DiagnosticList()
         tree = parse_yaml(SourceText("p.oml", text), diagnostics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from osiris.compiler.fixes import AppliedFix, fix_text
@@ -122,19 +123,14 @@ def feedback(attempt: Attempt) -> str:
     return repair_text(attempt.diagnostics, attempt.text)
 
 
-def _reordered(
-    text: str, diagnostics: tuple[Diagnostic, ...], request: str, check: Check
-) -> tuple[str, tuple[Diagnostic, ...]]:
-    """A renamed key stays where the model put it (`needs` after `config`); render the fixed
-    pipeline again in the canonical key order, kept only when it checks no worse."""
+def canonical(text: str, request: str) -> str:
+    """A renamed key stays where the model put it (`needs` after `config`): the same document
+    rendered again in canonical key order, or text itself when it does not read back the same."""
     data = parse_pipeline(text)
     if data is None:
-        return text, diagnostics
+        return text
     again = render_pipeline(data, request)
-    result = check(again)
-    if error_count(result.diagnostics) <= error_count(diagnostics):
-        return again, result.diagnostics
-    return text, diagnostics
+    return again if parse_pipeline(again) == data else text
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -156,10 +152,8 @@ def evaluate(
         )
         return Attempt(number, "", "", (), (), (), reply.usage, reply.tool_use, why)
     proposed = render_pipeline(reply.tool_use["input"], request)
-    outcome = fix_text(proposed, check)
+    outcome = fix_text(proposed, check, partial(canonical, request=request))
     text, diagnostics = outcome.text, outcome.result.diagnostics
-    if outcome.applied:
-        text, diagnostics = _reordered(text, diagnostics, request, check)
     return Attempt(
         number,
         proposed,
