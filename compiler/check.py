@@ -139,8 +139,19 @@ def check_components(ctx: CheckContext) -> None:
                 why=f"{spec.name} is a {spec.role}; its modes are: {', '.join(allowed)}."
                 + did_you_mean(matches),
                 fix="Use one of the allowed modes.",
-                suggestions=replacements(matches or allowed[:1], step.mode.span),
+                suggestions=_mode_fix(spec, step.mode, matches or allowed[:1]),
             )
+
+
+def _mode_fix(spec: ComponentSpec, mode: Name, matches: list[str]) -> tuple[Suggestion, ...]:
+    """A mode that names the component's own role in other words (`load` on a writer) is
+    safely its usual mode: the component already says what the step does."""
+    from osiris.compiler.registry import role_of_word
+
+    if role_of_word(mode.value) == spec.role:
+        usual = spec.oml_modes[0]
+        return (Suggestion(f"Use '{usual}'", usual, mode.span, safe=True),)
+    return replacements(matches, mode.span)
 
 
 def check_edges(ctx: CheckContext) -> None:
@@ -701,9 +712,9 @@ def check_processor_sql(ctx: CheckContext) -> None:
                 )
                 + did_you_mean(matches),
                 fix=f"Add '{table}' to needs." if declared_elsewhere else "Read one of the inputs.",
-                suggestions=replacements(
-                    [m for m in matches if re.fullmatch(r"[A-Za-z_]\w*", m)], span
-                ),
+                suggestions=_add_needs(ctx, ctx.steps[step_id], table)
+                if declared_elsewhere
+                else replacements([m for m in matches if re.fullmatch(r"[A-Za-z_]\w*", m)], span),
             )
 
 
@@ -734,6 +745,11 @@ def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) ->
         found = True
         table = '"' + reference.step + '"'
         span = reference.span
+        bare = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", reference.step) is not None
+        # the name as the YAML scalar must spell it: a bare identifier needs no SQL quotes;
+        # inside a double-quoted scalar the SQL quotes are escaped
+        written = reference.step if bare else '\\"' + reference.step + '\\"'
+        editable = bare or scalar.style == '"'
         ctx.diagnostics.error(
             "OML037",
             f"the query of '{step_id}' reads '{reference.source}'; write its table name {table}",
@@ -741,9 +757,65 @@ def _step_references_in_sql(ctx: CheckContext, step_id: str, scalar: YScalar) ->
             why="A duckdb.processor sees each input as a table named by the upstream step id "
             "(or 'input' when there is one); ${STEP.df} is for a step's inputs: mapping.",
             fix=f"Replace {reference.source} with {table}.",
-            suggestions=(Suggestion(f"Replace with {table}", table, span),),
+            # safe: the reference names the step whose data the query wants, exactly
+            suggestions=(
+                Suggestion(
+                    f"Replace with {reference.step if bare else table}", written, span, safe=True
+                ),
+            )
+            if editable
+            else (Suggestion(f"Replace with {table}", table, span),),
         )
     return found
+
+
+def _reaches(ctx: CheckContext, start: str, target: str) -> bool:
+    """Whether target is upstream of start (or start itself), following declared edges."""
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node == target:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(e.upstream for e in ctx.edges_into.get(node, ()))
+    return False
+
+
+def _add_needs(ctx: CheckContext, step: Step, upstream: str) -> tuple[Suggestion, ...]:
+    """Add upstream to a step's needs: to its list (flow or block), else as a `needs:` line
+    before `config:`. Safe: the step's query names that step as a table. None when the edge
+    would close a cycle or the layout is not one we can edit without guessing."""
+    me = step.id.value if step.id else None
+    if me is None or not re.fullmatch(r"[a-z0-9_][a-z0-9_-]*", upstream, re.IGNORECASE):
+        return ()
+    if _reaches(ctx, upstream, me):
+        return ()
+    source, title = ctx.source, f"Add '{upstream}' to needs"
+    text = source.text
+    if step.needs:
+        last = step.needs[-1].span
+        start = source.offset_of(last.start.line - 1, last.start.column - 1)
+        end = source.offset_of(last.end.line - 1, last.end.column - 1)
+        if text[end:].lstrip(" ").startswith(("]", ",")):
+            return (Suggestion(title, f", {upstream}", source.span(end, end), safe=True),)
+        prefix = text[source.offset_of(last.start.line - 1, 0) : start]
+        if prefix.strip() == "-":
+            return (Suggestion(title, f"\n{prefix}{upstream}", source.span(end, end), safe=True),)
+        return ()
+    if step.config is None:
+        return ()
+    value = step.config.span
+    value_at = source.offset_of(value.start.line - 1, value.start.column - 1)
+    key_at = text.rfind("config", 0, value_at)
+    line_at = text.rfind("\n", 0, key_at) + 1
+    indent = text[line_at:key_at]
+    between = text[key_at + len("config") : value_at]
+    if key_at < 0 or indent.strip(" ") not in ("", "-") or between.strip() != ":":
+        return ()
+    pad = " " * len(indent)
+    at = source.span(key_at, key_at)
+    return (Suggestion(title, f"needs: [{upstream}]\n{pad}", at, safe=True),)
 
 
 def sql_with_param_defaults(document: Document, query: YScalar) -> str | None:

@@ -494,6 +494,7 @@ def build_omlc_parser() -> argparse.ArgumentParser:
 def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.components_cmd import add_parser as add_components
     from osiris.compiler.connections_cmd import add_parser as add_connections
+    from osiris.compiler.llm.commands import add_parsers as add_llm
     from osiris.compiler.mcp.cli import add_parser as add_mcp
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
@@ -510,6 +511,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_run_parsers(sub)
     add_mcp(sub)
     add_runs(sub)
+    add_llm(sub)
     return parser
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -102,36 +101,27 @@ def cmd_discover(args: argparse.Namespace) -> int:
             folder=args.path.absolute() if args.path else None,  # as typed: from the cwd
         )
     except DiscoveryError as err:
-        code = "configuration" if err.exit_code == ExitCode.CONFIGURATION else "discovery"
         extra = {"cache": err.cache_status.to_json()} if err.cache_status else {}
+        if err.exit_code == ExitCode.CONFIGURATION:
+            return print_error(
+                "osiris discover", str(err), args.format, code="configuration",
+                exit_code=err.exit_code, **extra,
+            )  # fmt: skip
         return print_error(
-            "osiris discover", str(err), args.format, code=code, exit_code=err.exit_code, **extra
-        )
-    catalog_tables = result.catalog.tables
-    if not args.show_samples:
-        from osiris.compiler.discovery.mask import mask_samples
-
-        catalog_tables = tuple(mask_samples(t) for t in catalog_tables)
+            "osiris discover", str(err), args.format, code="discovery", exit_code=err.exit_code,
+            **extra,
+        )  # fmt: skip
     if args.format == "json":
-        _print_json(result, catalog_tables)
+        from osiris.compiler.cli import print_json
+        from osiris.compiler.discovery.service import result_fields
+        from osiris.oml.render import envelope
+
+        print_json(envelope(**result_fields(result, show_samples=args.show_samples)))
     else:
-        _print_text(result, catalog_tables)
+        from osiris.compiler.discovery.service import shown_tables
+
+        _print_text(result, shown_tables(result, show_samples=args.show_samples))
     return ExitCode.OK
-
-
-def _print_json(result: Any, tables: Any) -> None:
-    from osiris.compiler.cli import print_json
-    from osiris.oml.render import envelope
-
-    print_json(
-        envelope(
-            connection=result.connection,
-            cache=result.cache_status.to_json(),
-            server_version=result.catalog.server_version,
-            tables=[asdict(t) for t in tables],
-            warnings=list(result.warnings),
-        )
-    )
 
 
 def _print_text(result: Any, tables: Any) -> None:

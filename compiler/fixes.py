@@ -75,8 +75,14 @@ def apply_edits(
     return data.decode("utf-8"), applied
 
 
-def fix_text(text: str, check: Callable[[str], CheckResult]) -> FixResult:
-    """Apply safe fixes and re-check until the check offers none (or MAX_ROUNDS)."""
+def fix_text(
+    text: str,
+    check: Callable[[str], CheckResult],
+    normalise: Callable[[str], str] | None = None,
+) -> FixResult:
+    """Apply safe fixes and re-check until the check offers none (or MAX_ROUNDS). normalise,
+    when given, rewrites the text after each round's edits, before its check (the LLM front
+    end puts renamed keys back in canonical order); it must keep the document's meaning."""
     applied: list[AppliedFix] = []
     seen = {text}
     result = check(text)
@@ -85,6 +91,8 @@ def fix_text(text: str, check: Callable[[str], CheckResult]) -> FixResult:
         if not edits:
             break
         fixed, done = apply_edits(text, edits)
+        if normalise is not None:
+            fixed = normalise(fixed)
         if fixed in seen:
             break  # the fixes would undo one another
         seen.add(fixed)

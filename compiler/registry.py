@@ -48,6 +48,15 @@ _ROLE_SYNONYMS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+
+def role_of_word(word: str) -> str | None:
+    """The role a word names ('load' -> writer, 'source' -> extractor), or None."""
+    wanted = word.strip().lower()
+    if wanted in ("extractor", "writer", "processor"):
+        return wanted
+    return _ROLE_SYNONYMS.get(wanted)
+
+
 # Bump when validation rules change in a way the source hash of this file would not show.
 _VALIDATION_CACHE_VERSION = b"osiris-spec-registry/2"
 

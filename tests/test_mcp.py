@@ -229,7 +229,8 @@ async def test_components_spec_schema_resources_and_prompt(server: MCPServer) ->
 
         schema = payload(await client.call_tool("oml_schema_get", {}))
         assert schema["schema"] == tools.oml_schema() and "steps" in json.dumps(schema["schema"])
-        assert schema["context_available"] is (schema["context"] is not None)
+        assert set(schema["context"]["components"]) == {s.name for s in registry}
+        assert 0 < schema["context_tokens"] <= 1500
 
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
         assert {"osiris://schema/oml", "osiris://components"} <= uris

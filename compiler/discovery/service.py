@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from osiris.compiler.discovery import cache
 from osiris.runtime.catalog.errors import CatalogError
-from osiris.runtime.catalog.model import Catalog
+from osiris.runtime.catalog.model import Catalog, Table
 from osiris.runtime.catalog.read import catalog_digest, read_catalog
 from osiris.runtime.catalog.source import Source, folder_source, resolve_source
 from osiris.runtime.contract.connections import ConnectionRef, secret_fields
@@ -237,3 +237,23 @@ def discover(
         warnings = (*source.warnings, f"discovery cache not written: {err.strerror or err}")
     warnings += _missing(catalog, table_list, source.ref)
     return DiscoveryResult(source.ref, status("miss", reason, 0.0, True), catalog, warnings)
+
+
+def shown_tables(result: DiscoveryResult, *, show_samples: bool = False) -> tuple[Table, ...]:
+    """The tables as a front end may show them: samples masked unless asked otherwise."""
+    if show_samples:
+        return result.catalog.tables
+    from osiris.compiler.discovery.mask import mask_samples
+
+    return tuple(mask_samples(t) for t in result.catalog.tables)
+
+
+def result_fields(result: DiscoveryResult, *, show_samples: bool = False) -> dict[str, Any]:
+    """The JSON of a discovery (`osiris discover --format json`, the MCP tool)."""
+    return {
+        "connection": result.connection,
+        "cache": result.cache_status.to_json(),
+        "server_version": result.catalog.server_version,
+        "tables": [asdict(t) for t in shown_tables(result, show_samples=show_samples)],
+        "warnings": list(result.warnings),
+    }

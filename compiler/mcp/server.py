@@ -102,7 +102,7 @@ def build_server(project: Project) -> MCPServer:
     @server.tool(annotations=READ_ONLY)
     def oml_schema_get() -> dict[str, Any]:
         """The OML JSON schema and the compact authoring context."""
-        return guarded(project, tools.oml_schema_get)
+        return guarded(project, lambda: tools.oml_schema_get(project))
 
     @server.tool(annotations=READ_ONLY)
     def oml_validate(oml: Oml) -> dict[str, Any]:

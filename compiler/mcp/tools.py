@@ -10,7 +10,6 @@ from functools import partial
 from importlib import resources
 from typing import Any
 
-from osiris.compiler.mcp import adapters
 from osiris.compiler.mcp.project import Project, ToolFailure, display, pipeline_target
 from osiris.compiler.mcp.secrets import SecretGuard
 from osiris.oml.diagnostics import Diagnostic, Severity
@@ -140,13 +139,14 @@ def oml_schema() -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def oml_schema_get() -> dict[str, Any]:
-    context = adapters.llm_context()
-    return {
-        "schema": oml_schema(),
-        "context": context,
-        "context_available": context is not None,
-    }
+def oml_schema_get(project: Project) -> dict[str, Any]:
+    """The OML schema and the compact context `osiris generate` gives a model (cached in the
+    project's .osiris/prompts/ like there)."""
+    from osiris.compiler.llm.context import load_context
+    from osiris.compiler.registry import load_registry
+
+    context = load_context(load_registry(), project.root)
+    return {"schema": oml_schema(), "context": context.data, "context_tokens": context.tokens}
 
 
 # -- validate, compile, format, save ----------------------------------------------------------
@@ -299,7 +299,21 @@ def discovery_request(
 ) -> dict[str, Any]:
     if not 0 <= samples <= MAX_SAMPLES:
         raise ToolFailure(f"samples must be between 0 and {MAX_SAMPLES}")
-    return adapters.discover(project, connection, tables=tables, samples=samples, refresh=refresh)
+    from osiris.compiler.discovery.service import DiscoveryError, discover, result_fields
+
+    try:
+        result = discover(
+            connection,
+            project_root=project.root,
+            connections_path=project.connections_path,
+            environ=project.environ,
+            tables=tables or None,
+            samples=samples,
+            refresh=refresh,
+        )
+    except DiscoveryError as err:
+        raise ToolFailure(str(err)) from None
+    return result_fields(result)  # samples masked
 
 
 def pipeline_guide(request: str = "") -> str:
