@@ -3,6 +3,7 @@ with real MariaDB/PostgreSQL connections whose password is a canary that must ne
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -125,3 +126,56 @@ def test_help_shows_the_client_configuration() -> None:
     ).stdout
     assert '"mcpServers"' in out and '"args": ["mcp", "--project"' in out
     assert "claude mcp add osiris" in out and "stdin/stdout" in out
+
+
+@pytest.mark.asyncio
+async def test_discovery_and_doctor_on_the_real_servers(
+    root: Path, pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """discovery_request reads a real PostgreSQL table through the project's discovery cache,
+    with samples masked; connections_doctor says which alias answers and why one does not
+    (MariaDB's root has no password, so the canary is refused) — never with the canary."""
+    import psycopg
+
+    with psycopg.connect(
+        host=pg_db["host"], port=pg_db["port"], user=pg_db["user"], dbname=pg_db["database"],
+        autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO customers VALUES (1, 'bob.jones@example.com')")
+    results: list[Any] = []
+    with (tmp_path / "stderr.log").open("w", encoding="utf-8") as err:
+        async with (
+            stdio_client(server_params(root), errlog=err) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            found = await session.call_tool(
+                "discovery_request", {"connection": "@postgres.wh", "samples": 1}
+            )
+            results.append(found)
+            data = payload(found)
+            assert data["cache"]["status"] == "miss"
+            [table] = [t for t in data["tables"] if t["name"] == "customers"]
+            assert [c["name"] for c in table["columns"]] == ["id", "email"]
+            assert table["primary_key"] == ["id"]
+            assert "bob.jones@example.com" not in json.dumps(table["samples"])
+            again = await session.call_tool(
+                "discovery_request", {"connection": "@postgres.wh", "samples": 1}
+            )
+            results.append(again)
+            assert payload(again)["cache"] | {"age_s": 0} == {
+                "status": "hit", "reason": None, "key": data["cache"]["key"], "age_s": 0,
+                "verified": True,
+            }  # fmt: skip
+            assert (root / ".osiris" / "cache" / "discovery").is_dir()
+
+            doctor = await session.call_tool("connections_doctor", {})
+            results.append(doctor)
+            report = {r["ref"]: r for r in payload(doctor)["connections"]}
+            assert report["@postgres.wh"]["status"] == "ok"
+            assert report["@postgres.wh"]["server_version"]
+            assert report["@mysql.shop"]["status"] == "failed"
+            assert report["@mysql.shop"]["reason"] == "authentication"
+    for result in results:
+        assert_no_secret(result)
