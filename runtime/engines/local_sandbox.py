@@ -1,0 +1,207 @@
+"""The local SandboxPort: a fresh temp directory, a separate venv with the runtime wheel (cached
+by wheel hash), a scrubbed environment holding only the run's secrets, resource limits."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import fcntl
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+from osiris.runtime.contract.cache import cache_dir
+from osiris.runtime.engines.port import Limits, OutputListener, SandboxError
+from osiris.runtime.engines.wheel import wheel_tag
+
+PIP_TIMEOUT_SECONDS = 1800
+
+
+def venv_root() -> Path:
+    base = cache_dir()
+    return (base if base is not None else Path(tempfile.gettempdir()) / "osiris-cache") / "sandbox" / "venvs"
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_venv(wheel: Path, extras: tuple[str, ...], *, log: Callable[[str], None] | None = None) -> Path:
+    """A venv with the wheel and its extras installed: built once per wheel hash and extras
+    (under the user cache directory), reused afterwards; concurrent builders wait for one."""
+    root = venv_root()
+    root.mkdir(parents=True, exist_ok=True)
+    name = wheel_tag(wheel) + ("-" + "-".join(extras) if extras else "")
+    venv = root / name
+    if venv_python(venv).exists() and (venv / ".complete").exists():
+        return venv
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv / ".complete").exists():
+            return venv
+        building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
+            commands = [
+                [sys.executable, "-m", "venv", str(building)],
+                [
+                    str(venv_python(building)), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", target,
+                ],
+            ]
+            for command in commands:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS
+                )
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise SandboxError(f"could not install the runtime into a venv: {last}")
+            (building / ".complete").write_text(wheel.name + "\n")
+            shutil.rmtree(venv, ignore_errors=True)
+            os.replace(building, venv)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return venv
+
+
+class _LocalProcess:
+    def __init__(self, popen: subprocess.Popen[bytes], readers: list[threading.Thread]) -> None:
+        self.popen = popen
+        self.readers = readers
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for reader in self.readers:
+            reader.join()
+        return code
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGINT)
+
+
+class LocalSandbox:
+    """SandboxPort on this machine. keep: leave the sandbox directory after kill (tests inspect it)."""
+
+    name = "local-sandbox"
+    remote = False
+
+    def __init__(self, limits: Limits | None = None, *, keep: bool = False) -> None:
+        self.limits = limits or Limits()
+        self.keep = keep
+        self.root: Path | None = None
+        self.workdir = ""
+        self.process: _LocalProcess | None = None
+
+    def create(self, metadata: Mapping[str, str]) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="osiris-sandbox-"))
+        for part in ("project", "home", "tmp"):
+            (self.root / part).mkdir()
+        self.workdir = str(self.root / "project")
+
+    def _path(self, path: str) -> Path:
+        if self.root is None:
+            raise SandboxError("the sandbox was not created")
+        return Path(path) if os.path.isabs(path) else Path(self.workdir) / path
+
+    def put(self, path: str, data: bytes) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def get(self, path: str) -> bytes:
+        try:
+            return self._path(path).read_bytes()
+        except OSError as err:
+            raise SandboxError(f"could not read {path} from the sandbox: {err.strerror}") from None
+
+    def install(self, wheel: Path, extras: tuple[str, ...]) -> str:
+        return str(venv_python(ensure_venv(wheel, extras)))
+
+    def environment(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        """Nothing of this process's environment but a PATH, a locale and the sandbox's own
+        home and temp directories; the secrets the run references; no cache writes."""
+        assert self.root is not None
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.root / "home"),
+            "TMPDIR": str(self.root / "tmp"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OSIRIS_CACHE_DIR": "",
+            **secrets,
+        }
+
+    def start(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        on_stdout: OutputListener,
+        on_stderr: OutputListener,
+    ) -> _LocalProcess:
+        memory = self.limits.memory_mib
+
+        def limit() -> None:  # in the child, before exec
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if memory:
+                with contextlib.suppress(ValueError, OSError):
+                    size = memory * 1024 * 1024
+                    resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+        popen = subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            env=self.environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=limit,  # noqa: PLW1509 - only setrlimit, no locks
+            start_new_session=True,  # Ctrl-C reaches the engine, which passes it on
+        )
+        readers = [
+            threading.Thread(target=_pump, args=(stream, listener), daemon=True)
+            for stream, listener in ((popen.stdout, on_stdout), (popen.stderr, on_stderr))
+        ]
+        for reader in readers:
+            reader.start()
+        self.process = _LocalProcess(popen, readers)
+        return self.process
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)
+            process.popen.wait()
+        if process is not None:
+            for reader in process.readers:
+                reader.join(5)
+        if self.root is not None and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _pump(stream: IO[bytes] | None, listener: OutputListener) -> None:
+    assert stream is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while True:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            listener(decoder.decode(b"", final=True))
+            return
+        listener(decoder.decode(chunk))
