@@ -13,6 +13,7 @@ from osiris.runtime.engines.port import Limits, OutputListener, SandboxError
 
 WORKDIR = "/home/user/osiris"
 WHEEL_DIR = "/tmp/osiris-wheel"
+VENV_DIR = "/home/user/.osiris-venv"  # the runtime's own venv: never the template's packages
 INSTALL_TIMEOUT_SECONDS = 900
 SIGNAL_TIMEOUT_SECONDS = 30
 
@@ -44,9 +45,16 @@ def _problem(err: BaseException, doing: str) -> SandboxError:
 
 
 class _E2BProcess:
-    def __init__(self, sandbox: Any, handle: Any) -> None:
+    """A background command; its output reaches the listeners through handle.wait (the sync
+    SDK delivers a background command's output only to wait's callbacks)."""
+
+    def __init__(
+        self, sandbox: Any, handle: Any, on_stdout: OutputListener, on_stderr: OutputListener
+    ) -> None:
         self.sandbox = sandbox
         self.handle = handle
+        self.on_stdout = on_stdout
+        self.on_stderr = on_stderr
         self.code: int | None = None
         self.failure: BaseException | None = None
         self.done = threading.Event()
@@ -55,7 +63,8 @@ class _E2BProcess:
     def _wait(self) -> None:
         e2b = sdk()
         try:
-            self.code = int(self.handle.wait().exit_code)
+            result = self.handle.wait(on_stdout=self.on_stdout, on_stderr=self.on_stderr)
+            self.code = int(result.exit_code)
         except e2b.CommandExitException as exit_:
             self.code = int(exit_.exit_code)
         except BaseException as err:
@@ -85,11 +94,21 @@ class E2BSandbox:
 
     name = "e2b"
     remote = True
-    workdir = WORKDIR
 
-    def __init__(self, api_key: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        limits: Limits | None = None,
+        *,
+        workdir: str = WORKDIR,
+        wheel_dir: str = WHEEL_DIR,
+        venv_dir: str = VENV_DIR,
+    ) -> None:
         self.api_key = api_key
         self.limits = limits or Limits()
+        self.workdir = workdir
+        self.wheel_dir = wheel_dir
+        self.venv_dir = venv_dir
         self.sandbox: Any = None
 
     def create(self, metadata: Mapping[str, str]) -> None:
@@ -101,16 +120,15 @@ class E2BSandbox:
                 metadata=dict(metadata),
                 api_key=self.api_key,
             )
-            self.sandbox.files.make_dir(WORKDIR)
         except Exception as err:
             raise _problem(err, "could not create an e2b sandbox") from None
 
     def _path(self, path: str) -> str:
-        return path if path.startswith("/") else f"{WORKDIR}/{path}"
+        return path if path.startswith("/") else f"{self.workdir}/{path}"
 
     def put(self, path: str, data: bytes) -> None:
         try:
-            self.sandbox.files.write(self._path(path), data)
+            self.sandbox.files.write(self._path(path), data, use_octet_stream=True)
         except Exception as err:
             raise _problem(err, f"could not write {path} into the sandbox") from None
 
@@ -121,12 +139,13 @@ class E2BSandbox:
             raise _problem(err, f"could not read {path} from the sandbox") from None
 
     def install(self, wheel: Path, extras: tuple[str, ...]) -> str:
-        target = f"{WHEEL_DIR}/{wheel.name}"
+        target = f"{self.wheel_dir}/{wheel.name}"
         self.put(target, wheel.read_bytes())
         spec = f"{target}[{','.join(extras)}]" if extras else target
+        venv = shlex.quote(self.venv_dir)
         command = (
-            "python3 -m pip install --quiet --disable-pip-version-check --no-input "
-            + shlex.quote(spec)
+            f"(test -x {venv}/bin/python || python3 -m venv {venv}) && {venv}/bin/python -m pip "
+            f"install --quiet --disable-pip-version-check --no-input {shlex.quote(spec)}"
         )
         e2b = sdk()
         try:
@@ -136,7 +155,7 @@ class E2BSandbox:
             raise SandboxError(f"installing the runtime in the sandbox failed: {last}") from None
         except Exception as err:
             raise _problem(err, "installing the runtime in the sandbox failed") from None
-        return "python3"
+        return f"{self.venv_dir}/bin/python"
 
     def start(
         self,
@@ -153,14 +172,13 @@ class E2BSandbox:
                 command,
                 background=True,
                 envs=dict(env),
-                cwd=WORKDIR,
-                on_stdout=on_stdout,
-                on_stderr=on_stderr,
+                cwd=self.workdir,
                 timeout=0,  # the engine enforces --e2b-timeout (and SIGINTs first)
+                retain_output=False,
             )
         except Exception as err:
             raise _problem(err, "could not start the run in the sandbox") from None
-        return _E2BProcess(self.sandbox, handle)
+        return _E2BProcess(self.sandbox, handle, on_stdout, on_stderr)
 
     def kill(self) -> None:
         sandbox, self.sandbox = self.sandbox, None
