@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -34,42 +34,59 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def ensure_venv(wheel: Path, extras: tuple[str, ...], *, log: Callable[[str], None] | None = None) -> Path:
-    """A venv with the wheel and its extras installed: built once per wheel hash and extras
-    (under the user cache directory), reused afterwards; concurrent builders wait for one."""
-    root = venv_root()
+def ensure_venv(wheel: Path, extras: tuple[str, ...], root: Path | None = None) -> Path:
+    """A venv with the wheel and its extras installed, one per wheel hash (under the user cache
+    directory, or root): built once, reused afterwards, extras added when a run needs more;
+    concurrent builders wait for one another."""
+    root = root or venv_root()
     root.mkdir(parents=True, exist_ok=True)
-    name = wheel_tag(wheel) + ("-" + "-".join(extras) if extras else "")
+    name = wheel_tag(wheel)
     venv = root / name
-    if venv_python(venv).exists() and (venv / ".complete").exists():
+    if _has(extras_installed(venv), extras):
         return venv
     with (root / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (venv / ".complete").exists():
+        installed = extras_installed(venv)
+        if _has(installed, extras):
             return venv
-        building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-        try:
-            target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
-            commands = [
-                [sys.executable, "-m", "venv", str(building)],
-                [
-                    str(venv_python(building)), "-m", "pip", "install", "--quiet",
-                    "--disable-pip-version-check", target,
-                ],
-            ]
-            for command in commands:
-                done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS
-                )
-                if done.returncode != 0:
-                    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                    raise SandboxError(f"could not install the runtime into a venv: {last}")
-            (building / ".complete").write_text(wheel.name + "\n")
-            shutil.rmtree(venv, ignore_errors=True)
-            os.replace(building, venv)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+        wanted = tuple(sorted((installed - {"runtime"}) | set(extras)))
+        target = f"{wheel}[{','.join(wanted)}]" if wanted else str(wheel)
+        if installed:  # a complete venv that lacks an extra: add it in place
+            _pip([str(venv_python(venv)), "-m", "pip", "install", *_PIP_FLAGS, target])
+        else:
+            building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            try:
+                _pip([sys.executable, "-m", "venv", str(building)])
+                _pip([str(venv_python(building)), "-m", "pip", "install", *_PIP_FLAGS, target])
+                shutil.rmtree(venv, ignore_errors=True)
+                os.replace(building, venv)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)
+        (venv / EXTRAS_FILE).write_text("\n".join(("runtime", *wanted)) + "\n")
     return venv
+
+
+EXTRAS_FILE = ".osiris-extras"  # written last: the venv is complete, with these extras
+_PIP_FLAGS = ("--quiet", "--disable-pip-version-check", "--no-input")
+
+
+def extras_installed(venv: Path) -> set[str]:
+    """The extras of a complete venv ('runtime' for the base); empty when it is not complete."""
+    try:
+        return set((venv / EXTRAS_FILE).read_text().split())
+    except OSError:
+        return set()
+
+
+def _has(installed: set[str], extras: tuple[str, ...]) -> bool:
+    return "runtime" in installed and installed >= set(extras)
+
+
+def _pip(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SandboxError(f"could not install the runtime into a venv: {last}")
 
 
 class _LocalProcess:
@@ -101,9 +118,12 @@ class LocalSandbox:
     name = "local-sandbox"
     remote = False
 
-    def __init__(self, limits: Limits | None = None, *, keep: bool = False) -> None:
+    def __init__(
+        self, limits: Limits | None = None, *, keep: bool = False, venvs: Path | None = None
+    ) -> None:
         self.limits = limits or Limits()
         self.keep = keep
+        self.venvs = venvs
         self.root: Path | None = None
         self.workdir = ""
         self.process: _LocalProcess | None = None
@@ -131,7 +151,7 @@ class LocalSandbox:
             raise SandboxError(f"could not read {path} from the sandbox: {err.strerror}") from None
 
     def install(self, wheel: Path, extras: tuple[str, ...]) -> str:
-        return str(venv_python(ensure_venv(wheel, extras)))
+        return str(venv_python(ensure_venv(wheel, extras, self.venvs)))
 
     def environment(self, secrets: Mapping[str, str]) -> dict[str, str]:
         """Nothing of this process's environment but a PATH, a locale and the sandbox's own
