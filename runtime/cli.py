@@ -38,8 +38,8 @@ from osiris.runtime.console import (
 from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
-from osiris.runtime.output import closable_stdout
 from osiris.runtime.engines import ENGINES
+from osiris.runtime.output import closable_stdout
 from osiris.runtime.runner import RunOutcome
 
 if TYPE_CHECKING:

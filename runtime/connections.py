@@ -385,5 +385,7 @@ def local_hosts(fields: Mapping[str, Any]) -> list[str]:
 
 
 def _secret_variable(family: str, alias: str, field: str) -> str:
-    cleaned = "_".join(re.sub(r"[^A-Za-z0-9]+", "_", part).upper() for part in (family, alias, field))
+    cleaned = "_".join(
+        re.sub(r"[^A-Za-z0-9]+", "_", part).upper() for part in (family, alias, field)
+    )
     return f"OSIRIS_SECRET_{cleaned}"

@@ -9,6 +9,7 @@ request carries (plus PATH/HOME). Point the SDK at it with E2B_API_URL and E2B_S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -48,7 +49,12 @@ class _Process(Process):
     async def start(self, request: Any, ctx: Any) -> AsyncIterator[Any]:
         config = request.process
         self.stand_in.record.commands.append(
-            {"cmd": config.cmd, "args": list(config.args), "envs": dict(config.envs), "cwd": config.cwd}
+            {
+                "cmd": config.cmd,
+                "args": list(config.args),
+                "envs": dict(config.envs),
+                "cwd": config.cwd,
+            }
         )
         env = {"PATH": self.stand_in.path, "HOME": str(self.stand_in.home), "LANG": "C.UTF-8"}
         env.update(config.envs)
@@ -63,7 +69,9 @@ class _Process(Process):
             start_new_session=True,
         )
         self.stand_in.processes[proc.pid] = proc
-        yield process_pb.StartResponse(event=Event(event=Oneof("start", Event.StartEvent(pid=proc.pid))))
+        yield process_pb.StartResponse(
+            event=Event(event=Oneof("start", Event.StartEvent(pid=proc.pid)))
+        )
         queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
 
         async def pump(stream: asyncio.StreamReader, name: str) -> None:
@@ -72,7 +80,10 @@ class _Process(Process):
             await queue.put(None)
 
         assert proc.stdout is not None and proc.stderr is not None
-        tasks = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+        tasks = [
+            asyncio.create_task(pump(proc.stdout, "stdout")),
+            asyncio.create_task(pump(proc.stderr, "stderr")),
+        ]
         open_streams = 2
         while open_streams:
             item = await queue.get()
@@ -124,10 +135,8 @@ class StandIn:
 
     def __exit__(self, *exc: object) -> None:
         for proc in list(self.processes.values()):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._server.should_exit = True
         self._thread.join(10)
         self._sock.close()
@@ -136,7 +145,9 @@ class StandIn:
         """What points the e2b SDK here (HTTP/1.1: the stand-in speaks no cleartext HTTP/2)."""
         return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_HTTP_VERSION": "1.1"}
 
-    async def app(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def app(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
@@ -154,10 +165,21 @@ class StandIn:
         status, payload = self._handle(method, path, headers, query, body)
         content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         kind = b"application/octet-stream" if isinstance(payload, bytes) else b"application/json"
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", kind), (b"content-length", str(len(content)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", kind),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
 
-    def _handle(self, method: str, path: str, headers: dict[str, str], query: dict[str, str], body: bytes) -> tuple[int, Any]:
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], query: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
         if method == "POST" and path == "/v2/sandboxes":
             key = headers.get("x-api-key", "")
             self.record.api_keys.append(key)

@@ -87,7 +87,9 @@ def _files_steps() -> list[dict[str, Any]]:
             },
             needs=["orders"],
         ),
-        step("csv", "filesystem.csv_writer", "writer", {"path": "out/totals.csv"}, needs=["totals"]),
+        step(
+            "csv", "filesystem.csv_writer", "writer", {"path": "out/totals.csv"}, needs=["totals"]
+        ),
         step(
             "parquet",
             "filesystem.parquet_writer",
@@ -349,7 +351,9 @@ def stand_in(tmp_path: Path, venvs: Path, monkeypatch: pytest.MonkeyPatch) -> It
         yield server
 
 
-def _e2b_cli(project: Path, server: Any, key: str | None, *extra: str) -> subprocess.CompletedProcess[str]:
+def _e2b_cli(
+    project: Path, server: Any, key: str | None, *extra: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OSIRIS_", "E2B_"))}
     env.update(server.environ())
     if key is not None:

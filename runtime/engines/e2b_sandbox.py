@@ -105,6 +105,7 @@ class E2BSandbox:
         venv_dir: str = VENV_DIR,
     ) -> None:
         self.api_key = api_key
+        self.secrets = (api_key,)
         self.limits = limits or Limits()
         self.workdir = workdir
         self.wheel_dir = wheel_dir
@@ -164,9 +165,10 @@ class E2BSandbox:
         on_stdout: OutputListener,
         on_stderr: OutputListener,
     ) -> _E2BProcess:
-        command = shlex.join(argv)
+        # exec: the command's pid is the run's own, so interrupt() signals the runtime itself
+        command = f"exec {shlex.join(argv)}"
         if self.limits.memory_mib:
-            command = f"ulimit -v {self.limits.memory_mib * 1024} && exec {command}"
+            command = f"ulimit -v {self.limits.memory_mib * 1024} && {command}"
         try:
             handle = self.sandbox.commands.run(
                 command,

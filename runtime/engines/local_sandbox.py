@@ -27,7 +27,11 @@ PIP_TIMEOUT_SECONDS = 1800
 
 def venv_root() -> Path:
     base = cache_dir()
-    return (base if base is not None else Path(tempfile.gettempdir()) / "osiris-cache") / "sandbox" / "venvs"
+    return (
+        (base if base is not None else Path(tempfile.gettempdir()) / "osiris-cache")
+        / "sandbox"
+        / "venvs"
+    )
 
 
 def venv_python(venv: Path) -> Path:
@@ -117,6 +121,7 @@ class LocalSandbox:
 
     name = "local-sandbox"
     remote = False
+    secrets: tuple[str, ...] = ()
 
     def __init__(
         self, limits: Limits | None = None, *, keep: bool = False, venvs: Path | None = None
@@ -191,7 +196,7 @@ class LocalSandbox:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=limit,  # noqa: PLW1509 - only setrlimit, no locks
+            preexec_fn=limit,
             start_new_session=True,  # Ctrl-C reaches the engine, which passes it on
         )
         readers = [

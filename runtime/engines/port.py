@@ -32,8 +32,9 @@ class Limits:
 class Process(Protocol):
     """A command running in the sandbox."""
 
-    def wait(self) -> int:
-        """Block until it ends; its exit code (stdout/stderr were delivered before)."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit code once it ended (its output was delivered before), None while it still
+        runs after timeout seconds."""
         ...
 
     def interrupt(self) -> None:
@@ -47,6 +48,7 @@ class SandboxPort(Protocol):
     name: str  # the engine's name: e2b | local-sandbox
     remote: bool  # on another machine: connections to this machine's localhost cannot work
     workdir: str  # the project directory inside the sandbox (absolute, POSIX)
+    secrets: tuple[str, ...]  # what the port itself holds (an API key): masked in messages
 
     def create(self, metadata: Mapping[str, str]) -> None: ...
 

@@ -11,20 +11,21 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import (
     ConnectionResolver,
+    SandboxConnections,
     local_hosts,
     sandbox_connections,
     validation_mode,
 )
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.project import connections_file, run_project_dir
-from osiris.runtime.engines.port import Limits, SandboxError, SandboxPort
+from osiris.runtime.engines.port import Limits, Process, SandboxError, SandboxPort
 from osiris.runtime.engines.remote import (
     INPUT_ARCHIVE,
     OUTPUT_ARCHIVE,
@@ -127,6 +128,7 @@ class _Stream:
         self.summary: dict[str, Any] | None = None
         self.stderr: list[str] = []
         self.error: str | None = None
+        self.ended = _Ended()
         self._out = ""
         self._err = ""
         self._lock = threading.Lock()
@@ -231,10 +233,10 @@ def run_sandboxed(
         return RunOutcome("failed", code, pipeline=pipeline, error=error, duration_ms=duration)
 
     project = Path(
-        options.project_dir
-        or run_project_dir(Path(manifest), env, options.connections, Path.cwd())
+        options.project_dir or run_project_dir(Path(manifest), env, options.connections, Path.cwd())
     ).resolve()
     redactor = Redactor()
+    redactor.register_all(port.secrets)
     try:
         resolver = ConnectionResolver(
             connections_file(options.connections, env, project),
@@ -254,32 +256,67 @@ def run_sandboxed(
     redactor.register_all(connections.environ.values())
     stream = _Stream(project, options.run_dir, observer, redactor)
     try:
-        archive = _input_archive(verified, connections.text, project, files)
-        python = ""
-        port.create({"osiris_pipeline": pipeline, "osiris_manifest": verified.fingerprint})
-        if cancel.cancelled:
-            return _cancelled(cancel, pipeline, started)
-        python = port.install(wheel(), extras_for([s.driver for s in verified.steps]))
-        port.put(INPUT_ARCHIVE, archive)
-        argv = [python, "-m", "osiris.runtime.engines.remote", "--engine", port.name]
-        argv += _flags(options) + [a for out in files.outputs for a in ("--output", out)]
-        if cancel.cancelled:
-            return _cancelled(cancel, pipeline, started)
-        process = port.start(argv, connections.environ, stream.stdout, stream.stderr_chunk)
-        code, timed_out = _wait(process, cancel, options.limits.timeout_s)
-        stream.flush()
-        if code is not None and stream.summary is not None:
-            _fetch(port, stream, project, files)
+        outcome = _drive(port, verified, connections, files, options, stream, cancel, wheel)
     except SandboxError as err:
         code = ExitCode.CONFIGURATION if err.configuration else ExitCode.INTERNAL
-        return failed(code, redactor.redact(f"{port.name}: {err}"))
+        outcome = failed(code, redactor.redact(f"{port.name}: {err}"))
+        if stream.paths is not None:  # the run had started: its folder says how it ended
+            _write_status(stream.paths, outcome.status, outcome.exit_code, outcome.error or "")
+            outcome = replace(outcome, run_id=stream.paths.run_id, run_dir=stream.paths.root)
     finally:
         stream.close()
         try:
             port.kill()
-        except SandboxError:
-            pass
-    return _outcome(stream, code, timed_out, cancel, pipeline, started, port.name, options)
+            unkilled = None
+        except SandboxError as err:  # e2b ends it at its timeout; the user should know
+            unkilled = redactor.redact(f"{err}; it ends at its timeout")
+    if outcome is None:
+        outcome = _outcome(stream, cancel, pipeline, started, port.name, options)
+    if unkilled is not None:
+        outcome = replace(
+            outcome, warnings=(*outcome.warnings, unkilled), note=outcome.note or unkilled
+        )
+    return outcome
+
+
+@dataclass(slots=True)
+class _Ended:
+    """How the sandboxed command ended: its exit code (None: abandoned), whether it timed out."""
+
+    code: int | None = None
+    timed_out: bool = False
+
+
+def _drive(
+    port: SandboxPort,
+    verified: VerifiedManifest,
+    connections: SandboxConnections,
+    files: ProjectFiles,
+    options: SandboxOptions,
+    stream: _Stream,
+    cancel: CancelToken,
+    wheel: Callable[[], Path],
+) -> RunOutcome | None:
+    """Create, install, upload, run, fetch; None when the run ran (stream.ended says how), an
+    outcome when it was cancelled before it started."""
+    archive = _input_archive(verified, connections.text, stream.project, files)
+    port.create(
+        {"osiris_pipeline": verified.pipeline_name, "osiris_manifest": verified.fingerprint}
+    )
+    if cancel.cancelled:
+        return _cancelled(cancel, verified.pipeline_name)
+    python = port.install(wheel(), extras_for([s.driver for s in verified.steps]))
+    port.put(INPUT_ARCHIVE, archive)
+    argv = [python, "-m", "osiris.runtime.engines.remote", "--engine", port.name]
+    argv += _flags(options) + [a for out in files.outputs for a in ("--output", out)]
+    if cancel.cancelled:
+        return _cancelled(cancel, verified.pipeline_name)
+    process = port.start(argv, connections.environ, stream.stdout, stream.stderr_chunk)
+    stream.ended = _wait(process, cancel, options.limits.timeout_s)
+    stream.flush()
+    if stream.ended.code is not None and stream.summary is not None:
+        _fetch(port, stream, stream.project, files)
+    return None
 
 
 def _refuse_local_hosts(resolver: ConnectionResolver, refs: list[str], engine: str) -> None:
@@ -334,7 +371,7 @@ def _flags(options: SandboxOptions) -> list[str]:
     return flags
 
 
-def _wait(process: Any, cancel: CancelToken, timeout_s: int) -> tuple[int | None, bool]:
+def _wait(process: Process, cancel: CancelToken, timeout_s: int) -> _Ended:
     """The command's exit code (None when it had to be abandoned) and whether it timed out.
     A cancel (Ctrl-C here) is passed on as SIGINT, so the sandbox rolls back and records it."""
     deadline = time.monotonic() + timeout_s
@@ -343,7 +380,7 @@ def _wait(process: Any, cancel: CancelToken, timeout_s: int) -> tuple[int | None
     while True:
         code = process.wait(POLL_SECONDS)
         if code is not None:
-            return code, timed_out
+            return _Ended(code, timed_out)
         now = time.monotonic()
         if interrupted_at is None and (cancel.cancelled or now > deadline):
             timed_out = not cancel.cancelled
@@ -351,9 +388,9 @@ def _wait(process: Any, cancel: CancelToken, timeout_s: int) -> tuple[int | None
             try:
                 process.interrupt()
             except SandboxError:
-                return None, timed_out
+                return _Ended(None, timed_out)
         if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_SECONDS:
-            return None, timed_out
+            return _Ended(None, timed_out)
 
 
 def _fetch(port: SandboxPort, stream: _Stream, project: Path, files: ProjectFiles) -> None:
@@ -377,17 +414,13 @@ def _fetch(port: SandboxPort, stream: _Stream, project: Path, files: ProjectFile
                 tar.extract(member, stream.paths.root, filter="data")
 
 
-def _cancelled(cancel: CancelToken, pipeline: str, started: float) -> RunOutcome:
-    duration = round((time.perf_counter() - started) * 1000)
-    return RunOutcome(
-        "cancelled", cancel.exit_code, pipeline=pipeline, error=cancel.describe(), duration_ms=duration
-    )
+def _cancelled(cancel: CancelToken, pipeline: str) -> RunOutcome:
+    """Cancelled before the run started in the sandbox: nothing ran, no records."""
+    return RunOutcome("cancelled", cancel.exit_code, pipeline=pipeline, error=cancel.describe())
 
 
 def _outcome(
     stream: _Stream,
-    code: int | None,
-    timed_out: bool,
     cancel: CancelToken,
     pipeline: str,
     started: float,
@@ -395,13 +428,19 @@ def _outcome(
     options: SandboxOptions,
 ) -> RunOutcome:
     duration = round((time.perf_counter() - started) * 1000)
+    code, timed_out = stream.ended.code, stream.ended.timed_out
     paths = stream.paths
     run_id = paths.run_id if paths else None
     run_dir = paths.root if paths else None
     summary = stream.summary
     if summary is None or code is None:
+        error: str | None
         if cancel.cancelled and not timed_out:
-            status, exit_code, error = "cancelled", cancel.exit_code, cancel.describe() + "; the sandbox was killed"
+            status, exit_code, error = (
+                "cancelled",
+                cancel.exit_code,
+                cancel.describe() + "; the sandbox was killed",
+            )
         elif timed_out:
             status, exit_code = "failed", ExitCode.RUN_FAILED
             error = f"the run did not finish within {options.limits.timeout_s} s; the sandbox was killed"
@@ -411,7 +450,9 @@ def _outcome(
             error = f"{engine}: the sandboxed run ended without a result: {tail}"
         if paths is not None:
             _write_status(paths, status, exit_code, error)
-        return RunOutcome(status, exit_code, run_id, run_dir, pipeline, error=error, duration_ms=duration)
+        return RunOutcome(
+            status, exit_code, run_id, run_dir, pipeline, error=error, duration_ms=duration
+        )
     remote_dir = str(summary.get("run_dir") or "")
     error = summary.get("error")
     if isinstance(error, str) and remote_dir and run_dir is not None:

@@ -25,7 +25,11 @@ _SPEC_SUFFIXES = (".json",)  # the runtime reads the manifest and connection sch
 
 def extras_for(drivers: list[str]) -> tuple[str, ...]:
     """The wheel extras a manifest's drivers need (postgres, mysql)."""
-    return tuple(sorted({DRIVER_EXTRAS[d.split(".")[0]] for d in drivers if d.split(".")[0] in DRIVER_EXTRAS}))
+    return tuple(
+        sorted(
+            {DRIVER_EXTRAS[d.split(".")[0]] for d in drivers if d.split(".")[0] in DRIVER_EXTRAS}
+        )
+    )
 
 
 def _requirement(name: str) -> str:
@@ -80,7 +84,7 @@ def runtime_wheel() -> Path:
         digest.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
     tag = digest.hexdigest()[:16]
     base = cache_dir()
-    folder = (base if base is not None else Path(tempfile.gettempdir()) / "osiris-cache")
+    folder = base if base is not None else Path(tempfile.gettempdir()) / "osiris-cache"
     folder = folder / "sandbox" / "wheels"
     wheel = folder / f"{NAME}-{VERSION}+{tag}-py3-none-any.whl"
     if wheel.is_file():
@@ -89,8 +93,15 @@ def runtime_wheel() -> Path:
     info = f"{NAME}-{VERSION}+{tag}.dist-info"
     entries = [*files]
     entries.append((f"{info}/METADATA", meta.encode()))
-    entries.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: osiris\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
-    entries.append((f"{info}/entry_points.txt", b"[console_scripts]\noml-run = osiris.runtime.cli:main\n"))
+    entries.append(
+        (
+            f"{info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: osiris\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+    )
+    entries.append(
+        (f"{info}/entry_points.txt", b"[console_scripts]\noml-run = osiris.runtime.cli:main\n")
+    )
     record = [_record_line(p, d) for p, d in entries] + [f"{info}/RECORD,,"]
     entries.append((f"{info}/RECORD", ("\n".join(record) + "\n").encode()))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
