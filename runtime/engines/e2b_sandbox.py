@@ -105,7 +105,7 @@ class E2BSandbox:
         venv_dir: str = VENV_DIR,
     ) -> None:
         self.api_key = api_key
-        self.secrets = (api_key,)
+        self.secrets: tuple[str, ...] = (api_key,)
         self.limits = limits or Limits()
         self.workdir = workdir
         self.wheel_dir = wheel_dir
