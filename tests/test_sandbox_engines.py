@@ -465,3 +465,113 @@ def test_every_e2b_sdk_call_binds_to_the_installed_sdk() -> None:
         assert issubclass(getattr(e2b, name), Exception), name
     assert issubclass(e2b.CommandExitException, e2b.SandboxException)
     assert {"exit_code", "stderr"} <= set(vars(e2b.CommandExitException("", "", 3, None)))
+
+
+def _slow_project(project: Path) -> Path:
+    (project / "data").mkdir(parents=True, exist_ok=True)
+    (project / "data" / "orders.csv").write_text(ORDERS, encoding="utf-8")
+    slow = "SELECT sum(hash(a.range * b.range)) AS h FROM range(100000) a, range(100000) b"
+    return write_manifest(
+        project / "build",
+        [
+            step("orders", "filesystem.csv_extractor", "extractor", {"path": "data/orders.csv"}),
+            step("slow", "duckdb.processor", "processor", {"query": slow}, needs=["orders"]),
+            step("out", "filesystem.csv_writer", "writer", {"path": "out/h.csv"}, needs=["slow"]),
+        ],
+    )
+
+
+def test_ctrl_c_on_oml_run_cancels_the_sandboxed_run(tmp_path: Path, venvs: Path) -> None:
+    import signal
+
+    project = tmp_path / "p"
+    _slow_project(project)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
+    env.update(OSIRIS_CACHE_DIR=str(SANDBOX_CACHE), TMPDIR=str(temp), OSIRIS_PROGRESS_INTERVAL="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osiris.runtime.cli", "build", "--engine", "local-sandbox"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("start") and "slow" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "cancel" in err
+    assert [p.name for p in temp.iterdir() if p.name.startswith("osiris-sandbox-")] == []
+    (run_dir,) = (project / "runs").iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "cancelled"
+
+
+def test_the_time_limit_stops_the_sandboxed_run(tmp_path: Path, venvs: Path) -> None:
+    _slow_project(tmp_path)
+    spy = Spy(venvs)
+    spy.keep = False
+    options = SandboxOptions(project_dir=tmp_path, limits=Limits(timeout_s=2))
+    outcome = run_sandboxed(spy, tmp_path / "build", options, environ={})
+    assert (outcome.status, outcome.exit_code) == ("failed", 4)
+    assert "did not finish within 2 s" in (outcome.error or "")
+    assert spy.root is not None and not spy.root.exists()
+
+
+def test_e2b_cancel_interrupts_the_run_and_kills_the_sandbox(
+    tmp_path: Path, stand_in: Any, venvs: Path
+) -> None:
+    from osiris.runtime.engines.e2b_sandbox import E2BSandbox
+
+    _slow_project(tmp_path)
+    cancel = CancelToken()
+
+    class Observer:
+        def on_event(self, event: dict[str, Any]) -> None:
+            if event["event"] == "step_started" and event["step"] == "slow":
+                threading.Timer(0.5, cancel.cancel).start()
+
+        def on_progress(self, step_id: str, rows: int) -> None: ...
+
+        def on_warning(self, message: str) -> None: ...
+
+    port = E2BSandbox(
+        "e2b_good_key",
+        workdir=str(stand_in.home / "osiris"),
+        wheel_dir=str(stand_in.home / "wheel"),
+        venv_dir=str(venvs / wheel_tag(runtime_wheel())),
+    )
+    outcome = run_sandboxed(
+        port, tmp_path / "build", SandboxOptions(project_dir=tmp_path), observer=Observer(),
+        cancel=cancel, environ={},
+    )  # fmt: skip
+    assert (outcome.status, outcome.exit_code) == ("cancelled", 130), outcome.error
+    assert any("kill -INT" in " ".join(c["args"]) for c in stand_in.record.commands)
+    assert stand_in.record.killed == ["standin-sandbox"]
+    assert outcome.run_dir is not None
+    assert json.loads((outcome.run_dir / "status.json").read_text())["status"] == "cancelled"
+
+
+def test_sandbox_connections_send_references_and_only_the_used_aliases(tmp_path: Path) -> None:
+    from osiris.runtime.connections import ConnectionResolver, local_hosts, sandbox_connections
+    from osiris.runtime.secrets import Redactor
+
+    path = write_connections(
+        tmp_path,
+        "version: 1\nconnections:\n  postgres:\n    wh:\n      host: db.example.com\n"
+        "      database: d\n      user: ${PGUSER:-osiris}\n      password: literal-secret-1\n"
+        "    other:\n      host: x\n      database: d\n      user: u\n      password: ${OTHER}\n",
+    )
+    resolver = ConnectionResolver(
+        path, redactor=Redactor(), environ={"OTHER": "other-secret", "PGUSER": "alice"}
+    )
+    sent = sandbox_connections(resolver, ["@postgres.wh"])
+    assert "literal-secret-1" not in sent.text and "other" not in sent.text
+    assert "${PGUSER:-osiris}" in sent.text
+    assert sent.environ == {
+        "PGUSER": "alice",
+        "OSIRIS_SECRET_POSTGRES_WH_PASSWORD": "literal-secret-1",
+    }
+    assert local_hosts({"host": "localhost"}) == ["host"]
+    assert local_hosts({"dsn": "postgresql://u:p@127.0.0.1:5432/d"}) == ["dsn"]
+    assert local_hosts({"dsn": "host=db.example.com dbname=d", "host": "db.example.com"}) == []

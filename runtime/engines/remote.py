@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from osiris.runtime.cancel import CancelToken, cancel_on_signals
-from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.runner import run_manifest
 
 INPUT_ARCHIVE = "osiris-input.tar.gz"
@@ -27,18 +26,18 @@ class LineStream:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         self.out.write(json.dumps(message, ensure_ascii=False, default=str) + "\n")
         self.out.flush()
 
     def on_event(self, event: dict[str, Any]) -> None:
-        self._send({"event": event})
+        self.send({"event": event})
 
     def on_progress(self, step_id: str, rows: int) -> None:
-        self._send({"progress": [step_id, rows]})
+        self.send({"progress": [step_id, rows]})
 
     def on_warning(self, message: str) -> None:
-        self._send({"warning": message})
+        self.send({"warning": message})
 
 
 def pack(archive: Path, members: dict[str, Path]) -> None:
@@ -90,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.run_dir is not None:
         members[RUNS_MEMBER.rstrip("/")] = outcome.run_dir
     pack(project / OUTPUT_ARCHIVE, members)
-    stream._send({"summary": outcome.summary()})
-    return int(outcome.exit_code) if outcome.exit_code is not None else ExitCode.INTERNAL
+    stream.send({"summary": outcome.summary()})
+    return int(outcome.exit_code)
 
 
 if __name__ == "__main__":
