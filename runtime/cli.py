@@ -117,7 +117,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--e2b-template", help="e2b sandbox template (default: e2b's base)")
     parser.add_argument(
-        "--e2b-timeout", type=int, help="sandboxed run time limit in seconds (default 3600)"
+        "--e2b-timeout", type=int, help="sandboxed run time limit in seconds (default 3000)"
     )
     parser.add_argument(
         "--e2b-cpu", type=int, help="sandboxed run: worker threads (the VM size is the template's)"
