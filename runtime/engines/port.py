@@ -23,7 +23,9 @@ class SandboxError(Exception):
 class Limits:
     """Resource limits of the sandbox: None leaves the adapter's default."""
 
-    timeout_s: int = 3000  # + the e2b sandbox's 600 s to install and fetch: 1 h, a Hobby plan's most
+    timeout_s: int = (
+        3000  # + the e2b sandbox's 600 s to install and fetch: 1 h, a Hobby plan's most
+    )
     cpu: int | None = None
     memory_mib: int | None = None
     template: str | None = None
