@@ -575,3 +575,22 @@ def test_sandbox_connections_send_references_and_only_the_used_aliases(tmp_path:
     assert local_hosts({"host": "localhost"}) == ["host"]
     assert local_hosts({"dsn": "postgresql://u:p@127.0.0.1:5432/d"}) == ["dsn"]
     assert local_hosts({"dsn": "host=db.example.com dbname=d", "host": "db.example.com"}) == []
+
+
+def test_a_cancel_during_the_venv_build_stops_it_at_once(tmp_path: Path) -> None:
+    import time
+
+    project = _files_project(tmp_path / "p")
+    cancel = CancelToken()
+    port = LocalSandbox(venvs=tmp_path / "venvs")  # cold: python -m venv, then pip
+    threading.Timer(1.0, cancel.cancel).start()
+    started = time.monotonic()
+    outcome = run_sandboxed(
+        port, project / "build", SandboxOptions(project_dir=project), cancel=cancel, environ={}
+    )
+    assert (outcome.status, outcome.exit_code) == ("cancelled", 130), outcome.error
+    assert time.monotonic() - started < 20
+    assert port.installer is not None and port.installer.returncode is not None
+    assert [p.name for p in (tmp_path / "venvs").iterdir() if not p.name.endswith(".lock")] == []
+    assert port.root is not None and not port.root.exists()
+    assert not (project / "runs").exists()

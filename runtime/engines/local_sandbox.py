@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -38,10 +38,18 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def ensure_venv(wheel: Path, extras: tuple[str, ...], root: Path | None = None) -> Path:
+Started = Callable[[subprocess.Popen[str]], None]
+
+
+def ensure_venv(
+    wheel: Path,
+    extras: tuple[str, ...],
+    root: Path | None = None,
+    started: Started | None = None,
+) -> Path:
     """A venv with the wheel and its extras installed, one per wheel hash (under the user cache
     directory, or root): built once, reused afterwards, extras added when a run needs more;
-    concurrent builders wait for one another."""
+    concurrent builders wait for one another. started: told each pip process (to stop it)."""
     root = root or venv_root()
     root.mkdir(parents=True, exist_ok=True)
     name = wheel_tag(wheel)
@@ -56,12 +64,15 @@ def ensure_venv(wheel: Path, extras: tuple[str, ...], root: Path | None = None) 
         wanted = tuple(sorted((installed - {"runtime"}) | set(extras)))
         target = f"{wheel}[{','.join(wanted)}]" if wanted else str(wheel)
         if installed:  # a complete venv that lacks an extra: add it in place
-            _pip([str(venv_python(venv)), "-m", "pip", "install", *_PIP_FLAGS, target])
+            _pip([str(venv_python(venv)), "-m", "pip", "install", *_PIP_FLAGS, target], started)
         else:
             building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
             try:
-                _pip([sys.executable, "-m", "venv", str(building)])
-                _pip([str(venv_python(building)), "-m", "pip", "install", *_PIP_FLAGS, target])
+                _pip([sys.executable, "-m", "venv", str(building)], started)
+                _pip(
+                    [str(venv_python(building)), "-m", "pip", "install", *_PIP_FLAGS, target],
+                    started,
+                )
                 shutil.rmtree(venv, ignore_errors=True)
                 os.replace(building, venv)
             finally:
@@ -86,10 +97,19 @@ def _has(installed: set[str], extras: tuple[str, ...]) -> bool:
     return "runtime" in installed and installed >= set(extras)
 
 
-def _pip(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+def _pip(command: list[str], started: Started | None) -> None:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        if started is not None:
+            started(proc)
+        try:
+            _, stderr = proc.communicate(timeout=PIP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise SandboxError("installing the runtime into a venv timed out") from None
+    if proc.returncode != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise SandboxError(f"could not install the runtime into a venv: {last}")
 
 
@@ -132,6 +152,8 @@ class LocalSandbox:
         self.root: Path | None = None
         self.workdir = ""
         self.process: _LocalProcess | None = None
+        self.installer: subprocess.Popen[str] | None = None
+        self.killed = False
 
     def create(self, metadata: Mapping[str, str]) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="osiris-sandbox-"))
@@ -156,7 +178,12 @@ class LocalSandbox:
             raise SandboxError(f"could not read {path} from the sandbox: {err.strerror}") from None
 
     def install(self, wheel: Path, extras: tuple[str, ...]) -> str:
-        return str(venv_python(ensure_venv(wheel, extras, self.venvs)))
+        return str(venv_python(ensure_venv(wheel, extras, self.venvs, self._installing)))
+
+    def _installing(self, proc: subprocess.Popen[str]) -> None:
+        self.installer = proc
+        if self.killed:  # killed while the previous step ran
+            proc.kill()
 
     def environment(self, secrets: Mapping[str, str]) -> dict[str, str]:
         """Nothing of this process's environment but a PATH, a locale and the sandbox's own
@@ -209,6 +236,10 @@ class LocalSandbox:
         return self.process
 
     def kill(self) -> None:
+        """End the run (or the install under way) and remove the sandbox directory."""
+        self.killed = True
+        if self.installer is not None and self.installer.poll() is None:
+            self.installer.kill()
         process, self.process = self.process, None
         if process is not None and process.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):

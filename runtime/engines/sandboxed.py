@@ -260,6 +260,8 @@ def run_sandboxed(
     except SandboxError as err:
         code = ExitCode.CONFIGURATION if err.configuration else ExitCode.INTERNAL
         outcome = failed(code, redactor.redact(f"{port.name}: {err}"))
+        if cancel.cancelled:  # the cancel killed the sandbox under the step that failed
+            outcome = _cancelled(cancel, pipeline)
         if stream.paths is not None:  # the run had started: its folder says how it ended
             _write_status(stream.paths, outcome.status, outcome.exit_code, outcome.error or "")
             outcome = replace(outcome, run_id=stream.paths.run_id, run_dir=stream.paths.root)
@@ -300,13 +302,15 @@ def _drive(
     """Create, install, upload, run, fetch; None when the run ran (stream.ended says how), an
     outcome when it was cancelled before it started."""
     archive = _input_archive(verified, connections.text, stream.project, files)
-    port.create(
-        {"osiris_pipeline": verified.pipeline_name, "osiris_manifest": verified.fingerprint}
-    )
-    if cancel.cancelled:
-        return _cancelled(cancel, verified.pipeline_name)
-    python = port.install(wheel(), extras_for([s.driver for s in verified.steps]))
-    port.put(INPUT_ARCHIVE, archive)
+    # Until the run starts, a cancel ends the sandbox at once (an install can take minutes).
+    with cancel.on_cancel(port.kill):
+        port.create(
+            {"osiris_pipeline": verified.pipeline_name, "osiris_manifest": verified.fingerprint}
+        )
+        if cancel.cancelled:
+            return _cancelled(cancel, verified.pipeline_name)
+        python = port.install(wheel(), extras_for([s.driver for s in verified.steps]))
+        port.put(INPUT_ARCHIVE, archive)
     argv = [python, "-m", "osiris.runtime.engines.remote", "--engine", port.name]
     argv += _flags(options) + [a for out in files.outputs for a in ("--output", out)]
     if cancel.cancelled:
