@@ -50,8 +50,9 @@ def main() -> None:
             return timed([*cmd, "--format", "json"], project, env)
 
         cold = run("local-sandbox")
-        local = statistics.median(run("local") for _ in range(args.repeat))
-        warm = statistics.median(run("local-sandbox") for _ in range(args.repeat))
+        pairs = [(run("local"), run("local-sandbox")) for _ in range(args.repeat)]  # alternating
+        local = statistics.median(p[0] for p in pairs)
+        warm = statistics.median(p[1] for p in pairs)
     print(f"demo pipeline, {args.repeat} repeats (median), wall-clock seconds")
     print(f"  local                       {local:7.2f}")
     print(f"  local-sandbox, warm venv    {warm:7.2f}   overhead {warm - local:+.2f} s")

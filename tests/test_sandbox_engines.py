@@ -594,3 +594,17 @@ def test_a_cancel_during_the_venv_build_stops_it_at_once(tmp_path: Path) -> None
     assert [p.name for p in (tmp_path / "venvs").iterdir() if not p.name.endswith(".lock")] == []
     assert port.root is not None and not port.root.exists()
     assert not (project / "runs").exists()
+
+
+def test_the_memory_limit_applies_to_the_sandboxed_process(tmp_path: Path, venvs: Path) -> None:
+    project = _files_project(tmp_path)
+    spy = Spy(venvs, limits=Limits(memory_mib=64))  # too little for Python with DuckDB
+    spy.keep = False
+    outcome = run_sandboxed(spy, project / "build", SandboxOptions(project_dir=project), environ={})
+    # DuckDB cannot even be loaded ("failed to map segment from shared object")
+    assert outcome.exit_code in (1, 4) and outcome.status == "failed", outcome.error
+    roomy = Spy(venvs, limits=Limits(memory_mib=4096))
+    roomy.keep = False
+    assert (
+        run_sandboxed(roomy, project / "build", SandboxOptions(project_dir=project)).exit_code == 0
+    )
