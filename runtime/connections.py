@@ -345,7 +345,8 @@ def sandbox_connections(resolver: ConnectionResolver, refs: list[str]) -> Sandbo
     environ: dict[str, str] = {}
     with resolver._lock:
         for ref in refs:
-            resolved = resolver.resolve(ref)  # a missing alias or variable fails here, locally
+            # a missing alias or variable fails here, locally; its secrets join the redactor
+            resolved = resolver.resolve(ref)
             aliases, source = resolver._load(reread=False)
             raw = dict(aliases[resolved.family][resolved.alias])
             schema = resolver._schema_for(resolved.family)

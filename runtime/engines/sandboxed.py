@@ -253,7 +253,6 @@ def run_sandboxed(
         files = project_files(verified, resolver, project)
     except ConfigurationError as err:
         return failed(ExitCode.CONFIGURATION, redactor.redact(str(err)))
-    redactor.register_all(connections.environ.values())
     stream = _Stream(project, options.run_dir, observer, redactor)
     try:
         outcome = _drive(port, verified, connections, files, options, stream, cancel, wheel)
