@@ -608,3 +608,17 @@ def test_the_memory_limit_applies_to_the_sandboxed_process(tmp_path: Path, venvs
     assert (
         run_sandboxed(roomy, project / "build", SandboxOptions(project_dir=project)).exit_code == 0
     )
+
+
+def test_venvs_of_other_runtime_versions_unused_for_30_days_are_removed(venvs: Path) -> None:
+    old, recent = venvs / "0000000000000000", venvs / "0000000000000001"
+    for venv in (old, recent):
+        (venv / "bin").mkdir(parents=True)
+        (venv / ".osiris-extras").write_text("runtime\n")
+    os.utime(old / ".osiris-extras", (0, 0))
+    try:
+        current = ensure_venv(runtime_wheel(), (), venvs)
+        assert not old.exists() and recent.is_dir() and current.is_dir()
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(recent, ignore_errors=True)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
@@ -54,7 +55,9 @@ def ensure_venv(
     root.mkdir(parents=True, exist_ok=True)
     name = wheel_tag(wheel)
     venv = root / name
+    _prune(root, keep=name)
     if _has(extras_installed(venv), extras):
+        os.utime(venv / EXTRAS_FILE)  # in use: not pruned
         return venv
     with (root / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -91,6 +94,21 @@ def extras_installed(venv: Path) -> set[str]:
         return set((venv / EXTRAS_FILE).read_text().split())
     except OSError:
         return set()
+
+
+UNUSED_DAYS = 30  # a venv of another runtime version unused this long is removed
+
+
+def _prune(root: Path, keep: str) -> None:
+    """Remove the venvs of other runtime versions not used for UNUSED_DAYS (best effort)."""
+    cutoff = time.time() - UNUSED_DAYS * 86400
+    for marker in root.glob(f"*/{EXTRAS_FILE}"):
+        venv = marker.parent
+        with contextlib.suppress(OSError):
+            if venv.name != keep and marker.stat().st_mtime < cutoff:
+                marker.unlink()  # first: a half-removed venv is never taken for complete
+                shutil.rmtree(venv, ignore_errors=True)
+                (root / f"{venv.name}.lock").unlink(missing_ok=True)
 
 
 def _has(installed: set[str], extras: tuple[str, ...]) -> bool:
