@@ -1,4 +1,4 @@
-"""`oml-run MANIFEST`: execute a compiled manifest with the local engine.
+"""`oml-run MANIFEST`: execute a compiled manifest (in process, or with --engine in a sandbox).
 
 Exit codes (osiris.runtime.contract.exits.ExitCode):
   0  the run succeeded
@@ -38,8 +38,9 @@ from osiris.runtime.console import (
 from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
+from osiris.runtime.engines import ENGINES
 from osiris.runtime.output import closable_stdout
-from osiris.runtime.runner import RunOutcome, run_manifest
+from osiris.runtime.runner import RunOutcome
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,9 +70,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
     parser.add_argument(
         "--run-dir", type=Path, help="directory for this run's records (default: runs/<run_id>)"
     )
-    parser.add_argument(
-        "--engine", choices=["local"], default="local", help="execution engine (only local)"
-    )
+    add_engine_arguments(parser)
     if with_format:
         parser.add_argument(
             "--format",
@@ -104,6 +103,27 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
         action="store_true",
         help="publish every writer's target only once every step succeeded (default: each "
         "writer publishes when it finishes)",
+    )
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine (osiris.runtime.engines.ENGINES) and the sandbox's limits."""
+    parser.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default="local",
+        help="where the run executes: local (in this process), local-sandbox (a separate venv "
+        "with a scrubbed environment), e2b (an e2b cloud sandbox; needs E2B_API_KEY)",
+    )
+    parser.add_argument("--e2b-template", help="e2b sandbox template (default: e2b's base)")
+    parser.add_argument(
+        "--e2b-timeout", type=int, help="sandboxed run time limit in seconds (default 3000)"
+    )
+    parser.add_argument(
+        "--e2b-cpu", type=int, help="sandboxed run: worker threads (the VM size is the template's)"
+    )
+    parser.add_argument(
+        "--e2b-memory", type=int, help="sandboxed run: address-space limit of the run in MiB"
     )
 
 
@@ -143,14 +163,16 @@ def execute(
 ) -> int:
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
-    if args.max_parallel is not None and args.max_parallel < 1:
+    for flag in ("max_parallel", "e2b_timeout", "e2b_cpu", "e2b_memory"):
+        value = getattr(args, flag, None)
+        if value is None or value >= 1:
+            continue
+        problem = f"--{flag.replace('_', '-')} must be at least 1"
         if args.format == "json":
-            failed = RunOutcome(
-                "failed", ExitCode.INVALID, error="--max-parallel must be at least 1"
-            )
+            failed = RunOutcome("failed", ExitCode.INVALID, error=problem)
             print(json.dumps(failed.summary(), ensure_ascii=False), file=out, flush=True)
         else:
-            print(f"{prog}: error: --max-parallel must be at least 1", file=err)
+            print(f"{prog}: error: {problem}", file=err)
         return ExitCode.INVALID
     view: LiveView | PlainView | QuietView
     console: Console | None = None
@@ -180,21 +202,7 @@ def execute(
             print(f"{prog}: {signal_name(signum)}: {what}", file=err, flush=True)
 
     with view, cancel_on_signals(cancel, notify):
-        outcome = run_manifest(
-            manifest,
-            connections=args.connections,
-            secrets_file=args.secrets_file,
-            project_dir=args.project_dir,
-            run_dir=args.run_dir,
-            allow_modified=args.allow_modified,
-            keep_intermediate=not args.no_keep_intermediate,
-            max_parallel=args.max_parallel,
-            validation=args.validation,
-            materialize=args.materialize,
-            atomic=args.atomic,
-            observer=view,
-            cancel=cancel,
-        )
+        outcome = ENGINES[args.engine](manifest, args, view, cancel)
     if args.format == "json":
         print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)
     elif console is not None:

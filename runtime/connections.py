@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -43,6 +45,7 @@ from osiris.runtime.secrets import (
     interpolate,
     is_short_secret,
     read_dotenv,
+    referenced_variables,
 )
 
 
@@ -322,3 +325,71 @@ def _our_names(
                 out[target] = value
                 renamed.append((name, target))
     return out, renamed
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConnections:
+    """What a run in a sandbox needs of the connections file: its text for the aliases the run
+    uses (every ${VAR} kept as written, every literal secret replaced by a reference) and the
+    values of the variables it references, which go to the sandbox only as environment."""
+
+    text: str
+    environ: Mapping[str, str]
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+def sandbox_connections(resolver: ConnectionResolver, refs: list[str]) -> SandboxConnections:
+    """The connections file and environment for a sandboxed run of the connections refs: the
+    same file, the same variables (environment, --secrets-file, .env, in that order) and the
+    same secret-field rule as a local run, restricted to those refs."""
+    document: dict[str, dict[str, dict[str, Any]]] = {}
+    environ: dict[str, str] = {}
+    with resolver._lock:
+        for ref in refs:
+            # a missing alias or variable fails here, locally; its secrets join the redactor
+            resolved = resolver.resolve(ref)
+            aliases, source = resolver._load(reread=False)
+            raw = dict(aliases[resolved.family][resolved.alias])
+            schema = resolver._schema_for(resolved.family)
+            marked = secret_fields(schema)
+            defined = frozenset((schema or {}).get("properties") or ())
+            for name, value in list(raw.items()):
+                if is_literal_secret(name, value, marked, defined):
+                    variable = _secret_variable(resolved.family, resolved.alias, name)
+                    environ[variable] = str(value)
+                    raw[name] = "${" + variable + "}"
+            for variable in sorted(referenced_variables(raw)):
+                found = source.lookup(variable)
+                if found is not None:
+                    environ[variable] = found
+            document.setdefault(resolved.family, {})[resolved.alias] = raw
+    text = yaml.safe_dump({"version": 1, "connections": document}, sort_keys=True)
+    return SandboxConnections(text, environ)
+
+
+def local_hosts(fields: Mapping[str, Any]) -> list[str]:
+    """The fields of a resolved connection that point at this machine (a host or a URL's host):
+    a cloud sandbox cannot reach them."""
+    found = []
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            continue
+        host = value
+        if "://" in value:
+            host = urlsplit(value).hostname or ""
+        elif "host=" in value:  # a libpq key=value DSN
+            host = next((p[5:] for p in value.split() if p.startswith("host=")), "")
+        elif name not in {"host", "hostname", "server"}:
+            continue
+        if host.strip("[]").lower() in LOCAL_HOSTS:
+            found.append(name)
+    return found
+
+
+def _secret_variable(family: str, alias: str, field: str) -> str:
+    cleaned = "_".join(
+        re.sub(r"[^A-Za-z0-9]+", "_", part).upper() for part in (family, alias, field)
+    )
+    return f"OSIRIS_SECRET_{cleaned}"

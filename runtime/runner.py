@@ -124,6 +124,7 @@ def run_manifest(
     materialize: str | None = None,
     atomic: bool = False,
     cancel: CancelToken | None = None,
+    engine: str = "local",
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
@@ -135,7 +136,8 @@ def run_manifest(
     atomic: every writer stages its load and the run publishes them all only once every step
     has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers).
     cancel: a CancelToken another thread may cancel; the running steps are stopped and rolled
-    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM)."""
+    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM).
+    engine: the name run_started records (a sandboxed engine runs this in its sandbox)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -176,6 +178,7 @@ def run_manifest(
     run = _Run(
         verified, paths, project, redactor, resolver, debris, observer, cancel or CancelToken()
     )
+    run.engine = engine
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -212,6 +215,7 @@ class _Run:
         self.warnings: list[str] = []
         self.connection_warnings: list[str] = []  # reported once the run has started
         self.atomic = False
+        self.engine = "local"
         # Writer steps whose targets this run changed; None: not known (the run stopped early).
         self.published: list[str] | None = None
         self.lock = hold_lock(paths.lock)  # released when the records are complete
@@ -356,7 +360,7 @@ class _Run:
             pipeline=self.manifest.pipeline_name,
             manifest_fingerprint=self.manifest.fingerprint,
             modified=self.manifest.modified,
-            engine="local",
+            engine=self.engine,
             environment=environment(),
             max_parallel=max_parallel,
             materialize=options.materialize,

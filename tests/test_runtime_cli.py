@@ -294,7 +294,7 @@ def test_internal_error_is_one_line(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "run_manifest", explode)
+    monkeypatch.setitem(cli.ENGINES, "local", explode)
     assert cli.main(["whatever"]) == 1
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "internal error" in captured.err
