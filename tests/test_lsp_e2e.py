@@ -19,7 +19,7 @@ CONNECTIONS = """connections:
   mysql:
     shop: {host: db.internal, database: shop, user: reader, password: hunter2-secret}
   supabase:
-    main: {url: "postgresql://warehouse/db", service_role_key: also-secret}
+    main: {dsn: "postgresql://warehouse/db", service_role_key: also-secret}
 """
 
 
