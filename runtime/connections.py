@@ -22,7 +22,7 @@ from osiris.runtime.contract.connections import (
     coerce_scalars,
     default_alias,
     embedded_passwords,
-    is_literal_secret,
+    literal_secrets,
     is_secret_field,
     marked_defaults,
     parse_validation_mode,
@@ -234,7 +234,7 @@ class ConnectionResolver:
             for old, new in renamed
         )
         defined = frozenset((schema or {}).get("properties") or ())
-        literal = [n for n, v in raw.items() if is_literal_secret(n, v, marked, defined)]
+        literal = literal_secrets(raw, marked, defined)
         if literal and self._validation != "off":
             problem = (
                 f"{label}: secret field(s) {', '.join(literal)} written literally in {self.path}; "
@@ -265,7 +265,7 @@ class ConnectionResolver:
                 short += self._register_secrets(value, marked, f"{prefix}{name}.")
                 continue
             secrets: list[str] = []
-            if is_secret_field(name, marked) and value is not None and value != "":
+            if is_secret_field(prefix + name, marked) and value is not None and value != "":
                 secrets.append(str(value))
             if isinstance(value, str):
                 secrets += embedded_passwords(value)

@@ -30,6 +30,7 @@ EXPECTED = {
     "filesystem.csv_writer",
     "filesystem.parquet_extractor",
     "filesystem.parquet_writer",
+    "rest.extractor",
 }
 SQL_EXTRACTORS = ["mysql.extractor", "postgres.extractor", "supabase.extractor", "duckdb.extractor"]
 SQL_WRITERS = ["mysql.writer", "postgres.writer", "supabase.writer", "duckdb.writer"]
@@ -137,6 +138,7 @@ def test_connection_components_reference_a_family_and_never_require_inline_field
         "supabase": "supabase",
         "duckdb": "duckdb",
         "filesystem": None,
+        "rest": "http",
     }[name.split(".")[0]]
     if name == "duckdb.processor":
         family = None
@@ -226,7 +228,7 @@ def test_roles_and_oml_modes(registry: Registry) -> None:
     assert roles["mysql.extractor"] == "extractor"
     assert roles["supabase.writer"] == "writer"
     assert roles["duckdb.processor"] == "processor"
-    assert sum(r == "extractor" for r in roles.values()) == 6
+    assert sum(r == "extractor" for r in roles.values()) == 7
     assert sum(r == "writer" for r in roles.values()) == 6
     assert _spec(registry, "mysql.extractor").oml_modes == ("read", "extract")
     assert _spec(registry, "mysql.writer").oml_modes == ("write",)

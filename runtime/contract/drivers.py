@@ -17,5 +17,6 @@ DRIVER_IDS: frozenset[str] = frozenset(
         "postgres.writer",
         "supabase.extractor",
         "supabase.writer",
+        "rest.extractor",
     }
 )
