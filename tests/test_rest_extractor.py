@@ -60,7 +60,12 @@ def _records_text(run_dir: Path) -> str:
 @pytest.mark.parametrize(
     ("path", "selector", "paginator", "pages"),
     [
-        ("/cursor", "items", {"type": "cursor", "cursor_path": "next", "cursor_param": "cursor"}, 3),
+        (
+            "/cursor",
+            "items",
+            {"type": "cursor", "cursor_path": "next", "cursor_param": "cursor"},
+            3,
+        ),
         ("/pages", "data", {"type": "page_number", "total_path": "meta.total_pages"}, 3),
         ("/pages", "data", {"type": "page_number"}, 4),  # stops at the first empty page
         ("/offset", "results", {"type": "offset", "limit": 3, "total_path": "total"}, 3),

@@ -14,9 +14,7 @@ VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
 VALIDATION_ENV = "OSIRIS_VALIDATION"
 DEFAULT_KEY = "default"  # `default: true` marks a family's default alias; never a connection field
 # Field names that hold secrets by convention, whatever the family schema says.
-_SECRET_NAME = re.compile(
-    r"pass|secret|token|key|dsn|credential|authoriz|cookie", re.IGNORECASE
-)
+_SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential|authoriz|cookie", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
 # A ${VAR} or ${VAR:-default} reference, or '$$' (a literal '$'); a bare '${' (the last branch)
@@ -86,9 +84,7 @@ def public_fields(
         if name == DEFAULT_KEY or is_secret_field(name, marked):
             continue
         if isinstance(value, Mapping):  # http's auth and headers: their secret members hidden
-            value = {
-                k: v for k, v in value.items() if not is_secret_field(f"{name}.{k}", marked)
-            }
+            value = {k: v for k, v in value.items() if not is_secret_field(f"{name}.{k}", marked)}
         shown[name] = _without_passwords(value) if isinstance(value, str) else value
     return shown
 

@@ -6,7 +6,6 @@ import base64
 import email.utils
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
@@ -116,7 +115,7 @@ class HttpClient:
         self.requests = 0
         self._last = 0.0
         self._woken = threading.Event()
-        self._tls = None if settings.verify_tls else ssl._create_unverified_context()  # noqa: SLF001
+        self._tls = None if settings.verify_tls else ssl._create_unverified_context()
         self.hidden = frozenset(settings.query)
 
     def _wait(self, seconds: float) -> None:
@@ -204,7 +203,7 @@ class HttpClient:
             raise ConnectionFailure(
                 f"{self.what}cannot reach {public_url(url, self.hidden)} ({reason})", kind
             ) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ConnectionFailure(
                 f"{self.what}{public_url(url, self.hidden)} did not answer within "
                 f"{self.settings.timeout:g}s (timeout)",
@@ -311,7 +310,9 @@ def link_next(header: str | None) -> str | None:
 
 def _split_links(header: str) -> list[str]:
     """Split a Link header on the commas between links (not those inside <...> or quotes)."""
-    parts, current, depth, quoted = [], [], 0, False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in header:
         if char == '"':
             quoted = not quoted

@@ -18,7 +18,7 @@ def _as_datetime(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _key(value: Any) -> tuple[int, Any]:

@@ -31,7 +31,7 @@ def _kind(value: Any) -> int:
 
 
 def _widen(old: int, new: int) -> int:
-    if old == NULL or old == new:
+    if old in (NULL, new):
         return max(old, new)
     if new == NULL:
         return old
@@ -122,7 +122,9 @@ class RecordSink:
         import pyarrow as pa
 
         arrow = {NULL: pa.string(), BOOL: pa.bool_(), INT: pa.int64(), FLOAT: pa.float64()}
-        return pa.schema([(name, arrow.get(kind, pa.string())) for name, kind in self.types.items()])
+        return pa.schema(
+            [(name, arrow.get(kind, pa.string())) for name, kind in self.types.items()]
+        )
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Every record, in order, as batches of the final schema; removes the spill file."""
