@@ -58,7 +58,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:
-        self.do_GET()
+        """GraphQL: {query, variables}; a page of `items` after variables.after, since
+        variables.since; query "broken" answers with GraphQL errors."""
+        api = self.server.api
+        length = int(self.headers.get("Content-Length", "0"))
+        request = json.loads(self.rfile.read(length))
+        variables = request.get("variables") or {}
+        with api.lock:
+            api.seen.append(
+                Seen(self.path, variables, {k.lower(): v for k, v in self.headers.items()})
+            )
+        if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
+            self._send(401, {"errors": [{"message": "bad credentials"}]})
+            return
+        if "broken" in request.get("query", ""):
+            self._send(200, {"data": None, "errors": [{"message": "Field 'nope' doesn't exist"}]})
+            return
+        rows = api.since({"updated_since": variables["since"]} if "since" in variables else {})
+        start = int(variables.get("after") or 0)
+        first = int(variables.get("first", PAGE))
+        chunk = rows[start : start + first]
+        more = start + first < len(rows)
+        edges = [{"node": {**r, "meta": {"rank": r["id"] * 10}}} for r in chunk]
+        info = {"hasNextPage": more, "endCursor": str(start + first) if more else None}
+        self._send(200, {"data": {"items": {"edges": edges, "pageInfo": info}}})
 
     def do_GET(self) -> None:
         api = self.server.api

@@ -320,3 +320,72 @@ def test_a_failed_writer_leaves_the_state_untouched(
     outcome, _ = _run(project, INCREMENTAL, out="blocked/out.parquet")
     assert outcome.exit_code != 0
     assert not state_path(project, "test-pipeline", "src").exists()
+
+
+# -- graphql.extractor --------------------------------------------------------------------------
+
+GRAPHQL = {
+    "endpoint": "/graphql",
+    "query": "query Items($first: Int!, $after: String) { items { edges { node { id } } } }",
+    "variables": {"first": 3},
+    "pagination_enabled": True,
+    "pagination_path": "data.items.pageInfo",
+    "data_path": "data.items.edges[*].node",
+}
+
+
+def _graphql(
+    project: Path,
+    config: dict[str, Any],
+    environ: dict[str, str] | None = None,
+    out: str = "g.parquet",
+) -> tuple[Any, list[dict[str, Any]]]:
+    steps = [
+        step("src", "graphql.extractor", "extractor", config, connection="@http.shop"),
+        step("write", "filesystem.parquet_writer", "writer", {"path": out}, needs=["src"]),
+    ]
+    outcome, _ = run_steps(project, steps, environ=environ or {})
+    rows = pq.read_table(project / out).to_pylist() if outcome.exit_code == 0 else []
+    return outcome, rows
+
+
+def test_graphql_pages_with_the_cursor_variable_and_flattens(
+    tmp_path: Path, api: tuple[str, ApiState]
+) -> None:
+    base, state = api
+    state.token = CANARY
+    project = _project(tmp_path, base, AUTH["bearer"])
+    outcome, rows = _graphql(project, GRAPHQL, {"API_TOKEN": CANARY})
+    assert outcome.exit_code == 0, outcome.error
+    assert [r["id"] for r in rows] == list(range(1, 9))
+    assert [r["meta.rank"] for r in rows] == [i * 10 for i in range(1, 9)]
+    assert [s.query.get("after") for s in state.seen] == [None, "3", "6"]
+    assert CANARY not in _records_text(outcome.run_dir)
+
+
+def test_graphql_errors_fail_the_step_with_their_messages(
+    tmp_path: Path, api: tuple[str, ApiState]
+) -> None:
+    base, _ = api
+    config = {**GRAPHQL, "query": "query broken { nope }"}
+    outcome, _ = _graphql(_project(tmp_path, base), config)
+    assert outcome.exit_code == ExitCode.RUN_FAILED
+    assert "Field 'nope' doesn't exist" in (outcome.error or "")
+
+
+def test_graphql_incremental_passes_the_last_value_as_a_variable(
+    tmp_path: Path, api: tuple[str, ApiState]
+) -> None:
+    base, state = api
+    config = {
+        **GRAPHQL,
+        "incremental": {"cursor_path": "updated_at", "variable": "since", "initial_value": "2024"},
+    }
+    project = _project(tmp_path, base)
+    assert _graphql(project, config)[0].exit_code == 0
+    state.records += records(2, start=9, day=5)
+    state.seen.clear()
+    outcome, rows = _graphql(project, config, out="g2.parquet")
+    assert outcome.exit_code == 0, outcome.error
+    assert [r["id"] for r in rows] == [9, 10]
+    assert state.seen[0].query["since"] == "2024-01-01T00:00:08Z"

@@ -31,6 +31,7 @@ EXPECTED = {
     "filesystem.parquet_extractor",
     "filesystem.parquet_writer",
     "rest.extractor",
+    "graphql.extractor",
 }
 SQL_EXTRACTORS = ["mysql.extractor", "postgres.extractor", "supabase.extractor", "duckdb.extractor"]
 SQL_WRITERS = ["mysql.writer", "postgres.writer", "supabase.writer", "duckdb.writer"]
@@ -139,6 +140,7 @@ def test_connection_components_reference_a_family_and_never_require_inline_field
         "duckdb": "duckdb",
         "filesystem": None,
         "rest": "http",
+        "graphql": "http",
     }[name.split(".")[0]]
     if name == "duckdb.processor":
         family = None
@@ -228,7 +230,7 @@ def test_roles_and_oml_modes(registry: Registry) -> None:
     assert roles["mysql.extractor"] == "extractor"
     assert roles["supabase.writer"] == "writer"
     assert roles["duckdb.processor"] == "processor"
-    assert sum(r == "extractor" for r in roles.values()) == 7
+    assert sum(r == "extractor" for r in roles.values()) == 8
     assert sum(r == "writer" for r in roles.values()) == 6
     assert _spec(registry, "mysql.extractor").oml_modes == ("read", "extract")
     assert _spec(registry, "mysql.writer").oml_modes == ("write",)

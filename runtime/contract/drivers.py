@@ -18,5 +18,6 @@ DRIVER_IDS: frozenset[str] = frozenset(
         "supabase.extractor",
         "supabase.writer",
         "rest.extractor",
+        "graphql.extractor",
     }
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from osiris.runtime.drivers.base import DriverError, StepContext
@@ -21,14 +21,19 @@ def _as_datetime(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _key(value: Any) -> tuple[int, Any]:
-    """An order on cursor values: numbers by value, ISO timestamps by instant, else text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value)
-    when = _as_datetime(value)
-    if when is not None:
-        return (1, when)
-    return (2, str(value))
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def after(value: Any, other: Any) -> bool:
+    """value > other, for cursor values: numbers by value, ISO timestamps by instant (zones
+    and the Z suffix understood), anything else as text."""
+    if _number(value) and _number(other):
+        return bool(value > other)
+    left, right = _as_datetime(value), _as_datetime(other)
+    if left is not None and right is not None:
+        return left > right
+    return str(value) > str(other)
 
 
 def minus_lag(value: Any, lag: float | None) -> Any:
@@ -57,7 +62,6 @@ class Window:
     since: Any  # last less the lag: read values after this
     highest: Any = None
     columns: tuple[tuple[str, str], ...] = ()  # as the last successful run stored them
-    _since_key: tuple[int, Any] | None = field(default=None)
 
     @classmethod
     def open(cls, ctx: StepContext, spec: Mapping[str, Any], cursor: str) -> Window:
@@ -80,7 +84,6 @@ class Window:
         lag = spec.get("lag")
         since = minus_lag(last, float(lag) if isinstance(lag, (int, float)) else None)
         window = cls(cursor, last, since, columns=columns)
-        window._since_key = None if since is None else _key(since)
         ctx.log(f"incremental: reading {cursor} after {since!r} (last run's value {last!r})")
         return window
 
@@ -89,17 +92,16 @@ class Window:
         the highest value seen."""
         if value is None:
             return True
-        key = _key(value)
-        if self.highest is None or key > _key(self.highest):
+        if self.highest is None or after(value, self.highest):
             self.highest = value
-        return self._since_key is None or key > self._since_key
+        return self.since is None or after(value, self.since)
 
     def hold(self, ctx: StepContext, columns: tuple[tuple[str, str], ...] = ()) -> None:
         """Hand the new high-water mark to the run, written only if the whole run succeeds."""
         hold = getattr(ctx, "hold_state", None)
         if hold is None or self.highest is None:
             return
-        if self.last is not None and _key(self.highest) <= _key(self.last):
+        if self.last is not None and not after(self.highest, self.last):
             return
         hold(CursorState(self.cursor, self.highest, columns or self.columns))
 
@@ -123,3 +125,24 @@ def dig(document: Any, path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def dig_all(document: Any, path: str) -> list[Any]:
+    """What a path selects, as a list: dig(), plus [*] over every item of a list
+    (data.products.edges[*].node); a selected list is its items."""
+    text = path.strip()
+    if text.startswith("$"):
+        text = text[1:].lstrip(".")
+    head, star, rest = text.partition("[*]")
+    found = dig(document, head) if head else document
+    if not star:
+        if found is None:
+            return []
+        return list(found) if isinstance(found, list) else [found]
+    if not isinstance(found, list):
+        return []
+    rest = rest.lstrip(".")
+    out: list[Any] = []
+    for item in found:
+        out += dig_all(item, rest) if rest else [item]
+    return out

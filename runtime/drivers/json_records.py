@@ -40,13 +40,15 @@ def _widen(old: int, new: int) -> int:
     return STRING  # bool with a number, anything with a string: text keeps every value
 
 
-def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_record(
+    record: Mapping[str, Any], prefix: str = "", separator: str = SEPARATOR
+) -> dict[str, Any]:
     """Nested objects become columns a__b; lists stay one (JSON) column."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(flatten_record(value, name + SEPARATOR))
+            out.update(flatten_record(value, name + separator, separator))
         else:
             out[name] = value
     return out
@@ -72,9 +74,11 @@ class RecordSink:
         *,
         flatten: bool = False,
         known: tuple[tuple[str, str], ...] = (),
+        separator: str = SEPARATOR,
     ) -> None:
         """known: columns a previous run saw (name, kind name); they stay, at least as wide."""
         self.flatten = flatten
+        self.separator = separator
         self.batch_size = batch_size
         self.types: dict[str, int] = {
             name: KIND_NAMES.index(kind) for name, kind in known if kind in KIND_NAMES
@@ -88,7 +92,7 @@ class RecordSink:
     def add(self, record: Any) -> None:
         if not isinstance(record, Mapping):
             record = {"value": record}
-        row = flatten_record(record) if self.flatten else dict(record)
+        row = flatten_record(record, "", self.separator) if self.flatten else dict(record)
         types = self.types
         for name, value in row.items():
             kind = _kind(value) if not isinstance(value, (Mapping, list)) else STRING

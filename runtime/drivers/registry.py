@@ -25,6 +25,7 @@ DRIVERS: dict[str, str] = {
     "supabase.extractor": "postgres:PostgresExtractor",
     "supabase.writer": "postgres:PostgresWriter",
     "rest.extractor": "rest:RestExtractor",
+    "graphql.extractor": "graphql:GraphQLExtractor",
 }
 
 
