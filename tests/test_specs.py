@@ -94,6 +94,7 @@ def test_package_data_is_found_through_importlib_resources() -> None:
         "supabase.json",
         "duckdb.json",
         "filesystem.json",
+        "http.json",
     }
 
 
