@@ -49,6 +49,9 @@ def minus_lag(value: Any, lag: float | None) -> Any:
             f"incremental lag needs a numeric or ISO timestamp cursor; got {str(value)[:40]!r}"
         )
     earlier = when - dt.timedelta(seconds=lag)
+    naive = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is None
+    if naive:  # written as it came: no zone added, the same separator
+        return earlier.replace(tzinfo=None).isoformat(sep="T" if "T" in value else " ")
     text = earlier.isoformat()
     return text.replace("+00:00", "Z") if value.endswith("Z") else text
 
@@ -146,3 +149,62 @@ def dig_all(document: Any, path: str) -> list[Any]:
     for item in found:
         out += dig_all(item, rest) if rest else [item]
     return out
+
+
+def plain(value: Any) -> Any:
+    """A cursor value from the database as JSON can keep it (timestamps as ISO text)."""
+    import datetime as _dt
+    import decimal
+
+    if isinstance(value, _dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SqlIncremental:
+    """A SQL extractor's incremental read: its window, and the filter that wraps the SELECT
+    (the last value travels as a bound parameter, never inside the SQL text)."""
+
+    window: Window
+    column: str
+
+    @classmethod
+    def open(cls, ctx: StepContext, spec: Any) -> SqlIncremental | None:
+        if not isinstance(spec, Mapping):
+            return None
+        column = spec.get("cursor_column")
+        if not isinstance(column, str) or not column:
+            raise DriverError("incremental needs cursor_column: the column that only grows")
+        return cls(Window.open(ctx, spec, column), column)
+
+    def wrap(self, select: str, quoted_column: str, placeholder: str) -> str:
+        """select filtered to the window; placeholder is the driver's bound-parameter mark or
+        an expression reading one (nothing to filter before the first value is known)."""
+        if self.window.since is None:
+            return select
+        return f"SELECT * FROM ({select}) AS osiris_inc WHERE {quoted_column} > {placeholder}"
+
+    def check_columns(self, names: list[str]) -> None:
+        if self.column not in names:
+            raise DriverError(
+                f"incremental cursor_column {self.column!r} is not among the columns read "
+                f"({', '.join(names[:20])})"
+            )
+
+    def track(self, ctx: StepContext, batches: Any) -> Any:
+        """Pass batches through, noting the cursor column's highest value; once they are all
+        read, hand it to the run (written only if the whole run succeeds)."""
+        import pyarrow.compute as pc
+
+        for batch in batches:
+            if batch.num_rows:
+                highest = pc.max(batch.column(self.column)).as_py()
+                if highest is not None:
+                    self.window.keep(plain(highest))
+            yield batch
+        self.window.hold(ctx)
