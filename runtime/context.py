@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from osiris.runtime.debris import RunDebris
     from osiris.runtime.manifest import ManifestStep
-    from osiris.runtime.state import CursorState, PendingStates
+    from osiris.runtime.records.state import CursorState, PendingStates
 
 
 class RunDatabase:

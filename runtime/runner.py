@@ -47,9 +47,9 @@ from osiris.runtime.planner import (
 )
 from osiris.runtime.probe import probe
 from osiris.runtime.publish import Publications, PublishReport
+from osiris.runtime.records.state import PendingStates, StateError
 from osiris.runtime.rundir import RUNS_DIR, RunPaths, create_run_dir
 from osiris.runtime.secrets import Redactor
-from osiris.runtime.state import PendingStates, StateError
 from osiris.runtime.step_runner import StepRunner
 
 

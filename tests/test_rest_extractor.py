@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from osiris.runtime.contract.exits import ExitCode
-from osiris.runtime.state import state_path
+from osiris.runtime.records.state import state_path
 from tests.http_api import ApiState, records, serve
 from tests.runtime_helpers import run_steps, step, write_connections
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pymysql
 
-from osiris.runtime.state import state_path
+from osiris.runtime.records.state import state_path
 from tests.runtime_helpers import run_steps, step, write_connections
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osiris.runtime.drivers.base import DriverError, StepContext
-from osiris.runtime.state import CursorState, StateError
+from osiris.runtime.records.state import CursorState, StateError
 
 
 def _as_datetime(value: Any) -> dt.datetime | None:

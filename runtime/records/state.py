@@ -120,3 +120,57 @@ class PendingStates:
     def discard(self) -> None:
         with self._lock:
             self._pending.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """One state file, for `osiris state show`: its state, or why it cannot be read."""
+
+    pipeline: str
+    step: str
+    path: Path
+    state: CursorState | None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pipeline": self.pipeline, "step": self.step, "path": str(self.path)}
+        if self.state is not None:
+            out.update(cursor=self.state.cursor, last_value=self.state.last_value)
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+
+def list_states(project: Path, pipeline: str | None = None) -> list[StoredState]:
+    """The project's state files (one pipeline's, when named), by pipeline then step."""
+    root = state_dir(project)
+    folders = [state_dir(project, pipeline)] if pipeline else sorted(root.glob("*"))
+    found = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.json")):
+            try:
+                found.append(StoredState(folder.name, path.stem, path, read_state(path)))
+            except StateError as err:
+                found.append(StoredState(folder.name, path.stem, path, None, str(err)))
+    return found
+
+
+def reset_states(project: Path, pipeline: str, step: str | None = None) -> list[Path]:
+    """Delete a pipeline's state files (one step's, when named): the next run starts from
+    initial_value. Returns the files removed."""
+    paths = (
+        [state_path(project, pipeline, step)]
+        if step
+        else sorted(state_dir(project, pipeline).glob("*.json"))
+    )
+    removed = []
+    for path in paths:
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    folder = state_dir(project, pipeline)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return removed
