@@ -114,6 +114,11 @@ WITH_MERGE_KEYS = HEADER + textwrap.dedent(
 
 # (case id, OML text, codes that must be reported). Together they exercise every check code.
 CHECK_CASES: list[tuple[str, str, set[str]]] = [
+    (
+        "upstream-posthog",
+        pipeline(extract().replace("filesystem.csv_extractor", "posthog.extractor")),
+        {"OML180"},
+    ),
     ("yaml-syntax", "name: [1,\n", {"OML001"}),
     ("recursive-alias", HEADER + "steps: &s [*s]\n", {"OML001"}),
     ("alias-bomb", alias_bomb(), {"OML120"}),
