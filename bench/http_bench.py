@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,7 +44,7 @@ def serve(total: int, page: int, port_file: Path) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             start = int(query.get("cursor", "0"))
             end = min(start + page, total)
@@ -100,7 +99,9 @@ def write_project(project: Path, base: str) -> Path:
     sys.path.insert(0, str(ROOT))
     from tests.runtime_helpers import step, write_connections, write_manifest
 
-    write_connections(project, f"version: 1\nconnections:\n  http:\n    api: {{base_url: {base}}}\n")
+    write_connections(
+        project, f"version: 1\nconnections:\n  http:\n    api: {{base_url: {base}}}\n"
+    )
     config = {
         "path": "/orders",
         "data_selector": "items",
@@ -110,7 +111,9 @@ def write_project(project: Path, base: str) -> Path:
         project / "build",
         [
             step("src", "rest.extractor", "extractor", config, connection="@http.api"),
-            step("out", "filesystem.parquet_writer", "writer", {"path": "out.parquet"}, needs=["src"]),
+            step(
+                "out", "filesystem.parquet_writer", "writer", {"path": "out.parquet"}, needs=["src"]
+            ),
         ],
     )
 
@@ -131,7 +134,14 @@ def main() -> None:
             tmpdir = Path(tmp)
             port_file = tmpdir / "port"
             server = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(total), str(args.page_size), str(port_file)]
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    str(total),
+                    str(args.page_size),
+                    str(port_file),
+                ]
             )
             try:
                 while not port_file.exists() or not port_file.read_text():
@@ -152,7 +162,9 @@ def main() -> None:
                 server.terminate()
                 server.wait()
     pages = {t: (t + args.page_size - 1) // args.page_size for t in args.records}
-    print(f"{'case':<12} {'records':>8} {'pages':>6} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
+    print(
+        f"{'case':<12} {'records':>8} {'pages':>6} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}"
+    )
     for (case, total), samples in results.items():
         seconds = sorted(s for s, _ in samples)[len(samples) // 2]
         rss = max(r for _, r in samples)

@@ -196,11 +196,17 @@ def test_malformed_json_fails_the_step_clearly(tmp_path: Path, api: tuple[str, A
     assert "not JSON" in (outcome.error or "") and "/malformed" in (outcome.error or "")
 
 
+@pytest.mark.parametrize("batch_size", [50_000, 1])  # 1: every record past the first spilled
 def test_later_pages_widen_the_schema_and_no_field_is_dropped(
-    tmp_path: Path, api: tuple[str, ApiState]
+    tmp_path: Path, api: tuple[str, ApiState], batch_size: int
 ) -> None:
     base, _ = api
-    config = {"path": "/widen", "data_selector": "data", "paginator": {"type": "page_number"}}
+    config = {
+        "path": "/widen",
+        "data_selector": "data",
+        "paginator": {"type": "page_number"},
+        "batch_size": batch_size,
+    }
     outcome, rows = _run(_project(tmp_path, base), config)
     assert outcome.exit_code == 0, outcome.error
     assert rows == [
@@ -223,7 +229,7 @@ def test_flatten_and_spilling_beyond_one_batch(tmp_path: Path, api: tuple[str, A
     assert outcome.exit_code == 0, outcome.error
     assert [r["meta__src"] for r in rows] == ["a", "b", None]
     assert [r["meta__n"] for r in rows] == [1, None, None]
-    assert not list((tmp_path / "runs").rglob("*.jsonl.*"))
+    assert not list(tmp_path.rglob("chunk-*.arrow"))
 
 
 def test_max_pages_stops_and_says_so(tmp_path: Path, api: tuple[str, ApiState]) -> None:

@@ -18,16 +18,15 @@ _INT64 = (-(2**63), 2**63 - 1)
 SEPARATOR = "__"  # flatten: {"a": {"b": 1}} -> a__b (dlt's convention)
 
 
+_KINDS: dict[type, int] = {type(None): NULL, bool: BOOL, int: INT, float: FLOAT, str: STRING}
+
+
 def _kind(value: Any) -> int:
-    if value is None:
-        return NULL
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, int):
-        return INT if _INT64[0] <= value <= _INT64[1] else STRING
-    if isinstance(value, float):
-        return FLOAT
-    return STRING  # strings; nested objects and lists are kept as JSON text
+    """The lattice kind of one JSON value (nested objects and lists are kept as JSON text)."""
+    kind = _KINDS.get(type(value), STRING)
+    if kind == INT and not _INT64[0] <= value <= _INT64[1]:
+        return STRING
+    return kind
 
 
 def _widen(old: int, new: int) -> int:
@@ -47,7 +46,7 @@ def flatten_record(
     out: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, dict) and value:
             out.update(flatten_record(value, name + separator, separator))
         else:
             out[name] = value
@@ -86,36 +85,34 @@ class RecordSink:
         self.count = 0
         self._held: list[dict[str, Any]] = []
         self._spill_dir = spill_dir
-        self._spill: Path | None = None
-        self._out: Any = None
+        self._chunks: list[Path] = []
 
     def add(self, record: Any) -> None:
-        if not isinstance(record, Mapping):
-            record = {"value": record}
-        row = flatten_record(record, "", self.separator) if self.flatten else dict(record)
+        if not isinstance(record, dict):
+            record = dict(record) if isinstance(record, Mapping) else {"value": record}
+        row = flatten_record(record, "", self.separator) if self.flatten else record
         types = self.types
         for name, value in row.items():
-            kind = _kind(value) if not isinstance(value, (Mapping, list)) else STRING
+            kind = _kind(value)
             old = types.get(name)
-            types[name] = kind if old is None else _widen(old, kind)
+            if old != kind:
+                types[name] = kind if old is None else _widen(old, kind)
         self._held.append(row)
         self.count += 1
         if len(self._held) >= self.batch_size:
             self._flush()
 
     def _flush(self) -> None:
-        if self._out is None:
-            self._spill_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(
-                self._spill_dir / f"records-{os.getpid()}-{id(self)}.jsonl",
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                0o600,
-            )
-            self._spill = self._spill_dir / f"records-{os.getpid()}-{id(self)}.jsonl"
-            self._out = os.fdopen(fd, "w", encoding="utf-8")
-        for row in self._held:
-            self._out.write(json.dumps(row, ensure_ascii=False, default=str))
-            self._out.write("\n")
+        """Spill the held records as one Arrow IPC file, typed as the columns are now (later
+        chunks may widen them: batches() casts every chunk to the final schema)."""
+        import pyarrow as pa
+
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
+        batch = self._batch(self._held, self.schema())
+        path = self._spill_dir / f"chunk-{os.getpid()}-{id(self)}-{len(self._chunks)}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as out:
+            out.write_batch(batch)
+        self._chunks.append(path)
         self._held = []
 
     def columns(self) -> tuple[tuple[str, str], ...]:
@@ -131,22 +128,17 @@ class RecordSink:
         )
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Every record, in order, as batches of the final schema; removes the spill file."""
+        """Every record, in order, as batches of the final schema; removes the spill files."""
+        import pyarrow as pa
+
         schema = self.schema()
         try:
-            if self._out is not None:
-                self._out.close()
-                self._out = None
-                assert self._spill is not None
-                chunk: list[dict[str, Any]] = []
-                with self._spill.open(encoding="utf-8") as lines:
-                    for line in lines:
-                        chunk.append(json.loads(line))
-                        if len(chunk) >= self.batch_size:
-                            yield self._batch(chunk, schema)
-                            chunk = []
-                if chunk:
-                    yield self._batch(chunk, schema)
+            while self._chunks:
+                path = self._chunks.pop(0)
+                with pa.memory_map(str(path)) as source:
+                    stored = pa.ipc.open_file(source).get_batch(0)
+                    yield _conform(stored, schema)
+                path.unlink(missing_ok=True)
             if self._held:
                 yield self._batch(self._held, schema)
                 self._held = []
@@ -154,12 +146,9 @@ class RecordSink:
             self.close()
 
     def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-        if self._spill is not None:
-            self._spill.unlink(missing_ok=True)
-            self._spill = None
+        for path in self._chunks:
+            path.unlink(missing_ok=True)
+        self._chunks = []
 
     def _batch(self, rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
         import pyarrow as pa
@@ -169,8 +158,32 @@ class RecordSink:
             name = fld.name
             values = [row.get(name) for row in rows]
             if pa.types.is_string(fld.type):
-                values = [None if v is None else _text(v) for v in values]
+                values = [v if type(v) is str or v is None else _text(v) for v in values]
             elif pa.types.is_floating(fld.type):
-                values = [None if v is None else float(v) for v in values]
+                values = [v if type(v) is float or v is None else float(v) for v in values]
             columns.append(pa.array(values, type=fld.type))
         return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A spilled chunk under the final schema: columns it lacks are null, narrower ones cast
+    (int -> float, anything -> text)."""
+    import pyarrow as pa
+
+    columns = []
+    for fld in schema:
+        index = batch.schema.get_field_index(fld.name)
+        if index < 0:
+            columns.append(pa.nulls(batch.num_rows, fld.type))
+            continue
+        column = batch.column(index)
+        if column.type != fld.type:
+            if pa.types.is_boolean(column.type) and pa.types.is_string(fld.type):
+                column = pa.array(
+                    [None if v is None else ("true" if v else "false") for v in column.to_pylist()],
+                    pa.string(),
+                )
+            else:
+                column = column.cast(fld.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
