@@ -63,7 +63,7 @@ def test_literal_nested_secrets_warn_or_are_refused(tmp_path: Path) -> None:
     assert "auth.token" in warnings and "headers.Authorization" in warnings
     assert "headers.Accept" not in warnings and CANARY not in warnings
     strict = ConnectionResolver(path, redactor=Redactor(), environ={}, validation="strict")
-    with pytest.raises(ConfigurationError, match="auth.token"):
+    with pytest.raises(ConfigurationError, match=r"auth\.token"):
         strict.resolve("@http.api")
 
 
