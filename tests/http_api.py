@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class ApiState:
     basic: tuple[str, str] = ("", "")
     fail_times: int = 0  # /flaky: answer 429 (Retry-After) this many times first
     retry_after: str = "1"
+    fail_status: int = 429
+    delay: float = 0.0  # /cursor: seconds each page takes
     broken_page: int | None = None  # /cursor: this page answers 500 every time
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         rows = self._window(query)
         start = int(query.get("cursor", "0"))
         page = start // PAGE
+        time.sleep(self.server.api.delay)
         if self.server.api.broken_page == page:
             self._send(500, {"message": "database is on fire"})
             return
@@ -150,8 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
         with api.lock:
             fail = api.fail_times > 0
             api.fail_times -= 1
-        if fail:
+        if fail and api.fail_status == 429:
             self._send(429, {"message": "slow down"}, {"Retry-After": api.retry_after})
+            return
+        if fail:
+            self._send(api.fail_status, {"message": "upstream hiccup"})
             return
         self._send(200, {"items": self._window(query)})
 

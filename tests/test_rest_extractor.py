@@ -395,3 +395,56 @@ def test_graphql_incremental_passes_the_last_value_as_a_variable(
     assert outcome.exit_code == 0, outcome.error
     assert [r["id"] for r in rows] == [9, 10]
     assert state.seen[0].query["since"] == "2024-01-01T00:00:08Z"
+
+
+def test_5xx_is_retried_with_backoff(tmp_path: Path, api: tuple[str, ApiState]) -> None:
+    base, state = api
+    state.fail_times, state.fail_status = 2, 503
+    outcome, rows = _run(_project(tmp_path, base), {"path": "/flaky", "retry_backoff": 0.2})
+    assert outcome.exit_code == 0, outcome.error
+    assert len(rows) == 8 and len(state.seen) == 3
+    log = (outcome.run_dir / "run.log").read_text(encoding="utf-8")
+    assert "retry 1 of 5 in 0.20s" in log and "retry 2 of 5 in 0.40s" in log
+
+
+def test_rate_limit_spaces_requests(tmp_path: Path, api: tuple[str, ApiState]) -> None:
+    base, state = api
+    config = {k: v for k, v in INCREMENTAL.items() if k != "incremental"} | {"rate_limit": 5}
+    started = time.monotonic()
+    outcome, rows = _run(_project(tmp_path, base), config)
+    assert outcome.exit_code == 0, outcome.error
+    assert len(state.seen) == 3 and time.monotonic() - started >= 0.4  # 3 requests at 5/s
+
+
+def test_an_unreachable_api_is_a_configuration_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project = _project(tmp_path, f"http://127.0.0.1:{port}")
+    outcome, _ = _run(project, {"path": "/x", "max_retries": 1, "retry_backoff": 0})
+    assert outcome.exit_code == ExitCode.CONFIGURATION
+    assert "cannot reach" in (outcome.error or "")
+
+
+def test_cancel_between_pages_keeps_the_state(tmp_path: Path, api: tuple[str, ApiState]) -> None:
+    import threading
+
+    from osiris.runtime.cancel import CancelToken
+
+    base, state = api
+    state.records = records(60)
+    state.delay = 0.1
+    project = _project(tmp_path, base)
+    token = CancelToken()
+    threading.Timer(0.6, token.cancel).start()
+    steps = [
+        step("src", "rest.extractor", "extractor", INCREMENTAL, connection="@http.shop"),
+        step("write", "filesystem.parquet_writer", "writer", {"path": "o.parquet"}, needs=["src"]),
+    ]
+    outcome, _ = run_steps(project, steps, environ={}, cancel=token)
+    assert outcome.status == "cancelled"
+    assert 1 <= len(state.seen) < 20  # stopped between pages, long before the last
+    assert not state_path(project, "test-pipeline", "src").exists()
+    assert not (project / "o.parquet").exists()
