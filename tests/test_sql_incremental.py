@@ -120,3 +120,38 @@ def test_a_failed_run_keeps_the_sql_state(pg_db: dict[str, Any], tmp_path: Path)
     assert outcome.exit_code != 0  # name 'a' does not fit the target's INT column
     assert not state_path(tmp_path, "test-pipeline", "src").exists()
     assert _pg(pg_db, "SELECT count(*) FROM copy_httpsrc") == [(0,)]
+
+
+def test_duckdb_incremental_binds_the_last_value(tmp_path: Path) -> None:
+    import duckdb
+
+    source = tmp_path / "source_httpsrc.duckdb"
+    con = duckdb.connect(str(source))
+    con.execute("CREATE TABLE events_httpsrc (id INTEGER, name VARCHAR, version BIGINT)")
+    con.execute("INSERT INTO events_httpsrc VALUES (1, 'a', 10), (2, 'b', 20)")
+    con.close()
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    read = {
+        "path": str(source),
+        "table": "events_httpsrc",
+        "incremental": {"cursor_column": "version"},
+    }
+    steps = [
+        step("src", "duckdb.extractor", "extractor", read),
+        step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["src"]),
+    ]
+    outcome, _ = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    assert _state(tmp_path)["last_value"] == 20
+    con = duckdb.connect(str(source))
+    con.execute("INSERT INTO events_httpsrc VALUES (3, 'c', 30)")
+    con.close()
+    outcome, run_dir = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines() == [
+        "id,name,version",
+        "3,c,30",
+    ]
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert '"version" > ? [1 parameter]' in log
+    assert _state(tmp_path)["last_value"] == 30
