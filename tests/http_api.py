@@ -197,6 +197,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, {"items": self._window(query)})
 
+    def _hop(self, query: dict[str, str]) -> None:
+        """A redirect to /echo on another origin (localhost) or, with same=1, on this one."""
+        host = "127.0.0.1" if query.get("same") else "localhost"
+        target = f"http://{host}:{self.server.server_address[1]}/echo"
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _echo(self, query: dict[str, str]) -> None:
+        auth = self.headers.get("Authorization")
+        self._send(200, [{"authorization": auth, "api_key": query.get("api_key")}])
+
     def _missing(self, query: dict[str, str]) -> None:
         self._send(404, {"message": "no such collection", "api_key": query.get("api_key")})
 

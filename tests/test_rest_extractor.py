@@ -411,7 +411,7 @@ def test_rate_limit_spaces_requests(tmp_path: Path, api: tuple[str, ApiState]) -
     base, state = api
     config = {k: v for k, v in INCREMENTAL.items() if k != "incremental"} | {"rate_limit": 5}
     started = time.monotonic()
-    outcome, rows = _run(_project(tmp_path, base), config)
+    outcome, _ = _run(_project(tmp_path, base), config)
     assert outcome.exit_code == 0, outcome.error
     assert len(state.seen) == 3 and time.monotonic() - started >= 0.4  # 3 requests at 5/s
 
@@ -448,3 +448,20 @@ def test_cancel_between_pages_keeps_the_state(tmp_path: Path, api: tuple[str, Ap
     assert 1 <= len(state.seen) < 20  # stopped between pages, long before the last
     assert not state_path(project, "test-pipeline", "src").exists()
     assert not (project / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("kind", ["bearer", "key_query"])
+def test_credentials_never_follow_a_redirect_to_another_origin(
+    tmp_path: Path, api: tuple[str, ApiState], kind: str
+) -> None:
+    base, _ = api
+    project = _project(tmp_path, base, AUTH[kind])
+    outcome, rows = _run(project, {"path": "/hop"}, environ={"API_TOKEN": CANARY})
+    assert outcome.exit_code == 0, outcome.error
+    assert rows == [{"authorization": None, "api_key": None}]
+    outcome, rows = _run(
+        project, {"path": "/hop?same=1"}, environ={"API_TOKEN": CANARY}, out="same.parquet"
+    )
+    assert outcome.exit_code == 0, outcome.error
+    sent = rows[0]["authorization"] if kind == "bearer" else rows[0]["api_key"]
+    assert sent is not None and CANARY in sent  # the same origin still gets them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
@@ -61,8 +62,11 @@ class GraphQLExtractor:
 
         config = ctx.config
         settings, url = _settings(ctx)
-        settings.max_retries = int(config.get("max_retries", 3))
-        settings.backoff = float(config.get("retry_delay", 1.0))
+        settings = replace(
+            settings,
+            max_retries=int(config.get("max_retries", 3)),
+            backoff=float(config.get("retry_delay", 1.0)),
+        )
         client = HttpClient(ctx, settings, "")
         variables: dict[str, Any] = dict(config.get("variables") or {})
         spec = config.get("incremental")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from osiris.runtime.contract.connections import is_secret_field
 from osiris.runtime.drivers.base import ConnectionFailure, DriverError, StepContext
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -55,13 +56,16 @@ def public_url(url: str, hidden: frozenset[str] = frozenset()) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     """How one step talks to its API: from its http connection, or inline."""
 
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    query: dict[str, str] = field(default_factory=dict)  # api_key in the query string
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)  # api_key in the query string
+    # headers that carry credentials: sent only to base_url's origin, never after a redirect
+    # or a next-page link to another host
+    secret_headers: frozenset[str] = frozenset()
     timeout: float = 30.0
     verify_tls: bool = True
     max_retries: int = 5
@@ -88,13 +92,22 @@ class HttpSettings:
                 headers[name] = value
         timeout = fields.get("timeout", 30)
         verify = fields.get("verify_tls", True)
+        secret = {n for n in headers if n == "Authorization" or is_secret_field(n.lower())}
+        if kind == "api_key" and auth.get("location") != "query":
+            secret.add(str(auth.get("name") or ""))
         return cls(
             base_url=base,
             headers=headers,
             query=query,
+            secret_headers=frozenset(secret),
             timeout=float(timeout) if isinstance(timeout, (int, float)) else 30.0,
             verify_tls=verify is not False,
         )
+
+    def same_origin(self, url: str) -> bool:
+        """Whether url is on base_url's scheme, host and port (credentials go only there)."""
+        mine, theirs = urllib.parse.urlsplit(self.base_url), urllib.parse.urlsplit(url)
+        return (mine.scheme, mine.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
 
     def url(self, path: str) -> str:
         """path under base_url; an absolute http(s) URL is taken as it is (next-page links)."""
@@ -115,7 +128,10 @@ class HttpClient:
         self.requests = 0
         self._last = 0.0
         self._woken = threading.Event()
-        self._tls = None if settings.verify_tls else ssl._create_unverified_context()
+        tls = None if settings.verify_tls else ssl._create_unverified_context()
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=tls), _Redirects(settings)
+        )
         self.hidden = frozenset(settings.query)
 
     def _wait(self, seconds: float) -> None:
@@ -141,12 +157,19 @@ class HttpClient:
     ) -> Response:
         """One logical request: retried on 429, 5xx and connection errors; raises a
         ConnectionFailure (exit 5) for 401/403 and unreachable servers, else DriverError."""
-        query = {**{k: _param(v) for k, v in (params or {}).items() if v is not None}}
-        query.update(self.settings.query)
+        trusted = self.settings.same_origin(url)
+        query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        if trusted:
+            query.update(self.settings.query)
         if query:
             joiner = "&" if urllib.parse.urlsplit(url).query else "?"
             url = url + joiner + urllib.parse.urlencode(query)
-        headers = {"Accept": "application/json", "User-Agent": "osiris", **self.settings.headers}
+        headers = {"Accept": "application/json", "User-Agent": "osiris"}
+        headers.update(
+            (name, value)
+            for name, value in self.settings.headers.items()
+            if trusted or name not in self.settings.secret_headers
+        )
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -188,9 +211,7 @@ class HttpClient:
     def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(
-                request, timeout=self.settings.timeout, context=self._tls
-            ) as answer:
+            with self._opener.open(request, timeout=self.settings.timeout) as answer:
                 return Response(
                     answer.geturl(), answer.status, _lower(answer.headers), answer.read()
                 )
@@ -234,6 +255,39 @@ class HttpClient:
                 message + " (check the connection's auth and its secrets)", "authentication"
             )
         return DriverError(message)
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never carry credentials to another origin."""
+
+    def __init__(self, settings: HttpSettings) -> None:
+        self.settings = settings
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.settings.same_origin(newurl) and self.settings.query:
+            parts = urllib.parse.urlsplit(new.full_url)
+            pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            pairs += [(k, v) for k, v in self.settings.query.items() if k not in dict(pairs)]
+            new.full_url = urllib.parse.urlunsplit(
+                parts._replace(query=urllib.parse.urlencode(pairs))
+            )
+        elif new is not None and not self.settings.same_origin(newurl):
+            for name in self.settings.secret_headers:
+                new.remove_header(name.capitalize())
+                new.remove_header(name)
+            parts = urllib.parse.urlsplit(new.full_url)
+            kept = [
+                (k, v)
+                for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                if k not in self.settings.query
+            ]
+            new.full_url = urllib.parse.urlunsplit(
+                parts._replace(query=urllib.parse.urlencode(kept))
+            )
+        return new
 
 
 def _param(value: Any) -> str:

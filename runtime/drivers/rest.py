@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
@@ -139,12 +139,13 @@ class RestExtractor:
         if fields is None:
             raise DriverError('rest.extractor needs connection: "@http.<alias>"')
         settings = HttpSettings.from_connection(fields)
-        if isinstance(config.get("max_retries"), int):
-            settings.max_retries = int(config["max_retries"])
-        if isinstance(config.get("retry_backoff"), (int, float)):
-            settings.backoff = float(config["retry_backoff"])
-        if isinstance(config.get("rate_limit"), (int, float)):
-            settings.rate_limit = float(config["rate_limit"])
+        rate = config.get("rate_limit")
+        settings = replace(
+            settings,
+            max_retries=int(config.get("max_retries", 5)),
+            backoff=float(config.get("retry_backoff", 0.5)),
+            rate_limit=float(rate) if isinstance(rate, (int, float)) else None,
+        )
         client = HttpClient(ctx, settings, what)
         params: dict[str, Any] = dict(config.get("params") or {})
         spec = config.get("incremental")
