@@ -465,3 +465,23 @@ def test_credentials_never_follow_a_redirect_to_another_origin(
     assert outcome.exit_code == 0, outcome.error
     sent = rows[0]["authorization"] if kind == "bearer" else rows[0]["api_key"]
     assert sent is not None and CANARY in sent  # the same origin still gets them
+
+
+def test_graphql_inline_endpoint_as_upstream_wrote_it(
+    tmp_path: Path, api: tuple[str, ApiState]
+) -> None:
+    base, state = api
+    config = {**GRAPHQL, "endpoint": base + "/graphql", "headers": {"User-Agent": "Osiris/1.0"}}
+    config |= {"flatten_result": False, "max_pages": 2}
+    steps = [
+        step("src", "graphql.extractor", "extractor", config),
+        step("write", "filesystem.parquet_writer", "writer", {"path": "g.parquet"}, needs=["src"]),
+    ]
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    outcome, _ = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    rows = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    assert [r["id"] for r in rows] == list(range(1, 7))  # two pages of three
+    assert rows[0]["meta"] == '{"rank":10}'
+    assert {s.headers["user-agent"] for s in state.seen} == {"Osiris/1.0"}
+    assert "max_pages" in (outcome.run_dir / "run.log").read_text(encoding="utf-8")
