@@ -155,3 +155,24 @@ def test_duckdb_incremental_binds_the_last_value(tmp_path: Path) -> None:
     log = (run_dir / "run.log").read_text(encoding="utf-8")
     assert '"version" > ? [1 parameter]' in log
     assert _state(tmp_path)["last_value"] == 30
+
+
+def test_csv_incremental_reads_only_newer_rows(tmp_path: Path) -> None:
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    data = tmp_path / "in_httpsrc.csv"
+    data.write_text("id,seen\n1,2024-01-01 00:00:00\n2,2024-01-02 00:00:00\n", encoding="utf-8")
+    read = {"path": "in_httpsrc.csv", "incremental": {"cursor_column": "seen", "lag": 0}}
+    steps = [
+        step("src", "filesystem.csv_extractor", "extractor", read),
+        step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["src"]),
+    ]
+    outcome, _ = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    assert _state(tmp_path)["last_value"] == "2024-01-02 00:00:00"
+    with data.open("a", encoding="utf-8") as more:
+        more.write("3,2024-01-03 00:00:00\n")
+    outcome, run_dir = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    lines = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["3"]
+    assert '"seen" > ? [1 parameter]' in (run_dir / "run.log").read_text(encoding="utf-8")
