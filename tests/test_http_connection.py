@@ -74,3 +74,24 @@ def test_the_checker_reports_literal_nested_secrets_masked() -> None:
     assert sorted(d.summary.split("'")[1] for d in found) == ["auth.token", "headers.Authorization"]
     assert all(CANARY not in (d.summary + (d.fix or "")) for d in found)
     assert "${HTTP_AUTH_TOKEN}" in next(d.fix or "" for d in found if "auth.token" in d.summary)
+
+
+def test_doctor_pings_an_http_api_with_its_auth() -> None:
+    from osiris.runtime.catalog.ping import ping
+    from osiris.runtime.drivers.base import ConnectionFailure
+    from tests.http_api import serve
+
+    servers = serve()
+    base, state = next(servers)
+    try:
+        state.token = CANARY
+        fields = {"base_url": base + "/auth/bearer", "auth": {"type": "bearer", "token": CANARY}}
+        assert ping("http", fields, 5).latency_ms >= 0
+        assert "404" in (ping("http", {"base_url": base}, 5).note or "")  # it answered
+        wrong = {**fields, "auth": {"type": "bearer", "token": "wrong-token-123"}}
+        with pytest.raises(ConnectionFailure) as failure:
+            ping("http", wrong, 5)
+        assert failure.value.reason == "authentication"
+        assert len(state.seen) == 3  # one request each, no retries
+    finally:
+        servers.close()
