@@ -137,6 +137,14 @@ def test_auth_variants_send_the_secret_and_never_record_it(
     outcome, rows = _run(project, {"path": path}, environ={"API_TOKEN": CANARY})
     assert outcome.exit_code == 0, outcome.error
     assert [r["id"] for r in rows] == list(range(1, 9))
+    (seen,) = state.seen
+    sent = {
+        "bearer": seen.headers.get("authorization"),
+        "basic": seen.headers.get("authorization", "").startswith("Basic ") and CANARY,
+        "key_header": seen.headers.get("x-api-key"),
+        "key_query": seen.query.get("api_key"),
+    }[kind]
+    assert sent in (CANARY, f"Bearer {CANARY}")
     assert CANARY not in _records_text(outcome.run_dir)
 
 
