@@ -111,11 +111,39 @@ def check_step_ids(ctx: CheckContext) -> None:
         )
 
 
+# Upstream Osiris components not shipped here -> (ours instead, an example step).
+UPSTREAM_ONLY = {
+    "posthog.extractor": (
+        "rest.extractor",
+        "# osiris_connections.yaml\nconnections:\n  http:\n    posthog:\n"
+        "      base_url: https://us.posthog.com\n"
+        '      auth: {type: bearer, token: "${POSTHOG_API_KEY}"}\n'
+        "# pipeline step\n- id: events\n  component: rest.extractor\n  mode: read\n"
+        '  config:\n    connection: "@http.posthog"\n'
+        "    path: /api/projects/12345/events\n    data_selector: results\n"
+        "    paginator: {type: json_link, next_url_path: next}",
+    ),
+}
+
+
 def check_components(ctx: CheckContext) -> None:
     for step in ctx.document.steps:
         if step.component is None:
             continue
         spec = ctx.registry.get(step.component.value)
+        if spec is None and step.component.value in UPSTREAM_ONLY:
+            instead, example = UPSTREAM_ONLY[step.component.value]
+            ctx.diagnostics.error(
+                "OML180",
+                f"upstream component '{step.component.value}' is not available here; use {instead}",
+                step.component.span,
+                why=f"Upstream Osiris ships {step.component.value}; here its API is read with the "
+                f"generic {instead} (an http connection, a path and a paginator).",
+                fix=f"Replace the step with a {instead} step and put the API key in an http "
+                "connection.",
+                example=example,
+            )
+            continue
         if spec is None:
             matches = ctx.registry.suggest(step.component.value)
             ctx.diagnostics.error(

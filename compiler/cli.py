@@ -499,6 +499,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     from osiris.compiler.project_cmd import add_parsers as add_init
     from osiris.compiler.project_cmd import add_run_parsers
     from osiris.compiler.runs_cmd import add_parsers as add_runs
+    from osiris.compiler.state_cmd import add_parser as add_state
 
     parser = Parser(prog="osiris", description="Osiris pipeline toolchain.")
     add_version_flag(parser)
@@ -512,6 +513,7 @@ def build_osiris_parser() -> argparse.ArgumentParser:
     add_mcp(sub)
     add_runs(sub)
     add_llm(sub)
+    add_state(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,12 @@ def _check_alias(
                 continue
         if validation == "off":
             continue
-        if is_literal_secret(name, value.to_python(), marked, known):
+        if isinstance(value, YMap):  # http's auth, headers: secret members by dotted name
+            for inner in value.entries:
+                dotted = f"{name}.{inner.key.value}"
+                if is_literal_secret(dotted, inner.value.to_python(), marked):
+                    _literal_secret(family, where, dotted, inner, report)
+        elif is_literal_secret(name, value.to_python(), marked, known):
             _literal_secret(family, where, name, entry, report)
         if schema is not None and known and name not in known:
             _unknown_field(family, where, name, entry, known, report)
@@ -213,7 +219,7 @@ def _schema_problem(
 
 
 def _literal_secret(family: str, where: str, name: str, entry: YEntry, report: Report) -> None:
-    variable = f"{family}_{name}".upper()
+    variable = re.sub(r"[^A-Za-z0-9_]", "_", f"{family}_{name}").upper()
     report(
         "OML101",
         f"secret field '{name}' of {where} is written literally",

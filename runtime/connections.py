@@ -24,8 +24,8 @@ from osiris.runtime.contract.connections import (
     coerce_scalars,
     default_alias,
     embedded_passwords,
-    is_literal_secret,
     is_secret_field,
+    literal_secrets,
     marked_defaults,
     parse_validation_mode,
     schema_problems,
@@ -240,7 +240,7 @@ class ConnectionResolver:
             for old, new in renamed
         )
         defined = frozenset((schema or {}).get("properties") or ())
-        literal = [n for n, v in raw.items() if is_literal_secret(n, v, marked, defined)]
+        literal = literal_secrets(raw, marked, defined)
         if literal and self._validation != "off":
             problem = (
                 f"{label}: secret field(s) {', '.join(literal)} written literally in {self.path}; "
@@ -271,7 +271,7 @@ class ConnectionResolver:
                 short += self._register_secrets(value, marked, f"{prefix}{name}.")
                 continue
             secrets: list[str] = []
-            if is_secret_field(name, marked) and value is not None and value != "":
+            if is_secret_field(prefix + name, marked) and value is not None and value != "":
                 secrets.append(str(value))
             if isinstance(value, str):
                 secrets += embedded_passwords(value)
@@ -355,11 +355,16 @@ def sandbox_connections(resolver: ConnectionResolver, refs: list[str]) -> Sandbo
             schema = resolver._schema_for(resolved.family)
             marked = secret_fields(schema)
             defined = frozenset((schema or {}).get("properties") or ())
-            for name, value in list(raw.items()):
-                if is_literal_secret(name, value, marked, defined):
-                    variable = _secret_variable(resolved.family, resolved.alias, name)
-                    environ[variable] = str(value)
-                    raw[name] = "${" + variable + "}"
+            # literal secrets (also members: auth.token) travel as variables, never in the file
+            for name in literal_secrets(raw, marked, defined):
+                variable = _secret_variable(resolved.family, resolved.alias, name)
+                head, _, member = name.partition(".")
+                if member:
+                    raw[head] = holder = dict(raw[head])
+                else:
+                    holder, member = raw, name
+                environ[variable] = str(holder[member])
+                holder[member] = "${" + variable + "}"
             for variable in sorted(referenced_variables(raw)):
                 found = source.lookup(variable)
                 if found is not None:

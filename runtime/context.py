@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from osiris.runtime.debris import RunDebris
     from osiris.runtime.manifest import ManifestStep
+    from osiris.runtime.records.state import CursorState, PendingStates
 
 
 class RunDatabase:
@@ -171,8 +172,10 @@ class LocalStepContext:
         driver: str | None = None,
         defer_publish: bool = False,
         cancel: CancelToken | None = None,
+        states: PendingStates | None = None,
     ) -> None:
         self.step_id = step_id
+        self._states = states
         self.defer_publish = defer_publish
         self.config = config
         self._connection = connection
@@ -300,6 +303,16 @@ class LocalStepContext:
     def raise_if_cancelled(self) -> None:
         self._cancel.raise_if_cancelled()
 
+    def load_state(self) -> CursorState | None:
+        """The step's incremental state as the last successful run left it (None: no run yet,
+        or a context outside a run)."""
+        return self._states.load(self.step_id) if self._states is not None else None
+
+    def hold_state(self, state: CursorState) -> None:
+        """The step's new incremental state, written only if the whole run succeeds."""
+        if self._states is not None:
+            self._states.hold(self.step_id, state)
+
     def close(self) -> None:
         for cursor in self._cursors:
             with contextlib.suppress(Exception):  # duckdb.Error, without importing DuckDB
@@ -321,6 +334,7 @@ class StepContexts:
     debris: RunDebris | None = None
     defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
     cancel: CancelToken = field(default_factory=CancelToken)
+    states: PendingStates | None = None  # incremental cursors, committed after a successful run
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -339,6 +353,7 @@ class StepContexts:
             driver=step.driver,
             defer_publish=self.defer_publish,
             cancel=self.cancel,
+            states=self.states,
         )
 
 

@@ -47,6 +47,7 @@ from osiris.runtime.planner import (
 )
 from osiris.runtime.probe import probe
 from osiris.runtime.publish import Publications, PublishReport
+from osiris.runtime.records.state import PendingStates, StateError
 from osiris.runtime.rundir import RUNS_DIR, RunPaths, create_run_dir
 from osiris.runtime.secrets import Redactor
 from osiris.runtime.step_runner import StepRunner
@@ -243,6 +244,7 @@ class _Run:
                 self._announce(ExecutionPlan(self.manifest.steps, ()), max_parallel, options)
                 raise
             database = RunDatabase(self.paths.database)
+            states = PendingStates(self.project, self.manifest.pipeline_name)
             try:
                 contexts = StepContexts(
                     database,
@@ -256,6 +258,7 @@ class _Run:
                     debris=self.debris,
                     defer_publish=atomic,
                     cancel=self.cancel,
+                    states=states,
                 )
                 drivers = StepDrivers({step.id: step.driver for step in self.manifest.steps})
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
@@ -303,6 +306,7 @@ class _Run:
                 code = ExitCode.CONFIGURATION if first.configuration else ExitCode.RUN_FAILED
                 outcome = self._finish("failed", code, steps, error, first.step_id, first.detail)
             else:
+                self._commit_states(states)
                 outcome = self._finish("ok", ExitCode.OK, steps, None, None)
         except ConfigurationError as err:
             text = self.redactor.redact(str(err))
@@ -325,6 +329,21 @@ class _Run:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
         return outcome
+
+    def _commit_states(self, states: PendingStates) -> None:
+        """Advance the incremental cursors: only here, once every step (and every publication)
+        succeeded; a failed or cancelled run never gets here and leaves them as they were."""
+        try:
+            written = states.commit(self.paths.run_id)
+        except (OSError, StateError) as err:
+            raise ConfigurationError(f"writing incremental state: {err}") from None
+        for step_id, state in written.items():
+            self.log.write(
+                self.redactor.redact(
+                    f"incremental state: {state.cursor} advanced to {state.last_value!r}"
+                ),
+                step_id,
+            )
 
     def _on_progress(self, step_id: str, rows: int) -> None:
         self.progress.record(step_id, rows)

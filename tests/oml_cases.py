@@ -114,6 +114,11 @@ WITH_MERGE_KEYS = HEADER + textwrap.dedent(
 
 # (case id, OML text, codes that must be reported). Together they exercise every check code.
 CHECK_CASES: list[tuple[str, str, set[str]]] = [
+    (
+        "upstream-posthog",
+        pipeline(extract().replace("filesystem.csv_extractor", "posthog.extractor")),
+        {"OML180"},
+    ),
     ("yaml-syntax", "name: [1,\n", {"OML001"}),
     ("recursive-alias", HEADER + "steps: &s [*s]\n", {"OML001"}),
     ("alias-bomb", alias_bomb(), {"OML120"}),
@@ -316,6 +321,30 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
 
 VALID_CASES: list[tuple[str, str]] = [
     ("csv-to-csv", CSV_TO_CSV),
+    (
+        "upstream-graphql-inline-endpoint",
+        pipeline(
+            textwrap.dedent(
+                """\
+                - id: products
+                  component: graphql.extractor
+                  mode: read
+                  config:
+                    endpoint: https://shop.example.com/admin/api/2023-10/graphql.json
+                    query: "query P($first: Int!, $after: String) { products(first: $first, after: $after) { edges { node { id title } } pageInfo { hasNextPage endCursor } } }"
+                    variables: {first: 50}
+                    headers: {User-Agent: Osiris/1.0}
+                    pagination_enabled: true
+                    pagination_path: data.products.pageInfo
+                    data_path: "data.products.edges[*].node"
+                    max_pages: 10
+                    timeout: 60
+                    validate_ssl: true
+                - {id: w, component: filesystem.csv_writer, mode: write, needs: [products], config: {path: p.csv}}
+                """
+            )
+        ),
+    ),
     ("merge-keys", WITH_MERGE_KEYS),
     ("anchors-below-the-alias-limit", alias_bomb(levels=2, width=9)),
     (

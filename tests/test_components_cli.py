@@ -35,6 +35,8 @@ WRITERS = [
     "postgres.writer",
     "supabase.writer",
 ]
+API_EXTRACTORS = ["graphql.extractor", "rest.extractor"]  # read and extract, never discover
+READERS = sorted(EXTRACTORS + API_EXTRACTORS)
 
 
 @pytest.fixture(autouse=True)
@@ -63,20 +65,20 @@ def _names_in_table(out: str) -> list[str]:
 def test_list_shows_every_component(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "components", "list")
     assert (code, err) == (0, "")
-    assert _names_in_table(out) == sorted(EXTRACTORS + WRITERS + ["duckdb.processor"])
+    assert _names_in_table(out) == sorted(READERS + WRITERS + ["duckdb.processor"])
     assert "mysql.extractor               extract, discover  MySQL / MariaDB extractor" in out
 
 
 def test_bare_components_lists_too(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "components")
-    assert code == 0 and len(_names_in_table(out)) == 13
+    assert code == 0 and len(_names_in_table(out)) == 15
 
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("read", EXTRACTORS),
-        ("extract", EXTRACTORS),
+        ("read", READERS),
+        ("extract", READERS),
         ("discover", EXTRACTORS),
         ("write", WRITERS),
         ("transform", ["duckdb.processor"]),
@@ -92,7 +94,7 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "components", "list", "--mode", "read", "--format", "json")
     assert code == 0
     entries = json.loads(out)
-    assert [e["name"] for e in entries] == EXTRACTORS
+    assert [e["name"] for e in entries] == READERS
     mysql = next(e for e in entries if e["name"] == "mysql.extractor")
     assert mysql["role"] == "extractor"
     assert mysql["modes"] == ["extract", "discover"]

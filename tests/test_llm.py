@@ -13,6 +13,7 @@ import pytest
 from llm_standin import StandIn, error_answer, text_answer, tool_answer
 
 from osiris.compiler.cli import osiris_main
+from osiris.compiler.registry import load_registry
 
 KEY = "sk-ant-test-key"
 CANARY = "canary-S3cr3t-9f2e"
@@ -331,7 +332,7 @@ def test_build_context_is_cached_and_counted_exactly_with_a_key(
 ) -> None:
     assert osiris_main(["prompts", "build-context", "--format", "json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["cached"] is False and first["components"] == 13
+    assert first["cached"] is False and first["components"] == len(load_registry())
     assert first["tokens_estimate"] <= 1500
     assert first["tokens_exact"] and first["tokens_exact"] > 0
     [count] = [r for r in standin.requests if r.path == "/v1/messages/count_tokens"]

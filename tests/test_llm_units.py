@@ -30,7 +30,9 @@ def test_context_covers_every_component_within_budget_and_without_secrets() -> N
     assert sorted(data["components"]) == registry.names()
     assert estimate_tokens(context_text(data)) <= 1500
     writer = data["components"]["mysql.writer"]
-    assert writer["r"] == "writer" and writer["m"] == ["write"] and writer["c"] == "@mysql"
+    assert "r" not in writer and "m" not in writer  # the name says: a writer, mode write
+    assert writer["c"] == "@mysql" and "connection" not in writer["f"]  # c stands for it
+    assert "batch_size" not in writer["f"]  # a tuning knob whose default fits
     assert writer["f"]["write_mode"] == "append|replace|upsert=append"
     assert "password" not in writer["f"] and "host" not in writer["f"]
     assert "mode" not in writer["f"] and "upsert_keys" not in writer["f"]  # deprecated: hidden
@@ -46,12 +48,14 @@ def test_context_cache_is_rebuilt_when_a_spec_changes(tmp_path: Path) -> None:
     again = load_context(load_registry(specs), project)
     assert again.cached and again.data == first.data
     spec = specs / "components" / "mysql.writer" / "spec.yaml"
-    spec.write_text(spec.read_text().replace("default: 50000", "default: 1000"))
+    spec.write_text(spec.read_text().replace("default: append", "default: replace"))
     load_registry.cache_clear()
     changed = load_context(load_registry(specs), project)
     load_registry.cache_clear()
     assert not changed.cached and changed.fingerprint != first.fingerprint
-    assert changed.data["components"]["mysql.writer"]["f"]["batch_size"] == "i=1000"
+    assert changed.data["components"]["mysql.writer"]["f"]["write_mode"] == (
+        "append|replace|upsert=replace"
+    )
     assert len(list((project / ".osiris" / "prompts").iterdir())) == 2
 
 

@@ -118,7 +118,7 @@ def test_a_broken_spec_is_reported_with_its_file_and_the_rest_still_loads(
     assert all(p.file == MYSQL_EXTRACTOR for p in registry.problems)
     assert "mysql.extractor" not in registry
     assert registry.get("mysql.extractor") is None
-    assert len(registry.names()) == 12
+    assert len(registry.names()) == 14
     assert MYSQL_EXTRACTOR in str(problems[0])
 
 
@@ -144,7 +144,7 @@ def test_directory_without_spec_file_is_reported(specs_copy: Path) -> None:
     (specs_copy / "components/oracle.extractor").mkdir()
     registry = load_registry(specs_copy)
     assert [p.file for p in registry.problems] == ["components/oracle.extractor/spec.yaml"]
-    assert len(registry.names()) == 13
+    assert len(registry.names()) == 15
 
 
 def test_missing_meta_schema_blocks_every_spec(specs_copy: Path) -> None:
@@ -153,7 +153,7 @@ def test_missing_meta_schema_blocks_every_spec(specs_copy: Path) -> None:
     assert registry.names() == []
     files = {p.file for p in registry.problems}
     assert "spec.schema.json" in files
-    assert MYSQL_EXTRACTOR in files and len(files) == 14
+    assert MYSQL_EXTRACTOR in files and len(files) == 16
 
 
 def test_broken_connection_schema_is_reported(specs_copy: Path) -> None:
@@ -306,6 +306,7 @@ def test_lookups_and_suggestions() -> None:
     assert registry.connection_families() == [
         "duckdb",
         "filesystem",
+        "http",
         "mysql",
         "postgres",
         "supabase",

@@ -572,6 +572,16 @@ def test_sandbox_connections_send_references_and_only_the_used_aliases(tmp_path:
         "PGUSER": "alice",
         "OSIRIS_SECRET_POSTGRES_WH_PASSWORD": "literal-secret-1",
     }
+    (tmp_path / "api").mkdir()
+    api = write_connections(
+        tmp_path / "api",
+        "version: 1\nconnections:\n  http:\n    shop:\n      base_url: https://api.example.com\n"
+        "      auth: {type: bearer, token: literal-token-77}\n",
+    )
+    sent = sandbox_connections(ConnectionResolver(api, redactor=Redactor()), ["@http.shop"])
+    assert "literal-token-77" not in sent.text  # a member of an object field travels as a variable
+    assert sent.environ == {"OSIRIS_SECRET_HTTP_SHOP_AUTH_TOKEN": "literal-token-77"}
+    assert "${OSIRIS_SECRET_HTTP_SHOP_AUTH_TOKEN}" in sent.text
     assert local_hosts({"host": "localhost"}) == ["host"]
     assert local_hosts({"dsn": "postgresql://u:p@127.0.0.1:5432/d"}) == ["dsn"]
     assert local_hosts({"dsn": "host=db.example.com dbname=d", "host": "db.example.com"}) == []

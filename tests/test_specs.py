@@ -30,6 +30,8 @@ EXPECTED = {
     "filesystem.csv_writer",
     "filesystem.parquet_extractor",
     "filesystem.parquet_writer",
+    "rest.extractor",
+    "graphql.extractor",
 }
 SQL_EXTRACTORS = ["mysql.extractor", "postgres.extractor", "supabase.extractor", "duckdb.extractor"]
 SQL_WRITERS = ["mysql.writer", "postgres.writer", "supabase.writer", "duckdb.writer"]
@@ -92,6 +94,7 @@ def test_package_data_is_found_through_importlib_resources() -> None:
         "supabase.json",
         "duckdb.json",
         "filesystem.json",
+        "http.json",
     }
 
 
@@ -137,6 +140,8 @@ def test_connection_components_reference_a_family_and_never_require_inline_field
         "supabase": "supabase",
         "duckdb": "duckdb",
         "filesystem": None,
+        "rest": "http",
+        "graphql": "http",
     }[name.split(".")[0]]
     if name == "duckdb.processor":
         family = None
@@ -230,7 +235,7 @@ def test_roles_and_oml_modes(registry: Registry) -> None:
     assert roles["mysql.extractor"] == "extractor"
     assert roles["supabase.writer"] == "writer"
     assert roles["duckdb.processor"] == "processor"
-    assert sum(r == "extractor" for r in roles.values()) == 6
+    assert sum(r == "extractor" for r in roles.values()) == 8
     assert sum(r == "writer" for r in roles.values()) == 6
     assert _spec(registry, "mysql.extractor").oml_modes == ("read", "extract")
     assert _spec(registry, "mysql.writer").oml_modes == ("write",)

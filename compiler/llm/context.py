@@ -13,26 +13,33 @@ if TYPE_CHECKING:
     from osiris.compiler.registry import ComponentSpec, Registry
 
 # Bump when the context's shape changes: cached contexts of another version are rebuilt.
-CONTEXT_VERSION = 1
+CONTEXT_VERSION = 2
 PROMPTS_DIR = Path(".osiris") / "prompts"
 
 RULES = (
-    'Top level: oml_version "0.1.0", name (kebab-case), description, params, steps.',
-    "Step keys: id (kebab-case, unique), component, mode, needs [ids] or inputs "
-    '{df: "${id.df}"}, config. No other keys (never depends_on, type, version).',
-    "Data flows only along needs/inputs; list order creates no edge. An extractor has no "
-    "upstream; a writer exactly one; a processor one or more.",
-    'connection: "@family.alias" (a quoted string) naming one of the given aliases; never '
-    "host, user or password inline: the connection supplies them (c).",
-    "duckdb.processor query: each upstream is a table named by its step id, double-quoted when "
-    'it has a dash (FROM "extract-orders"); input only when there is exactly one upstream.',
-    "Writers: write_mode append|replace|upsert; upsert needs primary_key (the row's key "
-    "columns). Use only fields listed per component.",
+    'Top: oml_version "0.1.0", name (kebab-case), description, params, steps.',
+    "Step: id (kebab-case, unique), component, mode, config, and needs [ids] or inputs {df: "
+    '"${id.df}"}; no other keys (never depends_on, type, version).',
+    "Edges come only from needs/inputs (list order makes none). Extractor: no upstream; writer: "
+    "exactly one; processor: one or more.",
+    'connection: "@family.alias", quoted, one of the given aliases; never host/user/password '
+    "inline: c supplies them.",
+    "duckdb.processor query reads each upstream as a table named by its step id, double-quoted "
+    'if it has a dash (FROM "extract-orders"); input only with exactly one upstream.',
+    "Writers: write_mode append|replace|upsert; upsert needs primary_key. Use only listed fields.",
     'params: {name: {type: string|integer|number|boolean, default: v}}, used as "${params.name}".',
 )
+# Tuning knobs whose defaults fit: left out so the model's budget goes to fields that matter.
+TUNING_FIELDS = frozenset(
+    {"batch_size", "timeout", "max_retries", "retry_delay", "retry_backoff", "rate_limit",
+     "validate_ssl", "row_group_size"}
+)  # fmt: skip
+USUAL_MODE = {"extractor": "read", "processor": "transform", "writer": "write"}
 LEGEND = (
-    "r role, m modes, c connection family (the connection supplies host, port, database, user, "
-    "password: never write them), f fields (s|i|n|b|o|[s] type, =default, a|b enum), req required"
+    "A name ending in extractor|processor|writer is that role, mode read|transform|write "
+    '(else r role, m mode); c connection family (config connection: "@c.alias"), '
+    "f other fields (s|i|n|b|o|[s] type, =default, a|b enum), "
+    "req required; tuning fields (batch_size, timeouts, retries) omitted: defaults fit"
 )
 # The one tiny example: the shape of a whole pipeline, compact.
 EXAMPLE = {
@@ -114,10 +121,16 @@ def component_entry(spec: ComponentSpec) -> dict[str, Any]:
         schema = spec.field_schema(name) or {}
         # upstream names and upstream conveniences (`x-context: false`) have a field of ours
         # the model should use instead
-        if name in hidden or schema.get("deprecated") or schema.get("x-context") is False:
+        if name in hidden or name in TUNING_FIELDS or schema.get("deprecated"):
+            continue
+        if name == "connection" and spec.connection_family:  # "c" says it
+            continue
+        if schema.get("x-context") is False:
             continue
         fields[name] = _field(schema)
-    entry: dict[str, Any] = {"r": spec.role, "m": list(spec.oml_modes)}
+    entry: dict[str, Any] = {}
+    if not (spec.name.endswith(spec.role) and spec.oml_modes[0] == USUAL_MODE.get(spec.role)):
+        entry |= {"r": spec.role, "m": spec.oml_modes[0]}  # else the name says both
     if spec.connection_family:
         entry["c"] = f"@{spec.connection_family}"
     entry["f"] = fields

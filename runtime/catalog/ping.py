@@ -12,7 +12,7 @@ from typing import Any
 
 from osiris.runtime.drivers.base import ConnectionFailure
 
-PING_FAMILIES = ("mysql", "postgres", "supabase", "duckdb", "filesystem")
+PING_FAMILIES = ("mysql", "postgres", "supabase", "duckdb", "filesystem", "http")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ def ping(
         return _duckdb(fields, base)
     if family == "filesystem":
         return _filesystem(fields, base)
+    if family == "http":
+        return _http(fields, timeout)
     raise ConnectionFailure(f"no connection check for family {family!r}", "other")
 
 
@@ -53,6 +55,47 @@ def preload(family: str) -> None:
         import osiris.runtime.drivers.postgres
     elif family == "duckdb":
         import osiris.runtime.duckdb_settings  # noqa: F401
+
+
+class _Alone:
+    """The little of a StepContext an HTTP request needs, outside a run."""
+
+    def on_cancel(self, callback: Any) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def raise_if_cancelled(self) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def _http(fields: Mapping[str, Any], timeout: float) -> PingResult:
+    """GET base_url once with the connection's auth: any answer but 401/403 (or 5xx) means the
+    API is there and takes the credentials."""
+    from dataclasses import replace
+
+    from osiris.runtime.drivers.base import DriverError
+    from osiris.runtime.drivers.http_client import HttpClient, HttpSettings
+
+    settings = HttpSettings.from_connection(fields)
+    settings = replace(settings, max_retries=0, timeout=min(settings.timeout, timeout))
+    client = HttpClient(_Alone(), settings, "")  # type: ignore[arg-type]
+    started = time.perf_counter()
+    note = None
+    server = None
+    try:
+        response = client.request(settings.base_url)
+        server = response.headers.get("server")
+    except ConnectionFailure:
+        raise
+    except DriverError as err:
+        if " returned 5" in str(err):
+            raise ConnectionFailure(str(err), "other") from None
+        note = str(err)  # e.g. 404 at the root: the server answered
+    return PingResult(server, _ms(time.perf_counter() - started), note=note)
 
 
 def _bounded(fields: Mapping[str, Any], timeout: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ VALIDATION_MODES: tuple[ValidationMode, ...] = ("warn", "strict", "off")
 VALIDATION_ENV = "OSIRIS_VALIDATION"
 DEFAULT_KEY = "default"  # `default: true` marks a family's default alias; never a connection field
 # Field names that hold secrets by convention, whatever the family schema says.
-_SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"pass|secret|token|key|dsn|credential|authoriz|cookie", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s;]+)")
 # A ${VAR} or ${VAR:-default} reference, or '$$' (a literal '$'); a bare '${' (the last branch)
@@ -53,11 +53,19 @@ class ConnectionRef:
 
 
 def secret_fields(schema: Mapping[str, Any] | None) -> frozenset[str]:
-    """The fields a family schema marks "x-secret": true."""
+    """The fields a family schema marks "x-secret": true; those of an object field by dotted
+    name (http's auth.token)."""
     props = (schema or {}).get("properties") or {}
-    return frozenset(
-        name for name, sub in props.items() if isinstance(sub, dict) and sub.get("x-secret") is True
-    )
+    found = set()
+    for name, sub in props.items():
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("x-secret") is True:
+            found.add(name)
+        for inner, spec in (sub.get("properties") or {}).items():
+            if isinstance(spec, dict) and spec.get("x-secret") is True:
+                found.add(f"{name}.{inner}")
+    return frozenset(found)
 
 
 def is_secret_field(name: str, marked: frozenset[str] = frozenset()) -> bool:
@@ -71,11 +79,14 @@ def public_fields(
 ) -> dict[str, Any]:
     """The fields of a connection that are safe to show: no secret fields, no `default` marker,
     no credentials inside URLs (scheme://user:password@host)."""
-    return {
-        name: _without_passwords(value) if isinstance(value, str) else value
-        for name, value in fields.items()
-        if name != DEFAULT_KEY and not is_secret_field(name, marked)
-    }
+    shown: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == DEFAULT_KEY or is_secret_field(name, marked):
+            continue
+        if isinstance(value, Mapping):  # http's auth and headers: their secret members hidden
+            value = {k: v for k, v in value.items() if not is_secret_field(f"{name}.{k}", marked)}
+        shown[name] = _without_passwords(value) if isinstance(value, str) else value
+    return shown
 
 
 def _without_passwords(text: str) -> str:
@@ -154,6 +165,24 @@ def is_literal_secret(
     if "://" in value or "=" in value:
         return bool(embedded_passwords(value))
     return True
+
+
+def literal_secrets(
+    fields: Mapping[str, Any], marked: frozenset[str] = frozenset(), defined: Collection[str] = ()
+) -> list[str]:
+    """The secret fields written literally (is_literal_secret), members of an object field
+    (auth.token, headers.Authorization) by dotted name."""
+    found = []
+    for name, value in fields.items():
+        if isinstance(value, Mapping):
+            found += [
+                f"{name}.{k}"
+                for k, v in value.items()
+                if is_literal_secret(f"{name}.{k}", v, marked)
+            ]
+        elif is_literal_secret(str(name), value, marked, defined):
+            found.append(str(name))
+    return found
 
 
 class NoDefaultAlias(LookupError):

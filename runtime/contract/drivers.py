@@ -17,5 +17,7 @@ DRIVER_IDS: frozenset[str] = frozenset(
         "postgres.writer",
         "supabase.extractor",
         "supabase.writer",
+        "rest.extractor",
+        "graphql.extractor",
     }
 )

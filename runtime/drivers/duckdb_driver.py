@@ -21,6 +21,7 @@ from osiris.runtime.drivers.base import (
     settle,
     unique_columns,
 )
+from osiris.runtime.drivers.incremental import SqlIncremental
 from osiris.runtime.duckdb_settings import (
     execute_main_query,
     load_memory_limit,
@@ -139,6 +140,7 @@ class DuckDBExtractor:
         if not path.is_file():
             raise DriverError(f"DuckDB database {path} does not exist")
         query = extract_query(ctx)
+        incremental = SqlIncremental.open(ctx, ctx.config.get("incremental"))
         lock = _file_lock(path)
         with lock:
             con = _attach_read_only(path)
@@ -147,17 +149,28 @@ class DuckDBExtractor:
             finally:
                 con.close()
         batch_size = ctx.batch_size
+        params: list[Any] = []
+        if incremental is not None:
+            incremental.check_columns(schema.names)
+            if incremental.window.since is not None:
+                query = incremental.wrap(query, quote_ident(incremental.column), "?")
+                params = [incremental.window.since]
+                ctx.log(f"incremental: {query} [1 parameter]")
 
         def batches() -> Iterator[pa.RecordBatch]:
             # Opened again only when read, so the file lock is always released by this generator.
             with lock:
                 source = _attach_read_only(path)
                 try:
-                    yield from plain_booleans(source.sql(query).to_arrow_reader(batch_size))
+                    relation = source.sql(query, params=params or None)
+                    yield from plain_booleans(relation.to_arrow_reader(batch_size))
                 finally:
                     source.close()
 
-        return pa.RecordBatchReader.from_batches(schema, batches())
+        stream = batches()
+        if incremental is not None:
+            stream = incremental.track(ctx, stream)
+        return pa.RecordBatchReader.from_batches(schema, stream)
 
 
 class DuckDBWriter:

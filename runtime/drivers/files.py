@@ -27,6 +27,7 @@ from osiris.runtime.drivers.base import (
     settle,
     unique_columns,
 )
+from osiris.runtime.drivers.incremental import SqlIncremental
 from osiris.runtime.duckdb_settings import execute_main_query, open_duckdb, plain_booleans
 from osiris.runtime.sql import ident_list, quote_ident, quote_literal
 
@@ -280,14 +281,14 @@ def parquet_source_query(ctx: StepContext) -> str:
     return f"SELECT {_projection(ctx)} FROM read_parquet({sql_value(_paths(ctx))})"
 
 
-def _stream(query: str, batch_size: int) -> pa.RecordBatchReader:
+def _stream(query: str, batch_size: int, params: list[Any] | None = None) -> pa.RecordBatchReader:
     """Run query on a private in-memory DuckDB and stream its rows; the connection lives
     exactly as long as the reader is being read."""
     import pyarrow as pa
 
     con = open_duckdb(streaming=True)
     try:
-        reader = plain_booleans(con.sql(query).to_arrow_reader(batch_size))
+        reader = plain_booleans(con.sql(query, params=params or None).to_arrow_reader(batch_size))
     except BaseException:
         con.close()
         raise
@@ -327,7 +328,9 @@ class _FileExtractor:
     def source_files(self, ctx: StepContext) -> list[str]:
         return _paths(ctx)
 
-    def source_query(self, ctx: StepContext) -> str:
+    def source_query(self, ctx: StepContext) -> str | None:
+        if ctx.config.get("incremental"):
+            return None  # read through extract(): the last value is a bound parameter
         return self.query(ctx)
 
     def define_view(self, ctx: StepContext) -> None:
@@ -339,7 +342,24 @@ class _FileExtractor:
         return self.query(ctx)
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        return _stream(self.query(ctx), ctx.batch_size)
+        import pyarrow as pa
+
+        query = self.query(ctx)
+        incremental = SqlIncremental.open(ctx, ctx.config.get("incremental"))
+        if incremental is None:
+            return _stream(query, ctx.batch_size)
+        probe = open_duckdb(streaming=True)
+        try:
+            incremental.check_columns(probe.sql(query).limit(0).columns)
+        finally:
+            probe.close()
+        params: list[Any] = []
+        if incremental.window.since is not None:
+            query = incremental.wrap(query, quote_ident(incremental.column), "?")
+            params = [incremental.window.since]
+            ctx.log(f"incremental: {query} [1 parameter]")
+        reader = _stream(query, ctx.batch_size, params)
+        return pa.RecordBatchReader.from_batches(reader.schema, incremental.track(ctx, reader))
 
 
 class CsvExtractor(_FileExtractor):

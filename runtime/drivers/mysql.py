@@ -29,6 +29,7 @@ from osiris.runtime.drivers.base import (
     settle,
     unique_columns,
 )
+from osiris.runtime.drivers.incremental import SqlIncremental
 from osiris.runtime.drivers.readahead import Spilled
 from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
@@ -294,13 +295,18 @@ def _coerce(arr: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def _pymysql_batches(
-    ctx: StepContext, s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+    ctx: StepContext,
+    s: Mapping[str, Any],
+    sql: str,
+    schema: pa.Schema,
+    size: int,
+    args: tuple[Any, ...] | None = None,
 ) -> Iterator[list[pa.Array]]:
     conn = connect(s, cursorclass=pymysql.cursors.SSCursor, conv=RAW_CONV)
     cur = conn.cursor()
     try:
         with ctx.on_cancel(_kill_query(s, conn)):
-            cur.execute(sql)
+            cur.execute(sql, args)
             kinds = [pa.binary() if pa.types.is_binary(f.type) else pa.string() for f in schema]
             while rows := cur.fetchmany(size):
                 yield [
@@ -341,6 +347,7 @@ class MySQLExtractor:
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         opts = ExtractOptions.parse(settings(ctx), ctx)
+        incremental = SqlIncremental.open(ctx, ctx.config.get("incremental"))
         base = opts.select_sql(quote(opts.table or ""), quote)
         order: tuple[str, ...] = ()
         s, conn = connect_as_configured(ctx, connect)
@@ -361,21 +368,40 @@ class MySQLExtractor:
         finally:
             conn.close()
         schema = pa.schema([(c.name, mysql_to_arrow(c)) for c in cols])
+        args: tuple[Any, ...] | None = None
+        if incremental is not None:
+            incremental.check_columns(schema.names)
+            if incremental.window.since is not None:
+                # pymysql formats with %: the SQL's own % signs are doubled, the value is a
+                # parameter the driver escapes (never pasted into the text by us)
+                select = incremental.wrap(
+                    select.replace("%", "%%"), quote(incremental.column), "%s"
+                )
+                args = (incremental.window.since,)
+                ctx.log(f"incremental: {_fetch_sql(select, cols, schema, order)} [1 parameter]")
         fetch = _fetch_sql(select, cols, schema, order)
-        return pa.RecordBatchReader.from_batches(
-            schema, self._stream(ctx, s, fetch, schema, opts.batch_size)
-        )
+        batches = self._stream(ctx, s, fetch, schema, opts.batch_size, args)
+        if incremental is not None:
+            batches = incremental.track(ctx, batches)
+        return pa.RecordBatchReader.from_batches(schema, batches)
 
     def _stream(
-        self, ctx: StepContext, s: Mapping[str, Any], sql: str, schema: pa.Schema, size: int
+        self,
+        ctx: StepContext,
+        s: Mapping[str, Any],
+        sql: str,
+        schema: pa.Schema,
+        size: int,
+        args: tuple[Any, ...] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         use_cx = connectorx is not None and not any(k.startswith("ssl_") for k in s)
         use_cx = use_cx and os.environ.get("OSIRIS_MYSQL_READER", "") != "pymysql"
+        use_cx = use_cx and args is None  # connectorx takes no parameters
         # connectorx cannot be interrupted: on cancel the engine just stops reading from it
         source = (
             _cx_batches(s, sql, size, ctx.scratch_dir)
             if use_cx
-            else _pymysql_batches(ctx, s, sql, schema, size)
+            else _pymysql_batches(ctx, s, sql, schema, size, args)
         )
         rows = 0
         try:

@@ -24,6 +24,7 @@ from osiris.runtime.drivers.base import (
     settle,
     unique_columns,
 )
+from osiris.runtime.drivers.incremental import SqlIncremental
 from osiris.runtime.drivers.sql_common import (
     DriverConfigError,
     ExtractOptions,
@@ -309,6 +310,9 @@ def _finish(arr: pa.Array, dt: pa.DataType) -> pa.Array:
     return arr
 
 
+_SINCE_SETTING = "osiris.incremental_since"  # where an incremental read's bound value waits
+
+
 class PostgresExtractor:
     """Streams `COPY (query) TO STDOUT (FORMAT csv)` into Arrow batches with the result's own types."""
 
@@ -316,6 +320,7 @@ class PostgresExtractor:
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         opts = ExtractOptions.parse(settings(ctx), ctx)
+        incremental = SqlIncremental.open(ctx, ctx.config.get("incremental"))
         s, conn = connect_as_configured(ctx, connect)
         table = qualified(opts.schema or s.get("schema"), opts.table or "")
         base = opts.select_sql(table, quote)
@@ -330,11 +335,29 @@ class PostgresExtractor:
             schema = pa.schema(
                 [(c.name, pg_to_arrow(c.type_code, c.precision, c.scale)) for c in cols]
             )
+            since: tuple[Any, ...] | None = None
+            if incremental is not None:
+                incremental.check_columns(schema.names)
+                if incremental.window.since is not None:
+                    # COPY takes no parameters: the value is bound into a session setting
+                    # (set_config($1)) and the query reads it back, cast to the column's type
+                    oid = cols[schema.names.index(incremental.column)].type_code
+                    row = conn.execute("SELECT format_type(%s, NULL)", (oid,)).fetchone()
+                    typename = row[0] if row else "text"
+                    select = incremental.wrap(
+                        select,
+                        quote(incremental.column),
+                        f"CAST(current_setting('{_SINCE_SETTING}') AS {typename})",
+                    )
+                    since = (str(incremental.window.since),)
+                    ctx.log(f"incremental: {select} [1 parameter]")
             conn.rollback()
         except psycopg.Error as err:
             conn.close()
             raise _fail(s, "reading the result's columns", err) from None
-        batches = self._stream(ctx, s, conn, select, schema, opts.batch_size)
+        batches = self._stream(ctx, s, conn, select, schema, opts.batch_size, since)
+        if incremental is not None:
+            batches = incremental.track(ctx, batches)
         return pa.RecordBatchReader.from_batches(schema, batches)
 
     def _stream(
@@ -345,6 +368,7 @@ class PostgresExtractor:
         select: str,
         schema: pa.Schema,
         batch_size: int,
+        since: tuple[Any, ...] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         names = [f"c{i}" for i in range(len(schema))]
         convert = pcsv.ConvertOptions(
@@ -376,6 +400,8 @@ class PostgresExtractor:
 
         try:
             with ctx.on_cancel(_cancel_statement(conn)):
+                if since is not None:
+                    conn.execute(f"SELECT set_config('{_SINCE_SETTING}', %s, true)", since)
                 stream = _CopyStream(conn, f"COPY ({select}) TO STDOUT (FORMAT csv)")
                 batches = (b for chunk in stream.chunks(CSV_CHUNK) for b in parsed(chunk))
                 for batch in rebatch(batches, batch_size):

@@ -24,6 +24,8 @@ DRIVERS: dict[str, str] = {
     "postgres.writer": "postgres:PostgresWriter",
     "supabase.extractor": "postgres:PostgresExtractor",
     "supabase.writer": "postgres:PostgresWriter",
+    "rest.extractor": "rest:RestExtractor",
+    "graphql.extractor": "graphql:GraphQLExtractor",
 }
 
 

@@ -1,0 +1,65 @@
+"""`osiris state show|reset` over a project's .osiris/state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from osiris.compiler.cli import osiris_main
+from osiris.runtime.records.state import CursorState, state_path, write_state
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    write_state(state_path(tmp_path, "shop", "orders"), CursorState("updated_at", "2024-05-01"))
+    write_state(state_path(tmp_path, "shop", "refunds"), CursorState("id", 42))
+    write_state(state_path(tmp_path, "crm", "contacts"), CursorState("version", 7))
+    return tmp_path
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    code = osiris_main([*argv, "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_show_lists_every_state_or_one_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(_project(tmp_path))
+    code, doc = _json(capsys, "state", "show", "--project-dir", project)
+    assert code == 0
+    assert [(s["pipeline"], s["step"], s["last_value"]) for s in doc["states"]] == [  # type: ignore[index]
+        ("crm", "contacts", 7),
+        ("shop", "orders", "2024-05-01"),
+        ("shop", "refunds", 42),
+    ]
+    code, doc = _json(capsys, "state", "show", "shop", "--project-dir", project)
+    assert [s["step"] for s in doc["states"]] == ["orders", "refunds"]  # type: ignore[index]
+    assert osiris_main(["state", "show", "crm", "--project-dir", project]) == 0
+    assert "contacts  version > 7" in capsys.readouterr().out
+
+
+def test_reset_one_step_then_the_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path)
+    code, doc = _json(
+        capsys, "state", "reset", "shop", "--step", "orders", "--project-dir", str(project)
+    )
+    assert code == 0 and len(doc["removed"]) == 1  # type: ignore[index]
+    assert not state_path(project, "shop", "orders").exists()
+    assert state_path(project, "shop", "refunds").exists()
+    assert osiris_main(["state", "reset", "shop", "--project-dir", str(project)]) == 0
+    assert not (project / ".osiris/state/shop").exists()
+    assert state_path(project, "crm", "contacts").exists()
+
+
+def test_a_name_that_climbs_out_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path)
+    code, doc = _json(capsys, "state", "reset", "..", "--project-dir", str(project))
+    assert code == 2 and "cannot be a state file name" in json.dumps(doc)
+    assert state_path(project, "crm", "contacts").exists()
