@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from osiris.compiler.discovery.mask import column_kind, mask_samples, mask_text, mask_value
@@ -196,14 +196,15 @@ ibans = st.builds(
 
 @settings(max_examples=300, deadline=None)
 @given(st.emails(), st.sampled_from([None, "email", "contact", "name"]))
+@example("0*@A.AO", None)
 def test_no_generated_email_survives(email: str, column: str | None) -> None:
     kind = column_kind(column) if column else None
     masked = mask_value(email, kind)
     assert email not in masked
     local = email.rpartition("@")[0]
-    if len(local) > 1:
-        assert local not in masked.split("@")[0]
-    assert masked.startswith(local[:1] + "***@")
+    # only the first character of the local part is kept (a local part such as '0*' would be
+    # "in" its own mask '0***', so the exact form is what is asserted)
+    assert masked.split("@")[0] == local[:1] + "***"
 
 
 @settings(max_examples=300, deadline=None)
