@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from osiris.compiler.check_partition import check_partition_columns, check_partitions
 from osiris.compiler.check_config import check_config, check_constraints
 from osiris.compiler.check_schema import Catalogs, check_schema
 from osiris.compiler.connections import ConnectionsIndex
@@ -775,6 +776,8 @@ PASSES: tuple[Callable[[CheckContext], None], ...] = (
     check_configs,
     check_processor_sql,
     check_schema,
+    check_partitions,
+    check_partition_columns,
 )
 
 

@@ -144,6 +144,7 @@ def lower(
             needs=tuple(sorted(ctx.upstream(step_id), key=rank.__getitem__)),
             description=step.description,
             span=step.span,
+            partition=substitute(step.partition, params) if step.partition else None,
         )
     if diagnostics.has_errors:
         return None

@@ -39,6 +39,7 @@ from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
 from osiris.runtime.output import closable_stdout
+from osiris.runtime.engines import ENGINES, EngineOptions
 from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
@@ -70,7 +71,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
         "--run-dir", type=Path, help="directory for this run's records (default: runs/<run_id>)"
     )
     parser.add_argument(
-        "--engine", choices=["local"], default="local", help="execution engine (only local)"
+        "--engine",
+        choices=sorted(ENGINES),
+        default="local",
+        help="execution engine: local (this process), dask (partitions as tasks on a cluster)",
+    )
+    parser.add_argument(
+        "--scheduler", help="dask: the scheduler to connect to, tcp://HOST:PORT (default: a "
+        "LocalCluster started for the run)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="dask: worker processes of the LocalCluster (default 2)"
     )
     if with_format:
         parser.add_argument(
@@ -143,15 +154,15 @@ def execute(
 ) -> int:
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
-    if args.max_parallel is not None and args.max_parallel < 1:
-        if args.format == "json":
-            failed = RunOutcome(
-                "failed", ExitCode.INVALID, error="--max-parallel must be at least 1"
-            )
-            print(json.dumps(failed.summary(), ensure_ascii=False), file=out, flush=True)
-        else:
-            print(f"{prog}: error: --max-parallel must be at least 1", file=err)
-        return ExitCode.INVALID
+    engine_options = EngineOptions(getattr(args, "scheduler", None), getattr(args, "workers", None))
+    for flag, value in (("--max-parallel", args.max_parallel), ("--workers", engine_options.workers)):
+        if value is not None and value < 1:
+            if args.format == "json":
+                failed = RunOutcome("failed", ExitCode.INVALID, error=f"{flag} must be at least 1")
+                print(json.dumps(failed.summary(), ensure_ascii=False), file=out, flush=True)
+            else:
+                print(f"{prog}: error: {flag} must be at least 1", file=err)
+            return ExitCode.INVALID
     view: LiveView | PlainView | QuietView
     console: Console | None = None
     if args.format == "json":
@@ -194,6 +205,8 @@ def execute(
             atomic=args.atomic,
             observer=view,
             cancel=cancel,
+            engine=args.engine,
+            engine_options=engine_options,
         )
     if args.format == "json":
         print(json.dumps(outcome.summary(), ensure_ascii=False), file=out, flush=True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from typing import Protocol, assert_never
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.outcomes import StepOutcome
+from osiris.runtime.partitioned import PartMap, resolved_fields, run_partitioned, thread_map
 from osiris.runtime.planner import (
     ExecutionPlan,
     FileViewUnit,
+    PartitionedUnit,
     StepUnit,
     StreamUnit,
     Unit,
@@ -21,6 +24,8 @@ from osiris.runtime.streams import run_stream
 from osiris.runtime.view_chains import run_view_chain
 
 POLL_SECONDS = 0.2
+# How a partitioned unit's partitions run: (runner, on_rows(partition, rows)) -> their runner.
+PartitionRunner = Callable[[StepRunner, Callable[[int, int], None]], PartMap]
 
 
 def default_parallelism() -> int:
@@ -48,10 +53,15 @@ class LocalExecutor:
         *,
         max_parallel: int | None = None,
         cancel: CancelToken | None = None,
+        partitions: PartitionRunner | None = None,
     ) -> None:
         self.runner = runner
         self.max_parallel = max(1, max_parallel or default_parallelism())
         self.cancel = cancel or runner.reporter.cancel
+        # by default a unit's partitions run on threads of this process, max_parallel at a time
+        self.partitions: PartitionRunner = partitions or (
+            lambda runner, on_rows: thread_map(runner, self.max_parallel, on_rows)
+        )
 
     def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
         outcomes: dict[str, StepOutcome] = {}
@@ -98,6 +108,13 @@ class LocalExecutor:
                 return run_stream(self.runner, unit)
             case ViewChainUnit():
                 return run_view_chain(self.runner, unit)
+            case PartitionedUnit():
+                return run_partitioned(
+                    self.runner,
+                    unit,
+                    lambda ref: resolved_fields(self.runner, ref),
+                    lambda on_rows: self.partitions(self.runner, on_rows),
+                )
             case _:
                 assert_never(unit)
 

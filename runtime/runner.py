@@ -24,6 +24,7 @@ from osiris.runtime.contract.project import connections_file, run_project_dir
 from osiris.runtime.contract.scratch import hold_lock
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
+from osiris.runtime.engines import ENGINES, EngineOptions
 from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import (
     RUN_FINISHED,
@@ -124,6 +125,8 @@ def run_manifest(
     materialize: str | None = None,
     atomic: bool = False,
     cancel: CancelToken | None = None,
+    engine: str = "local",
+    engine_options: EngineOptions | None = None,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
@@ -135,7 +138,8 @@ def run_manifest(
     atomic: every writer stages its load and the run publishes them all only once every step
     has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers).
     cancel: a CancelToken another thread may cancel; the running steps are stopped and rolled
-    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM)."""
+    back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM).
+    engine: a key of runtime.engines.ENGINES ("local", "dask"): where partitions run."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -176,6 +180,8 @@ def run_manifest(
     run = _Run(
         verified, paths, project, redactor, resolver, debris, observer, cancel or CancelToken()
     )
+    run.engine = engine
+    run.engine_options = engine_options or EngineOptions()
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -212,6 +218,8 @@ class _Run:
         self.warnings: list[str] = []
         self.connection_warnings: list[str] = []  # reported once the run has started
         self.atomic = False
+        self.engine = "local"
+        self.engine_options = EngineOptions()
         # Writer steps whose targets this run changed; None: not known (the run stopped early).
         self.published: list[str] | None = None
         self.lock = hold_lock(paths.lock)  # released when the records are complete
@@ -264,9 +272,17 @@ class _Run:
                     contexts=contexts,
                     reporter=StepReporter(self.events, self.log, self.redactor, self.cancel),
                 )
-                executor = LocalExecutor(runner, max_parallel=max_parallel, cancel=self.cancel)
                 try:
-                    with self.cancel.on_cancel(database.interrupt):
+                    with (
+                        ENGINES[self.engine](self.engine_options) as partitions,
+                        self.cancel.on_cancel(database.interrupt),
+                    ):
+                        executor = LocalExecutor(
+                            runner,
+                            max_parallel=max_parallel,
+                            cancel=self.cancel,
+                            partitions=partitions,
+                        )
                         steps = executor.run(execution_plan)
                     if not self.cancel.cancelled:
                         publishing = self._publish(steps, runner.publications)
@@ -356,7 +372,7 @@ class _Run:
             pipeline=self.manifest.pipeline_name,
             manifest_fingerprint=self.manifest.fingerprint,
             modified=self.manifest.modified,
-            engine="local",
+            engine=self.engine,
             environment=environment(),
             max_parallel=max_parallel,
             materialize=options.materialize,
