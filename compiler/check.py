@@ -353,7 +353,8 @@ def check_params(ctx: CheckContext) -> None:
                     ctx, name, entry.key.span, declared, where=f"profile '{profile.name.value}'"
                 )
     for step in ctx.document.steps:
-        for ref in find_all(step.config, Reference):
+        refs = [*find_all(step.config, Reference), *find_all(step.partition, Reference)]
+        for ref in refs:
             if ref.path[0] != "params":
                 continue
             if ref.param is None:

@@ -145,6 +145,16 @@ SCHEMA_CASES: list[tuple[str, str, set[str]]] = [
         {"OML152"},
     ),
     ("processor-column-typo", doc(CHAIN), {"OML153"}),
+    (
+        "partition-column-unknown",
+        doc(MYSQL_TABLE.format(table="orders") + "  partition: {column: idd, count: 4}\n"),
+        {"OML174"},
+    ),
+    (
+        "partition-column-not-ordered",
+        doc(MYSQL_TABLE.format(table="orders") + "  partition: {column: status, count: 4}\n"),
+        {"OML174"},
+    ),
 ]
 
 

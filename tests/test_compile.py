@@ -48,6 +48,18 @@ COMPILE_CASES = [
         {},
         {"OML112"},
     ),
+    (
+        "partition-count-after-params",
+        "params:\n  n: {type: integer}\n"
+        + pipeline(
+            "- {id: src, component: mysql.extractor, mode: read, config: "
+            '{connection: "@mysql.shop", table: orders}, partition: {column: id, count: "${params.n}"}}\n'
+        ),
+        ["n=0"],
+        None,
+        {},
+        {"OML171"},
+    ),
 ]
 
 
