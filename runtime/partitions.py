@@ -102,7 +102,7 @@ def boundaries(lower: Bound, upper: Bound, count: int) -> list[Bound]:
     lo, hi = _ordinal(lower), _ordinal(upper)
     if hi <= lo or count <= 1:
         return []
-    inner = sorted({lo + (hi - lo) * i // count for i in range(1, count)} - {lo})
+    inner = sorted({lo - (-(hi - lo) * i // count) for i in range(1, count)})  # ceil
     return [_from_ordinal(n, lower) for n in inner]
 
 
@@ -141,7 +141,15 @@ def predicates(
     lo, hi = as_bound(lower), as_bound(upper)
     if lo is None or hi is None:  # an empty source (or a column of NULLs only)
         return [None]
+    if isinstance(lo, dt.datetime) != isinstance(hi, dt.datetime):  # a date and a timestamp
+        lo, hi = (_as_datetime(b) for b in (lo, hi))
     return stride_predicates(column, boundaries(lo, hi, spec.count))
+
+
+def _as_datetime(value: Bound) -> Bound:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time())
+    return value
 
 
 def restrict(sql: str, predicate: str | None) -> str:

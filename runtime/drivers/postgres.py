@@ -468,12 +468,10 @@ class PostgresWriter:
             with ctx.on_cancel(_cancel_statement(conn)):
                 exists = conn.execute("SELECT to_regclass(%s)", [target]).fetchone()
                 if exists is not None and exists[0] is not None:
-                    # shaped like the target, so a value it rejects fails this partition's load
-                    cols = ", ".join(quote(n) for n in data.schema.names)
+                    # shaped like the target (NOT NULL and CHECK, no keys), so a value it
+                    # rejects fails this partition's load
                     conn.execute(
-                        f"CREATE UNLOGGED TABLE {staging} AS SELECT {cols} FROM {target} WITH NO DATA"
-                        if opts.write_mode == "upsert"
-                        else f"CREATE UNLOGGED TABLE {staging} (LIKE {target} INCLUDING DEFAULTS "
+                        f"CREATE UNLOGGED TABLE {staging} (LIKE {target} INCLUDING DEFAULTS "
                         "INCLUDING CONSTRAINTS INCLUDING GENERATED)"
                     )
                 else:
