@@ -1,0 +1,223 @@
+"""`--engine dask`: partitions as tasks on a LocalCluster and on real `dask scheduler` / `dask
+worker` processes, giving exactly the local engine's result; failures and Ctrl-C leave the target."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_helpers import read_events, run_steps, write_manifest
+from test_partitions import (
+    _connections,
+    mysql_source,
+    mysql_summary,
+    mysql_tables,
+    pg_connect,
+    pg_summary,
+    pg_tables,
+    two_steps,
+)
+
+pytest.importorskip("distributed")
+
+from osiris.runtime.engines import EngineOptions  # noqa: E402
+
+PARTITION = {"column": "id", "count": 4, "lower": 0, "upper": 2000}
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1 (random ports): yields
+    the scheduler's address and the workers' addresses; stops them afterwards."""
+    from distributed import Client
+
+    folder = tmp_path_factory.mktemp("dask")
+    file = folder / "scheduler.json"
+    log = (folder / "cluster.log").open("wb")
+    common = ["--no-dashboard"]
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--scheduler-file", str(file), *common],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for name in ("w1", "w2"):
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "dask"), "worker", "--scheduler-file", str(file), "--host",
+                     "127.0.0.1", "--nthreads", "1", "--name", name, *common],
+                    stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+        with Client(scheduler_file=str(file), timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+            address = client.scheduler.address
+            workers = sorted(client.scheduler_info()["workers"])
+        yield address, workers
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def oml_run(manifest: Path, project: Path, *args: str, **popen: Any) -> Any:
+    command = [sys.executable, "-m", "osiris.runtime.cli", str(manifest), "--project-dir",
+               str(project), "--format", "json", *args]  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+
+
+def run_dir_of(project: Path) -> Path:
+    (found,) = sorted((project / "runs").iterdir())
+    return found
+
+
+def test_local_cluster_equals_the_local_engine(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    local, _ = run_steps(tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns)
+    assert local.status == "ok", local.error
+    outcome, run_dir = run_steps(
+        tmp_path / "b",
+        two_steps(PARTITION),
+        connections=conns,
+        engine="dask",
+        engine_options=EngineOptions(workers=2),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert pg_summary(pg_db, "dask_dst") == pg_summary(pg_db, "dask_local")
+    assert run_dir is not None
+    events = read_events(run_dir)
+    assert next(e for e in events if e["event"] == "run_started")["engine"] == "dask"
+    parts = [e for e in events if e["event"] == "partition_finished"]
+    assert len(parts) == 4 and all(p["worker"].startswith("tcp://127.0.0.1:") for p in parts)
+    assert sum(p["rows"] for p in parts) == 3000
+    assert pg_tables(pg_db) == ["dask_dst", "dask_local"]
+
+
+def test_scheduler_and_two_workers_mysql_to_postgres_and_back(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, workers = scheduler
+    mysql_source(mysql_db)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    local, _ = run_steps(tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns)
+    assert local.status == "ok", local.error
+    manifest = write_manifest(tmp_path / "build-to-pg", two_steps(PARTITION))
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["status"] == "ok"
+    assert pg_summary(pg_db, "dask_dst") == pg_summary(pg_db, "dask_local")
+    parts = [e for e in read_events(run_dir_of(tmp_path)) if e["event"] == "partition_finished"]
+    assert {p["worker"] for p in parts} <= set(workers) and len(parts) == 4
+    assert pg_tables(pg_db) == ["dask_dst", "dask_local"]
+
+    # PostgreSQL -> MariaDB, by a date column, against the local engine's result
+    back = {"source": ("postgres.extractor", "@postgres.p"), "sink": ("mysql.writer", "@mysql.m")}
+    by_date = {"column": "created", "count": 3}
+    extract = {"table": "dask_local"}
+    local, _ = run_steps(
+        tmp_path / "b", two_steps(by_date, table="dask_back_local", extract=extract, **back),
+        connections=conns,
+    )  # fmt: skip
+    assert local.status == "ok", local.error
+    manifest = write_manifest(tmp_path / "build-to-my", two_steps(by_date, table="dask_back", extract=extract, **back))
+    (tmp_path / "c").mkdir()
+    proc = oml_run(manifest, tmp_path / "c", "--engine", "dask", "--scheduler", address,
+                   "--connections", str(conns))  # fmt: skip
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert mysql_summary(mysql_db, "dask_back") == mysql_summary(mysql_db, "dask_back_local")
+    assert mysql_summary(mysql_db, "dask_back")[0] == 3000
+    assert mysql_tables(mysql_db) == ["dask_back", "dask_back_local", "dask_src"]
+
+
+def test_a_failing_partition_on_the_cluster_leaves_the_target(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, _ = scheduler
+    mysql_source(mysql_db)
+    _connections(tmp_path, mysql_db, pg_db)
+    with pg_connect(pg_db) as c:
+        c.execute(
+            "CREATE TABLE dask_dst (id int PRIMARY KEY, v int CHECK (v <> 4800), name text, "
+            "amount numeric(12,2), created date)"
+        )
+        c.execute("INSERT INTO dask_dst VALUES (1, 1, 'before', 1.00, '2020-01-01')")
+    before = pg_summary(pg_db, "dask_dst")
+    manifest = write_manifest(tmp_path / "build", two_steps(PARTITION, write_mode="append"))
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    out, err = proc.communicate(timeout=300)
+    summary = json.loads(out)
+    assert proc.returncode == 4, err
+    assert "partition 4 of 4 failed" in summary["error"]
+    assert pg_summary(pg_db, "dask_dst") == before
+    assert pg_tables(pg_db) == ["dask_dst"]
+
+
+def test_ctrl_c_cancels_the_tasks_and_leaves_the_target(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, _ = scheduler
+    _connections(tmp_path, mysql_db, pg_db)
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dask_dst (id int PRIMARY KEY)")
+        c.execute("INSERT INTO dask_dst VALUES (7)")
+    slow = {"query": "SELECT i AS id FROM generate_series(1, 4000) i WHERE pg_sleep(0.005) IS NOT NULL"}
+    steps = two_steps(
+        {"column": "id", "count": 4, "lower": 1, "upper": 4000},
+        source=("postgres.extractor", "@postgres.p"),
+        extract=slow,
+    )
+    manifest = write_manifest(tmp_path / "build", steps)
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = tmp_path / "runs"
+        events = runs.exists() and any(
+            '"step_started"' in p.read_text() for p in runs.glob("*/events.jsonl")
+        )
+        if events:
+            break
+        time.sleep(0.2)
+    time.sleep(2)  # the partitions are running on the workers now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert json.loads(out)["status"] == "cancelled"
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT array_agg(id) FROM dask_dst").fetchone() == ([7],)
+    assert pg_tables(pg_db) == ["dask_dst"]
