@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from osiris.compiler.check_partition import check_partition_columns, check_partitions
 from osiris.compiler.check_config import check_config, check_constraints
+from osiris.compiler.check_partition import check_partition_columns, check_partitions
 from osiris.compiler.check_schema import Catalogs, check_schema
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at

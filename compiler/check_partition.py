@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 PARTITIONED_FAMILIES = {"mysql": "mysql", "postgres": "postgres", "supabase": "postgres"}
 BY_COLUMN = ("column", "count", "lower", "upper")
 EXAMPLE = "partition: {column: id, count: 8}"
-EXAMPLE_PREDICATES = "partition:\n  predicates: [\"region = 'EU'\", \"region <> 'EU' OR region IS NULL\"]"
+EXAMPLE_PREDICATES = (
+    "partition:\n  predicates: [\"region = 'EU'\", \"region <> 'EU' OR region IS NULL\"]"
+)
 _ORDERED_TYPES = ("int", "uint", "date", "timestamp")  # arrow type names a stride can split
 
 
@@ -57,7 +59,10 @@ def _shape(ctx: CheckContext, step_id: str, node: YMap, dialect: str) -> bool:
 
     if "predicates" in keys:
         if len(keys) > 1:
-            return bad("predicates cannot be combined with " + ", ".join(k for k in keys if k != "predicates"))
+            return bad(
+                "predicates cannot be combined with "
+                + ", ".join(k for k in keys if k != "predicates")
+            )
         entry = node.get("predicates")
         assert entry is not None
         if not isinstance(entry.value, YSeq) or not entry.value.items:
@@ -65,7 +70,9 @@ def _shape(ctx: CheckContext, step_id: str, node: YMap, dialect: str) -> bool:
                        EXAMPLE_PREDICATES)  # fmt: skip
         ok = True
         for item in entry.value.items:
-            if not (isinstance(item, YScalar) and isinstance(item.value, str) and item.value.strip()):
+            if not (
+                isinstance(item, YScalar) and isinstance(item.value, str) and item.value.strip()
+            ):
                 ok = bad("each predicate must be a SQL condition (a string)", item.span,
                          EXAMPLE_PREDICATES)  # fmt: skip
                 continue
@@ -96,12 +103,16 @@ def _shape(ctx: CheckContext, step_id: str, node: YMap, dialect: str) -> bool:
         low, high = values
         if type(low) is not type(high):
             return bad("lower and upper must be of the same kind (integer, date or timestamp)")
-        if low >= high:  # type: ignore[operator]
+        if low >= high:
             return bad(f"lower ({low}) must be below upper ({high})")
     elif bounds[0] is not None:
         for entry in bounds:
             assert entry is not None
-            if isinstance(entry.value, YScalar) and entry.value.template is None and _bound(entry.value) is None:
+            if (
+                isinstance(entry.value, YScalar)
+                and entry.value.template is None
+                and _bound(entry.value) is None
+            ):
                 return bad(f"{entry.key.value} must be an integer, a date or a timestamp",
                            entry.value.span)  # fmt: skip
     return True
@@ -120,7 +131,11 @@ def _bound(node: YScalar) -> Any:
                 parsed = parse(value)
             except ValueError:
                 continue
-            return parsed if isinstance(parsed, dt.datetime) else dt.datetime.combine(parsed, dt.time())
+            return (
+                parsed
+                if isinstance(parsed, dt.datetime)
+                else dt.datetime.combine(parsed, dt.time())
+            )
     return None
 
 
@@ -182,7 +197,9 @@ def check_partition_columns(ctx: CheckContext) -> None:
             continue
         ref, catalog, _, name, schema = target
         exact = ref.family != "mysql"
-        table = next((t for t in _pool(catalog, schema, exact) or [] if _same(t.name, name, exact)), None)
+        table = next(
+            (t for t in _pool(catalog, schema, exact) or [] if _same(t.name, name, exact)), None
+        )
         if table is None:
             continue  # OML150 said so
         found = next((c for c in table.columns if _same(c.name, column, exact)), None)

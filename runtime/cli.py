@@ -38,8 +38,8 @@ from osiris.runtime.console import (
 from osiris.runtime.contract.args import ParseError, Parser, wants_json
 from osiris.runtime.contract.exits import ExitCode
 from osiris.runtime.contract.version import add_version_flag
-from osiris.runtime.output import closable_stdout
 from osiris.runtime.engines import ENGINES, EngineOptions
+from osiris.runtime.output import closable_stdout
 from osiris.runtime.runner import RunOutcome, run_manifest
 
 if TYPE_CHECKING:
@@ -77,8 +77,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
         help="execution engine: local (this process), dask (partitions as tasks on a cluster)",
     )
     parser.add_argument(
-        "--scheduler", help="dask: the scheduler to connect to, tcp://HOST:PORT (default: a "
-        "LocalCluster started for the run)"
+        "--scheduler",
+        help="dask: the scheduler to connect to, tcp://HOST:PORT (default: a "
+        "LocalCluster started for the run)",
     )
     parser.add_argument(
         "--workers", type=int, help="dask: worker processes of the LocalCluster (default 2)"
@@ -155,7 +156,10 @@ def execute(
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
     engine_options = EngineOptions(getattr(args, "scheduler", None), getattr(args, "workers", None))
-    for flag, value in (("--max-parallel", args.max_parallel), ("--workers", engine_options.workers)):
+    for flag, value in (
+        ("--max-parallel", args.max_parallel),
+        ("--workers", engine_options.workers),
+    ):
         if value is not None and value < 1:
             if args.format == "json":
                 failed = RunOutcome("failed", ExitCode.INVALID, error=f"{flag} must be at least 1")

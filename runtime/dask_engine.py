@@ -89,7 +89,9 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
         try:
             client = Client(scheduler, timeout=10)
         except (OSError, TimeoutError) as err:
-            raise ConfigurationError(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
+            raise ConfigurationError(
+                f"cannot reach the Dask scheduler {scheduler}: {err}"
+            ) from None
         try:
             yield _cluster_map(client)
         finally:

@@ -43,7 +43,9 @@ class ManifestStep:
     cfg_sha256: str
     config: Mapping[str, Any]
     cfg_bytes: bytes
-    partition: Mapping[str, Any] | None = None  # an extractor's `partition:` (runtime/partitions.py)
+    partition: Mapping[str, Any] | None = (
+        None  # an extractor's `partition:` (runtime/partitions.py)
+    )
 
     @property
     def upstream(self) -> tuple[str, ...]:

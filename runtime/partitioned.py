@@ -17,9 +17,9 @@ from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.drivers.base import DriverError, PartTable
 from osiris.runtime.drivers.registry import load_driver
-from osiris.runtime.drivers.sql_common import PARTITION_WHERE
 from osiris.runtime.events import PARTITION_FINISHED
 from osiris.runtime.outcomes import Measured, StepOutcome
+from osiris.runtime.partitions import PARTITION_WHERE
 from osiris.runtime.planner import PartitionedUnit
 from osiris.runtime.step_runner import StepRunner
 from osiris.runtime.streams import _StreamTap
@@ -176,7 +176,12 @@ def run_partitioned(
     report.started(sink, streamed_from=source.id)
     src_ctx, sink_ctx = runner.context(source), runner.context(sink)
     src_driver, sink_driver = runner.driver(source), runner.driver(sink)
-    rows_seen = _Rows(lambda rows: (src_ctx.progress(rows), sink_ctx.progress(rows)))
+
+    def report_rows(rows: int) -> None:
+        src_ctx.progress(rows)
+        sink_ctx.progress(rows)
+
+    rows_seen = _Rows(report_rows)
     try:
         try:
             assert source.partition is not None
@@ -189,7 +194,9 @@ def run_partitioned(
             PartJob(
                 i,
                 pred,
-                PartEnd(source.id, source.driver, dict(source.config), connection(source.connection)),
+                PartEnd(
+                    source.id, source.driver, dict(source.config), connection(source.connection)
+                ),
                 PartEnd(sink.id, sink.driver, dict(sink.config), connection(sink.connection)),
                 part,
             )
@@ -232,7 +239,7 @@ def run_partitioned(
         try:
             schema = next(r.schema for r in results if r.schema is not None)
             runner._can_defer(sink, sink_driver, sink_ctx)
-            result = runner._hold(sink, sink_driver.finish_parts(sink_ctx, schema, parts))
+            published = runner._hold(sink, sink_driver.finish_parts(sink_ctx, schema, parts))
         except Exception as err:
             if report.cancel.cancelled:
                 return source_outcome, report.cancelled(sink, sink_started, rows_in=rows, err=err)
@@ -240,9 +247,9 @@ def run_partitioned(
         if not sink_ctx.defer_publish:  # published: the parts were dropped with it
             for entry in entries:
                 sink_ctx.untrack(entry)
-        sink_ctx.progress(result.rows_out)
+        sink_ctx.progress(published.rows_out)
         return source_outcome, report.succeeded(
-            sink, Measured(rows, result.rows_out, data_bytes), started
+            sink, Measured(rows, published.rows_out, data_bytes), started
         )
     finally:
         src_ctx.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,6 +11,9 @@ from typing import Any
 
 from osiris.runtime.drivers.base import DriverError
 
+# The config key through which the engine narrows an extract to one partition (a predicate in
+# the source's dialect, built by the extractor's own partitions()); never written by a user.
+PARTITION_WHERE = "osiris_partition_where"
 EPOCH = dt.datetime(1970, 1, 1)
 Bound = int | dt.date | dt.datetime
 
@@ -114,8 +118,7 @@ def stride_predicates(column: str, cuts: Sequence[Bound]) -> list[str | None]:
         return [None]
     first = f"{column} < {literal(cuts[0])} OR {column} IS NULL"
     middle = [
-        f"{column} >= {literal(a)} AND {column} < {literal(b)}"
-        for a, b in zip(cuts, cuts[1:], strict=False)
+        f"{column} >= {literal(a)} AND {column} < {literal(b)}" for a, b in itertools.pairwise(cuts)
     ]
     return [first, *middle, f"{column} >= {literal(cuts[-1])}"]
 

@@ -320,7 +320,11 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         pipeline(extract() + mysql_writer("{table: t}") + "  partition: {column: id, count: 2}\n"),
         {"OML170"},
     ),
-    ("partition-count-zero", pipeline(MYSQL_SRC + "  partition: {column: id, count: 0}\n"), {"OML171"}),
+    (
+        "partition-count-zero",
+        pipeline(MYSQL_SRC + "  partition: {column: id, count: 0}\n"),
+        {"OML171"},
+    ),
     (
         "partition-one-bound",
         pipeline(MYSQL_SRC + "  partition: {column: id, count: 4, lower: 1}\n"),
@@ -328,7 +332,9 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
     ),
     (
         "partition-bounds-reversed",
-        pipeline(MYSQL_SRC + "  partition: {column: d, count: 4, lower: 2024-02-01, upper: 2024-01-01}\n"),
+        pipeline(
+            MYSQL_SRC + "  partition: {column: d, count: 4, lower: 2024-02-01, upper: 2024-01-01}\n"
+        ),
         {"OML171"},
     ),
     (
@@ -343,7 +349,10 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
     ),
     (
         "partition-with-limit",
-        pipeline(MYSQL_SRC.replace("table: orders}", "table: orders, limit: 10}") + "  partition: {column: id, count: 2}\n"),
+        pipeline(
+            MYSQL_SRC.replace("table: orders}", "table: orders, limit: 10}")
+            + "  partition: {column: id, count: 2}\n"
+        ),
         {"OML173"},
     ),
 ]

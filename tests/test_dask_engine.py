@@ -27,7 +27,7 @@ from test_partitions import (
 
 pytest.importorskip("distributed")
 
-from osiris.runtime.engines import EngineOptions  # noqa: E402
+from osiris.runtime.engines import EngineOptions
 
 PARTITION = {"column": "id", "count": 4, "lower": 0, "upper": 2000}
 BIN = Path(sys.executable).parent
@@ -45,10 +45,20 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
     common = ["--no-dashboard"]
     procs = [
         subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--scheduler-file", str(file), *common],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--scheduler-file",
+                str(file),
+                *common,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     ]
     try:
         deadline = time.monotonic() + 60
@@ -57,10 +67,22 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
         for name in ("w1", "w2"):
             procs.append(
                 subprocess.Popen(
-                    [str(BIN / "dask"), "worker", "--scheduler-file", str(file), "--host",
-                     "127.0.0.1", "--nthreads", "1", "--name", name, *common],
-                    stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
+                    [
+                        str(BIN / "dask"),
+                        "worker",
+                        "--scheduler-file",
+                        str(file),
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--name",
+                        name,
+                        *common,
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
         with Client(scheduler_file=str(file), timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
@@ -97,7 +119,9 @@ def test_local_cluster_equals_the_local_engine(
     mysql_source(mysql_db)
     _connections(tmp_path, mysql_db, pg_db)
     conns = tmp_path / "osiris_connections.yaml"
-    local, _ = run_steps(tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns)
+    local, _ = run_steps(
+        tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns
+    )
     assert local.status == "ok", local.error
     outcome, run_dir = run_steps(
         tmp_path / "b",
@@ -127,7 +151,9 @@ def test_scheduler_and_two_workers_mysql_to_postgres_and_back(
     mysql_source(mysql_db)
     _connections(tmp_path, mysql_db, pg_db)
     conns = tmp_path / "osiris_connections.yaml"
-    local, _ = run_steps(tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns)
+    local, _ = run_steps(
+        tmp_path / "a", two_steps(PARTITION, table="dask_local"), connections=conns
+    )
     assert local.status == "ok", local.error
     manifest = write_manifest(tmp_path / "build-to-pg", two_steps(PARTITION))
     proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
@@ -148,7 +174,9 @@ def test_scheduler_and_two_workers_mysql_to_postgres_and_back(
         connections=conns,
     )  # fmt: skip
     assert local.status == "ok", local.error
-    manifest = write_manifest(tmp_path / "build-to-my", two_steps(by_date, table="dask_back", extract=extract, **back))
+    manifest = write_manifest(
+        tmp_path / "build-to-my", two_steps(by_date, table="dask_back", extract=extract, **back)
+    )
     (tmp_path / "c").mkdir()
     proc = oml_run(manifest, tmp_path / "c", "--engine", "dask", "--scheduler", address,
                    "--connections", str(conns))  # fmt: skip
@@ -196,7 +224,9 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_the_target(
     with pg_connect(pg_db) as c:
         c.execute("CREATE TABLE dask_dst (id int PRIMARY KEY)")
         c.execute("INSERT INTO dask_dst VALUES (7)")
-    slow = {"query": "SELECT i AS id FROM generate_series(1, 4000) i WHERE pg_sleep(0.005) IS NOT NULL"}
+    slow = {
+        "query": "SELECT i AS id FROM generate_series(1, 4000) i WHERE pg_sleep(0.005) IS NOT NULL"
+    }
     steps = two_steps(
         {"column": "id", "count": 4, "lower": 1, "upper": 4000},
         source=("postgres.extractor", "@postgres.p"),

@@ -22,7 +22,9 @@ ROWS = 3000
 
 def pg_connect(db: dict[str, Any]) -> psycopg.Connection[Any]:
     fields = {"host": db["host"], "port": db["port"], "user": db["user"], "dbname": db["database"]}
-    return psycopg.connect(**fields, **({"password": db["password"]} if db["password"] else {}), autocommit=True)
+    return psycopg.connect(
+        **fields, **({"password": db["password"]} if db["password"] else {}), autocommit=True
+    )
 
 
 def test_strides_split_the_range_without_gaps_or_overlap() -> None:
@@ -147,9 +149,9 @@ def _connections(project: Path, my: dict[str, Any], pg: dict[str, Any]) -> None:
         project,
         "connections:\n"
         f"  mysql:\n    m: {{host: {my['host']}, port: {my['port']}, user: {my['user']}, "
-        f"password: \"{my['password']}\", database: {my['database']}}}\n"
+        f'password: "{my["password"]}", database: {my["database"]}}}\n'
         f"  postgres:\n    p: {{host: {pg['host']}, port: {pg['port']}, user: {pg['user']}, "
-        f"password: \"{pg['password']}\", database: {pg['database']}}}\n",
+        f'password: "{pg["password"]}", database: {pg["database"]}}}\n',
     )
 
 
@@ -253,10 +255,16 @@ def test_mysql_to_postgres_partitioned_equals_unpartitioned(
 ) -> None:
     mysql_source(mysql_db)
     _connections(tmp_path, mysql_db, pg_db)
-    plain, _ = run_steps(tmp_path / "a", two_steps(None, table="dask_plain"), connections=tmp_path / "osiris_connections.yaml")
+    plain, _ = run_steps(
+        tmp_path / "a",
+        two_steps(None, table="dask_plain"),
+        connections=tmp_path / "osiris_connections.yaml",
+    )
     assert plain.status == "ok", plain.error
     if write_mode != "replace":  # an existing target: the mode's own statement publishes
-        seeded, _ = run_steps(tmp_path / "b", two_steps(None), connections=tmp_path / "osiris_connections.yaml")
+        seeded, _ = run_steps(
+            tmp_path / "b", two_steps(None), connections=tmp_path / "osiris_connections.yaml"
+        )
         assert seeded.status == "ok"
         with pg_connect(pg_db) as c:
             c.execute("ALTER TABLE dask_dst ADD PRIMARY KEY (id)")
@@ -266,12 +274,18 @@ def test_mysql_to_postgres_partitioned_equals_unpartitioned(
     partition = {"column": "id", "count": 4, "lower": 0, "upper": 2000}  # rows below and above
     outcome, run_dir = run_steps(
         tmp_path / "c",
-        two_steps(partition, write_mode=write_mode, extract={"table": "dask_src", "where": "id > 100"} if write_mode == "append" else None),
+        two_steps(
+            partition,
+            write_mode=write_mode,
+            extract={"table": "dask_src", "where": "id > 100"} if write_mode == "append" else None,
+        ),
         connections=tmp_path / "osiris_connections.yaml",
     )
     assert outcome.status == "ok", outcome.error
     assert pg_summary(pg_db, "dask_dst") == pg_summary(pg_db, "dask_plain")
-    assert [s.rows_out for s in outcome.steps] == [ROWS - (101 + 20 if write_mode == "append" else 0)] * 2
+    assert [s.rows_out for s in outcome.steps] == [
+        ROWS - (101 + 20 if write_mode == "append" else 0)
+    ] * 2
     assert run_dir is not None
     events = read_events(run_dir)
     parts = [e for e in events if e["event"] == "partition_finished"]
@@ -293,10 +307,16 @@ def test_postgres_to_mysql_partitioned_equals_unpartitioned(
     assert to_pg.status == "ok"
     back = {"source": ("postgres.extractor", "@postgres.p"), "sink": ("mysql.writer", "@mysql.m")}
     extract = {"table": "dask_pg_src"}
-    plain, _ = run_steps(tmp_path / "b", two_steps(None, table="dask_plain", extract=extract, **back), connections=conns)
+    plain, _ = run_steps(
+        tmp_path / "b",
+        two_steps(None, table="dask_plain", extract=extract, **back),
+        connections=conns,
+    )
     assert plain.status == "ok", plain.error
     by_date = {"column": "created", "count": 3}
-    outcome, _ = run_steps(tmp_path / "c", two_steps(by_date, extract=extract, **back), connections=conns)
+    outcome, _ = run_steps(
+        tmp_path / "c", two_steps(by_date, extract=extract, **back), connections=conns
+    )
     assert outcome.status == "ok", outcome.error
     assert mysql_summary(mysql_db, "dask_dst") == mysql_summary(mysql_db, "dask_plain")
     assert mysql_summary(mysql_db, "dask_dst")[0] == ROWS
@@ -319,7 +339,9 @@ def test_a_failing_partition_leaves_the_target_unchanged(
     before = pg_summary(pg_db, "dask_dst")
     partition = {"column": "id", "count": 4, "lower": 0, "upper": 3000}
     for mode in ("replace", "append", "upsert"):
-        outcome, run_dir = run_steps(tmp_path / mode, two_steps(partition, write_mode=mode), connections=conns)
+        outcome, run_dir = run_steps(
+            tmp_path / mode, two_steps(partition, write_mode=mode), connections=conns
+        )
         assert outcome.status == "failed" and outcome.exit_code == 4
         assert "partition 3 of 4 failed" in (outcome.error or "")
         assert pg_summary(pg_db, "dask_dst") == before
@@ -328,18 +350,27 @@ def test_a_failing_partition_leaves_the_target_unchanged(
         parts = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
         assert [p["status"] for p in parts] == ["ok", "ok", "failed", "ok"]
     # MariaDB as the target: a NOT NULL column rejects the NULLs of one range only
-    pg_source = {"source": ("postgres.extractor", "@postgres.p"), "sink": ("mysql.writer", "@mysql.m")}
+    pg_source = {
+        "source": ("postgres.extractor", "@postgres.p"),
+        "sink": ("mysql.writer", "@mysql.m"),
+    }
     conn = pymysql.connect(**mysql_db, autocommit=True)
     with conn.cursor() as cur:
-        cur.execute("CREATE TABLE dask_dst (id INT PRIMARY KEY, v INT NULL, name VARCHAR(40), amount DECIMAL(12,2), created DATE)")
-        cur.execute("INSERT INTO dask_dst SELECT * FROM dask_src WHERE v IS NOT NULL AND (id < 50 OR id > 2000)")
+        cur.execute(
+            "CREATE TABLE dask_dst (id INT PRIMARY KEY, v INT NULL, name VARCHAR(40), amount DECIMAL(12,2), created DATE)"
+        )
+        cur.execute(
+            "INSERT INTO dask_dst SELECT * FROM dask_src WHERE v IS NOT NULL AND (id < 50 OR id > 2000)"
+        )
         cur.execute("ALTER TABLE dask_dst MODIFY v INT NOT NULL DEFAULT 0")
     conn.close()
     before = mysql_summary(mysql_db, "dask_dst")
     with pg_connect(pg_db) as c:
         c.execute("DELETE FROM dask_dst")
         c.execute("ALTER TABLE dask_dst DROP CONSTRAINT dask_dst_v_check")
-        c.execute("INSERT INTO dask_dst SELECT i, CASE WHEN i = 1500 THEN NULL ELSE i END, 'n', 1, '2024-01-01' FROM generate_series(1, 2999) i")
+        c.execute(
+            "INSERT INTO dask_dst SELECT i, CASE WHEN i = 1500 THEN NULL ELSE i END, 'n', 1, '2024-01-01' FROM generate_series(1, 2999) i"
+        )
     for mode in ("replace", "append"):
         outcome, _ = run_steps(
             tmp_path / f"my-{mode}",
@@ -361,9 +392,21 @@ def test_mysql_to_parquet_with_partition_reads_every_row(
     mysql_source(mysql_db)
     _connections(tmp_path, mysql_db, pg_db)
     steps = [
-        step("src", "mysql.extractor", "extractor", {"table": "dask_src"}, connection="@mysql.m",
-             partition={"column": "id", "count": 3}),  # fmt: skip
-        step("out", "filesystem.parquet_writer", "writer", {"path": str(tmp_path / "out.parquet")}, needs=["src"]),
+        step(
+            "src",
+            "mysql.extractor",
+            "extractor",
+            {"table": "dask_src"},
+            connection="@mysql.m",
+            partition={"column": "id", "count": 3},
+        ),
+        step(
+            "out",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": str(tmp_path / "out.parquet")},
+            needs=["src"],
+        ),
     ]
     outcome, _ = run_steps(tmp_path / "p", steps, connections=tmp_path / "osiris_connections.yaml")
     assert outcome.status == "ok", outcome.error

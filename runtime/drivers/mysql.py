@@ -31,7 +31,6 @@ from osiris.runtime.drivers.base import (
     unique_columns,
 )
 from osiris.runtime.drivers.readahead import Spilled
-from osiris.runtime.partitions import PartitionSpec, predicates
 from osiris.runtime.drivers.sql_common import (
     ExtractOptions,
     WriteOptions,
@@ -59,6 +58,7 @@ from osiris.runtime.drivers.sqltypes import (
     is_uuid,
     mysql_to_arrow,
 )
+from osiris.runtime.partitions import PartitionSpec, predicates
 
 try:  # the fast reader (Rust, wheels on PyPI); pymysql is the pure-Python fallback
     import connectorx

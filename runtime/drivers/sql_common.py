@@ -14,13 +14,10 @@ import pyarrow as pa
 from osiris.runtime.contract.connections import pinned_overrides
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
-from osiris.runtime.partitions import restrict
+from osiris.runtime.partitions import PARTITION_WHERE, restrict
 from osiris.runtime.secrets import Redactor
 
 WRITE_MODES = ("append", "replace", "upsert")
-# The config key through which the engine narrows an extract to one partition (a predicate in
-# the source's dialect, built by the extractor's own partitions()); never written by a user.
-PARTITION_WHERE = "osiris_partition_where"
 T = TypeVar("T")
 
 
