@@ -455,7 +455,9 @@ class PostgresWriter:
         s = settings(ctx)
         opts = WriteOptions.parse(s, ctx)
         tag = f"_osiris_part_{ctx.run_tag}_{uuid.uuid4().hex[:4]}_"
-        head = opts.table[: max(1, MAX_IDENTIFIER - len(tag) - len(str(count)))]
+        # one short of the limit: PostgreSQL names the table's array type "_" + name, and
+        # truncated alike, the array types of two partitions created at once would collide
+        head = opts.table[: max(1, MAX_IDENTIFIER - 1 - len(tag) - len(str(count)))]
         return [(opts.schema or s.get("schema"), f"{head}{tag}{i}") for i in range(count)]
 
     def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: PartTable) -> int:
