@@ -412,3 +412,26 @@ def test_mysql_to_parquet_with_partition_reads_every_row(
     assert outcome.status == "ok", outcome.error
     table = pq.read_table(tmp_path / "out.parquet")
     assert sorted(table.column("id").to_pylist()) == list(range(-20, ROWS - 20))
+
+
+def test_long_target_names_get_distinct_staging_tables(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """Staging names are cut to fit the identifier limit (and PostgreSQL's "_" + name of the
+    table's array type), keeping the partition number: parts created at once never collide."""
+    mysql_source(mysql_db, rows=400)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    long = "dask_" + "x" * 55
+    partition = {"column": "id", "count": 8}
+    outcome, _ = run_steps(tmp_path / "pg", two_steps(partition, table=long), connections=conns)
+    assert outcome.status == "ok", outcome.error
+    assert pg_tables(pg_db) == [long]
+    back = {"source": ("postgres.extractor", "@postgres.p"), "sink": ("mysql.writer", "@mysql.m")}
+    outcome, _ = run_steps(
+        tmp_path / "my", two_steps(partition, table=long, extract={"table": long}, **back),
+        connections=conns,
+    )
+    assert outcome.status == "ok", outcome.error
+    assert mysql_summary(mysql_db, long) == mysql_summary(mysql_db, "dask_src")
+    assert mysql_tables(mysql_db) == ["dask_src", long]
