@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
-from runtime_helpers import read_events, run_steps, step, write_connections
+from runtime_helpers import read_events, run_cli, run_steps, step, write_connections, write_manifest
 
 from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.drivers.mysql import MySQLExtractor
@@ -429,9 +429,25 @@ def test_long_target_names_get_distinct_staging_tables(
     assert pg_tables(pg_db) == [long]
     back = {"source": ("postgres.extractor", "@postgres.p"), "sink": ("mysql.writer", "@mysql.m")}
     outcome, _ = run_steps(
-        tmp_path / "my", two_steps(partition, table=long, extract={"table": long}, **back),
+        tmp_path / "my",
+        two_steps(partition, table=long, extract={"table": long}, **back),
         connections=conns,
     )
     assert outcome.status == "ok", outcome.error
     assert mysql_summary(mysql_db, long) == mysql_summary(mysql_db, "dask_src")
     assert mysql_tables(mysql_db) == ["dask_src", long]
+
+
+def test_plain_output_has_a_line_per_partition(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db, rows=500)
+    _connections(tmp_path, mysql_db, pg_db)
+    manifest = write_manifest(tmp_path / "build", two_steps({"column": "id", "count": 2}))
+    result = run_cli([str(manifest)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    parts = [line for line in result.stdout.splitlines() if line.startswith("part ")]
+    assert len(parts) == 2, result.stdout
+    assert parts[0].startswith("part    dst 1/2 on local: ok, ") and parts[0].endswith("s")
+    rows = [int(line.split(", ")[1].split()[0]) for line in parts]
+    assert sum(rows) == 500
