@@ -251,3 +251,30 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_the_target(
     with pg_connect(pg_db) as c:
         assert c.execute("SELECT array_agg(id) FROM dask_dst").fetchone() == ([7],)
     assert pg_tables(pg_db) == ["dask_dst"]
+
+
+def test_engine_flags_are_checked(tmp_path: Path) -> None:
+    from runtime_helpers import run_cli, step
+
+    (tmp_path / "in.csv").write_text("a\n1\n", encoding="utf-8")
+    manifest = write_manifest(
+        tmp_path / "build",
+        [
+            step("src", "filesystem.csv_extractor", "extractor", {"path": "in.csv"}),
+            step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["src"]),
+        ],
+    )
+    workers = run_cli([str(manifest), "--engine", "dask", "--workers", "0"], cwd=tmp_path)
+    assert workers.returncode == 2 and "--workers must be at least 1" in workers.stderr
+    local = run_cli([str(manifest), "--scheduler", "tcp://127.0.0.1:1"], cwd=tmp_path)
+    assert local.returncode == 5, local.stderr
+    assert "--scheduler and --workers apply to --engine dask only" in local.stdout + local.stderr
+    nowhere = run_cli(
+        [str(manifest), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--format", "json"],
+        cwd=tmp_path,
+    )
+    assert nowhere.returncode == 5, nowhere.stderr
+    assert (
+        "cannot reach the Dask scheduler tcp://127.0.0.1:1" in json.loads(nowhere.stdout)["error"]
+    )
+    assert not (tmp_path / "out.csv").exists()
