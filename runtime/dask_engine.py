@@ -102,7 +102,7 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
             n_workers=workers or DEFAULT_LOCAL_WORKERS,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several runs may start clusters at once
         )
     except Exception as err:
         raise ConfigurationError(f"could not start a local Dask cluster: {err}") from None

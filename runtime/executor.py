@@ -62,6 +62,9 @@ class LocalExecutor:
         self.partitions: PartitionRunner = partitions or (
             lambda runner, on_rows: thread_map(runner, self.max_parallel, on_rows)
         )
+        # an engine of its own (a cluster) also runs database-to-database streams, as a unit
+        # of one partition: the rows never pass through this process
+        self.remote = partitions is not None
 
     def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
         outcomes: dict[str, StepOutcome] = {}
@@ -105,6 +108,8 @@ class LocalExecutor:
             case FileViewUnit():
                 return (self.runner.run(unit.step, self.runner.read_in_place),)
             case StreamUnit():
+                if self.remote and _stages(self.runner, unit):
+                    return self._run_unit(PartitionedUnit(unit.source, unit.sink))
                 return run_stream(self.runner, unit)
             case ViewChainUnit():
                 return run_view_chain(self.runner, unit)
@@ -125,6 +130,15 @@ class LocalExecutor:
             if step.id not in outcomes:
                 blocked_by = [u for u in step.upstream if u == failed or u in outcomes]
                 outcomes[step.id] = self.runner.reporter.skipped(step, failed, blocked_by)
+
+
+def _stages(runner: StepRunner, unit: StreamUnit) -> bool:
+    """Both ends can run as a partitioned unit (drivers that failed to load cannot)."""
+    try:
+        source, sink = runner.driver(unit.source), runner.driver(unit.sink)
+    except Exception:
+        return False
+    return bool(source.abilities.partitioned_source and sink.abilities.partitioned_sink)
 
 
 def _ready(unit: Unit, outcomes: dict[str, StepOutcome]) -> bool:

@@ -184,8 +184,9 @@ def run_partitioned(
     rows_seen = _Rows(report_rows)
     try:
         try:
-            assert source.partition is not None
-            preds = src_driver.partitions(src_ctx, source.partition)
+            preds = (  # no partition: the whole read as one task (on a cluster)
+                src_driver.partitions(src_ctx, source.partition) if source.partition else [None]
+            )
             parts = sink_driver.part_tables(sink_ctx, len(preds))
             entries = [sink_ctx.track_table(schema, name) for schema, name in parts]
         except Exception as err:

@@ -278,3 +278,27 @@ def test_engine_flags_are_checked(tmp_path: Path) -> None:
         "cannot reach the Dask scheduler tcp://127.0.0.1:1" in json.loads(nowhere.stdout)["error"]
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_unpartitioned_stream_runs_as_one_task(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db, rows=500)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    local, _ = run_steps(tmp_path / "a", two_steps(None, table="dask_local"), connections=conns)
+    assert local.status == "ok", local.error
+    outcome, run_dir = run_steps(
+        tmp_path / "b",
+        two_steps(None),
+        connections=conns,
+        engine="dask",
+        engine_options=EngineOptions(workers=1),
+        atomic=True,
+    )
+    assert outcome.status == "ok", outcome.error
+    assert pg_summary(pg_db, "dask_dst") == pg_summary(pg_db, "dask_local")
+    assert run_dir is not None
+    (part,) = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
+    assert part["worker"].startswith("tcp://") and part["rows"] == 500
+    assert pg_tables(pg_db) == ["dask_dst", "dask_local"]
