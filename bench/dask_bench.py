@@ -7,7 +7,8 @@ with `--engine dask --scheduler ...` against a `dask scheduler` + two `dask work
 started by this script on 127.0.0.1 (stopped at the end). The baseline is the raw
 `mariadb --quick --batch | psql \\copy` pipe, measured in the same run. Prints seconds, rows/s
 and the ratio raw-pipe-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
-clients and the `dask` extra. Uses the databases osiris_bench_dask (created, left for reuse).
+clients and the `dask` extra. Uses the databases osiris_bench_dask, dropped at the end
+(`--keep` keeps them, and the generated source table, for the next run).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median reported)")
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = parser.parse_args()
     table = prepare(args.rows)
     print(f"{args.rows:,} rows, {os.cpu_count()} CPUs, median of {args.repeat} run(s)", flush=True)
@@ -175,6 +177,9 @@ def main() -> None:
                         runs[name].append(oml_run(table, case[0], case[1], project))
         finally:
             cluster.stop()
+            if not args.keep:
+                mysql(f"DROP DATABASE IF EXISTS {DB}")
+                psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
     raw = statistics.median(runs[cases[0][0]])
     results = []
     for name, _ in cases:
