@@ -4,6 +4,7 @@ the local engine (threads) give exactly the unpartitioned result, or leave the t
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -451,3 +452,33 @@ def test_plain_output_has_a_line_per_partition(
     assert parts[0].startswith("part    dst 1/2 on local: ok, ") and parts[0].endswith("s")
     rows = [int(line.split(", ")[1].split()[0]) for line in parts]
     assert sum(rows) == 500
+
+
+def test_cancel_stops_every_partition_and_leaves_the_target(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    import threading
+
+    from osiris.runtime.cancel import CancelToken
+
+    _connections(tmp_path, mysql_db, pg_db)
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dask_dst (id int PRIMARY KEY)")
+        c.execute("INSERT INTO dask_dst VALUES (7)")
+    slow = "SELECT i AS id FROM generate_series(1, 4000) i WHERE pg_sleep(0.005) IS NOT NULL"
+    steps = two_steps(
+        {"column": "id", "count": 4, "lower": 1, "upper": 4000},
+        source=("postgres.extractor", "@postgres.p"),
+        extract={"query": slow},
+    )
+    token = CancelToken()
+    threading.Timer(2.0, token.cancel).start()
+    started = time.monotonic()
+    outcome, _ = run_steps(
+        tmp_path / "run", steps, connections=tmp_path / "osiris_connections.yaml", cancel=token
+    )
+    assert outcome.status == "cancelled" and outcome.exit_code == 130
+    assert time.monotonic() - started < 8  # the statements were cancelled (uncancelled: ~10 s)
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT array_agg(id) FROM dask_dst").fetchone() == ([7],)
+    assert pg_tables(pg_db) == ["dask_dst"]
