@@ -302,3 +302,30 @@ def test_an_unpartitioned_stream_runs_as_one_task(
     (part,) = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
     assert part["worker"].startswith("tcp://") and part["rows"] == 500
     assert pg_tables(pg_db) == ["dask_dst", "dask_local"]
+
+
+def test_workers_report_progress_while_they_run(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    _connections(tmp_path, mysql_db, pg_db)
+    slow = (
+        "SELECT i AS id, repeat('x', 4000) AS pad FROM generate_series(1, 2000) i "
+        "WHERE pg_sleep(0.004) IS NOT NULL"
+    )
+    steps = two_steps(
+        {"column": "id", "count": 2, "lower": 1, "upper": 2000},
+        source=("postgres.extractor", "@postgres.p"),
+        extract={"query": slow, "batch_size": 100},
+    )
+    outcome, run_dir = run_steps(
+        tmp_path / "run",
+        steps,
+        connections=tmp_path / "osiris_connections.yaml",
+        engine="dask",
+        engine_options=EngineOptions(workers=2),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert run_dir is not None
+    lines = (run_dir / "progress.jsonl").read_text(encoding="utf-8").splitlines()
+    totals = [json.loads(line)["rows"] for line in lines if json.loads(line)["step"] == "dst"]
+    assert max(totals) <= 2000 and any(t % 1000 for t in totals), totals  # partway, from workers
