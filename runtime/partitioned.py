@@ -22,7 +22,7 @@ from osiris.runtime.outcomes import Measured, StepOutcome
 from osiris.runtime.partitions import PARTITION_WHERE
 from osiris.runtime.planner import PartitionedUnit
 from osiris.runtime.step_runner import StepRunner
-from osiris.runtime.streams import _StreamTap
+from osiris.runtime.streams import StreamTap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -96,10 +96,10 @@ def run_part(
     )
     src_ctx = _context(source, token, None)
     sink_ctx = _context(job.sink, token, on_rows)
-    tap: _StreamTap | None = None
+    tap: StreamTap | None = None
     try:
         reader = load_driver(source.driver).extract(src_ctx)
-        tap = _StreamTap(reader, (), token.raise_if_cancelled)
+        tap = StreamTap(reader, (), token.raise_if_cancelled)
         rows = load_driver(job.sink.driver).stage_part(sink_ctx, tap.reader(), job.part)
         return PartResult(
             job.index, rows, tap.bytes, time.perf_counter() - started, worker, reader.schema
@@ -239,8 +239,7 @@ def run_partitioned(
         sink_started = time.perf_counter()
         try:
             schema = next(r.schema for r in results if r.schema is not None)
-            runner._can_defer(sink, sink_driver, sink_ctx)
-            published = runner._hold(sink, sink_driver.finish_parts(sink_ctx, schema, parts))
+            published = runner.finish_parts(sink, sink_driver, sink_ctx, schema, parts)
         except Exception as err:
             if report.cancel.cancelled:
                 return source_outcome, report.cancelled(sink, sink_started, rows_in=rows, err=err)
