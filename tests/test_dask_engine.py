@@ -329,3 +329,36 @@ def test_workers_report_progress_while_they_run(
     lines = (run_dir / "progress.jsonl").read_text(encoding="utf-8").splitlines()
     totals = [json.loads(line)["rows"] for line in lines if json.loads(line)["step"] == "dst"]
     assert max(totals) <= 2000 and any(t % 1000 for t in totals), totals  # partway, from workers
+
+
+def test_secrets_reach_workers_but_no_record(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    """The password travels with each task (PostgreSQL trusts this client, so any password
+    connects): it is in no key and no record of the run."""
+    secret = "s3cret-dask-" + "9f2c" * 4
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dask_src AS SELECT i AS id FROM generate_series(1, 500) i")
+    fields = {k: pg_db[k] for k in ("host", "port", "user", "database")}
+    (tmp_path / "osiris_connections.yaml").write_text(
+        json.dumps({"connections": {"postgres": {"p": {**fields, "password": "${DASK_PG_PW}"}}}}),
+        encoding="utf-8",
+    )
+    steps = two_steps(
+        {"column": "id", "count": 2},
+        source=("postgres.extractor", "@postgres.p"),
+        extract={"table": "dask_src"},
+    )
+    outcome, run_dir = run_steps(
+        tmp_path / "run",
+        steps,
+        connections=tmp_path / "osiris_connections.yaml",
+        environ={"DASK_PG_PW": secret},
+        engine="dask",
+        engine_options=EngineOptions(workers=1),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert run_dir is not None
+    parts = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
+    assert len(parts) == 2 and sum(p["rows"] for p in parts) == 500
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
