@@ -1,4 +1,4 @@
-"""Checks of an extractor's `partition:` (OML170-OML174): shape, predicates, and the column."""
+"""Checks of an extractor's `partition:` (OML170-OML175): shape, predicates, use, the column."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def check_partitions(ctx: CheckContext) -> None:
             continue
         if _shape(ctx, step_id, step.partition, dialect):
             _no_paging(ctx, step_id, step)
+            _staged(ctx, step_id, step)
 
 
 def _shape(ctx: CheckContext, step_id: str, node: YMap, dialect: str) -> bool:
@@ -159,6 +160,30 @@ def _parses(ctx: CheckContext, step_id: str, item: YScalar, dialect: str) -> boo
         )
         return False
     return True
+
+
+def _staged(ctx: CheckContext, step_id: str, step: Step) -> None:
+    """OML175: partitions stage in parallel only into a database writer that reads nothing else."""
+    readers = [e.downstream for e in ctx.edges if e.upstream == step_id]
+    writer = ctx.specs.get(readers[0]) if len(set(readers)) == 1 else None
+    if (
+        writer is not None
+        and writer.role == "writer"
+        and writer.connection_family in PARTITIONED_FAMILIES
+        and ctx.upstream(readers[0]) == [step_id]
+    ):
+        return
+    assert step.partition is not None
+    ctx.diagnostics.warning(
+        "OML175",
+        f"partition of '{step_id}' has no effect: it is read by "
+        + (", ".join(f"'{r}'" for r in dict.fromkeys(readers)) or "no step"),
+        step.partition.span,
+        why="Partitions are staged in parallel only when the step's one reader is a MySQL/"
+        "MariaDB, PostgreSQL or Supabase writer with no other input; otherwise every row is "
+        "read in one stream, as without partition:.",
+        fix="Remove partition:, or load this step straight into a database writer.",
+    )
 
 
 def _no_paging(ctx: CheckContext, step_id: str, step: Step) -> None:

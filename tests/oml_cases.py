@@ -348,6 +348,15 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         {"OML172"},
     ),
     (
+        "partition-read-by-a-file-writer",
+        pipeline(
+            MYSQL_SRC
+            + "  partition: {column: id, count: 2}\n"
+            + "- {id: out, component: filesystem.csv_writer, mode: write, needs: [src], config: {path: o.csv}}\n"
+        ),
+        {"OML175"},
+    ),
+    (
         "partition-with-limit",
         pipeline(
             MYSQL_SRC.replace("table: orders}", "table: orders, limit: 10}")
