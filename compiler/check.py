@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from osiris.compiler.check_config import check_config, check_constraints
 from osiris.compiler.check_files import check_dtype
+from osiris.compiler.check_partition import check_partition_columns, check_partitions
 from osiris.compiler.check_schema import Catalogs, check_schema
 from osiris.compiler.connections import ConnectionsIndex
 from osiris.compiler.locate import key_span, node_at
@@ -392,7 +393,8 @@ def check_params(ctx: CheckContext) -> None:
                     ctx, name, entry.key.span, declared, where=f"profile '{profile.name.value}'"
                 )
     for step in ctx.document.steps:
-        for ref in find_all(step.config, Reference):
+        refs = [*find_all(step.config, Reference), *find_all(step.partition, Reference)]
+        for ref in refs:
             if ref.path[0] != "params":
                 continue
             if ref.param is None:
@@ -878,6 +880,8 @@ PASSES: tuple[Callable[[CheckContext], None], ...] = (
     check_configs,
     check_processor_sql,
     check_schema,
+    check_partitions,
+    check_partition_columns,
 )
 
 

@@ -58,6 +58,7 @@ def oml_fingerprint(ir: PipelineIR) -> str:
                 "config": s.config,
                 "needs": list(s.needs),
                 "inputs": dict(s.inputs),
+                **({"partition": s.partition} if s.partition else {}),
             }
             for s in ir.steps()
         ],
@@ -87,6 +88,8 @@ def emit(ir: PipelineIR, specs_fingerprint: str) -> Emitted:
         }
         if node.description:
             step["description"] = node.description
+        if node.partition:
+            step["partition"] = dict(node.partition)
         steps.append(step)
     pipeline: dict[str, Any] = {
         "name": ir.name,

@@ -23,6 +23,7 @@ class StepNode:
     needs: tuple[str, ...]  # every upstream step id, in topological order
     description: str | None
     span: Span
+    partition: Mapping[str, Any] | None = None  # an extractor's partitioned read, params applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class PipelineIR:
                     "needs": list(s.needs),
                     "config": dict(s.config),
                     "source": f"{s.span.file}:{s.span.start.line}:{s.span.start.column}",
+                    **({"partition": dict(s.partition)} if s.partition else {}),
                 }
                 for s in self.steps()
             ],

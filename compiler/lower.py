@@ -131,6 +131,9 @@ def lower(
             )
         )
         connection = config.get("connection")
+        partition = substitute(step.partition, params) if step.partition else None
+        if partition is not None and step_id in ctx.param_steps:
+            _recheck_partition(step_id, step.partition, partition, diagnostics)
         nodes[step_id] = StepNode(
             id=step_id,
             component=spec.name,
@@ -144,6 +147,7 @@ def lower(
             needs=tuple(sorted(ctx.upstream(step_id), key=rank.__getitem__)),
             description=step.description,
             span=step.span,
+            partition=partition,
         )
     if diagnostics.has_errors:
         return None
@@ -160,6 +164,24 @@ def lower(
         specs=dict(sorted({spec.name: spec.sha256 for spec in ctx.specs.values()}.items())),
         span=document.span,
     )
+
+
+def _recheck_partition(
+    step_id: str, node: YMap | None, partition: dict[str, Any], diagnostics: DiagnosticList
+) -> None:
+    """Params can make a partition invalid (count: ${params.n} with n = 0): report as OML171."""
+    count = partition.get("count")
+    if "count" in partition and (
+        not isinstance(count, int) or isinstance(count, bool) or count < 1
+    ):
+        assert node is not None
+        diagnostics.error(
+            "OML171",
+            f"with the given params, the partition count of '{step_id}' is {count!r}",
+            node.span,
+            why="A partitioned read needs a count of at least 1.",
+            fix="Pass a param value of at least 1.",
+        )
 
 
 def _spec_mode(spec_modes: tuple[str, ...], mode: str) -> str:

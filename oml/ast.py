@@ -74,6 +74,7 @@ class Step:
         "config",
         "needs",
         "inputs",
+        "partition",
     )
     id: Name | None
     component: Name | None
@@ -83,6 +84,7 @@ class Step:
     inputs: tuple[Input, ...]
     description: str | None
     span: Span
+    partition: YMap | None = None  # an extractor's partitioned read, as written (templates parsed)
 
     @property
     def key(self) -> str:

@@ -34,7 +34,7 @@ STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # systems. specs/oml.schema.json and specs/manifest.schema.json say the same (maxLength).
 MAX_STEP_ID_LENGTH = 128
 TOP_KEYS = ("oml_version", "name", "description", "metadata", "params", "profiles", "steps")
-STEP_KEYS = ("id", "component", "mode", "config", "needs", "inputs", "description")
+STEP_KEYS = ("id", "component", "mode", "config", "needs", "inputs", "description", "partition")
 PARAM_KEYS = ("type", "default", "description", "enum")
 PROFILE_KEYS = ("params", "description")
 
@@ -505,7 +505,16 @@ class Parser:
         needs = self.needs(fields["needs"].value) if "needs" in fields else ()
         inputs = self.inputs(fields["inputs"].value, where) if "inputs" in fields else ()
         description = self.text(fields.get("description"), "description")
-        return Step(step_id, component, mode, config, needs, inputs, description, node.span)
+        partition = None
+        if "partition" in fields:
+            value = fields["partition"].value
+            example = "partition: {column: id, count: 8}"
+            if self.expect(value, YMap, f"the partition of {where}", example):
+                assert isinstance(value, YMap)
+                partition = self.templates.visit_YMap(value)
+        return Step(
+            step_id, component, mode, config, needs, inputs, description, node.span, partition
+        )
 
     def step_id(self, entry: YEntry | None) -> Name | None:
         if entry is None:

@@ -107,13 +107,22 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_format: bool = Tr
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """--engine (osiris.runtime.engines.ENGINES) and the sandbox's limits."""
+    """--engine (osiris.runtime.engines.ENGINES), the cluster's address and the sandbox's limits."""
     parser.add_argument(
         "--engine",
         choices=list(ENGINES),
         default="local",
-        help="where the run executes: local (in this process), local-sandbox (a separate venv "
-        "with a scrubbed environment), e2b (an e2b cloud sandbox; needs E2B_API_KEY)",
+        help="where the run executes: local (in this process), dask (partitioned steps as tasks "
+        "on a Dask cluster), local-sandbox (a separate venv with a scrubbed environment), e2b (an "
+        "e2b cloud sandbox; needs E2B_API_KEY)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        help="dask: the scheduler to connect to, tcp://HOST:PORT (default: a LocalCluster "
+        "started for the run)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="dask: worker processes of the LocalCluster (default 2)"
     )
     parser.add_argument("--e2b-template", help="e2b sandbox template (default: e2b's base)")
     parser.add_argument(
@@ -163,7 +172,7 @@ def execute(
 ) -> int:
     """Run a manifest with the flags of add_run_arguments; print as --format says. SIGINT and
     SIGTERM cancel the run (exit 130 / 143) instead of interrupting it."""
-    for flag in ("max_parallel", "e2b_timeout", "e2b_cpu", "e2b_memory"):
+    for flag in ("max_parallel", "workers", "e2b_timeout", "e2b_cpu", "e2b_memory"):
         value = getattr(args, flag, None)
         if value is None or value >= 1:
             continue

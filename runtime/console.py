@@ -240,6 +240,13 @@ class PlainView:
             self._print(f"skipped {step}: {line.note}")
         elif name == "step_cancelled":
             self._print(f"cancelled {step}: {line.note}")
+        elif name == "partition_finished":
+            state = "ok" if event.get("status") == "ok" else "FAILED"
+            self._print(
+                f"part    {step} {event.get('partition', 0) + 1}/{event.get('partitions')} "
+                f"on {event.get('worker')}: {state}, {event.get('rows', 0)} rows, "
+                f"{event.get('seconds', 0):.2f}s"
+            )
 
     def on_progress(self, step_id: str, rows: int) -> None:
         self.board.progress(step_id, rows)

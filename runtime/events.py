@@ -24,6 +24,7 @@ STEP_FAILED = "step_failed"
 STEP_SKIPPED = "step_skipped"
 STEP_CANCELLED = "step_cancelled"
 RUN_FINISHED = "run_finished"
+PARTITION_FINISHED = "partition_finished"  # one partition of a partitioned unit, per worker
 
 EventListener = Callable[[dict[str, Any]], None]
 

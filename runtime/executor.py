@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol, assert_never
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.outcomes import StepOutcome
+from osiris.runtime.partitioned import PartMap, resolved_fields, run_partitioned, thread_map
 from osiris.runtime.planner import (
     ExecutionPlan,
     FileViewUnit,
+    PartitionedUnit,
     StepUnit,
     StreamUnit,
     Unit,
@@ -21,6 +24,8 @@ from osiris.runtime.streams import run_stream
 from osiris.runtime.view_chains import run_view_chain
 
 POLL_SECONDS = 0.2
+# How a partitioned unit's partitions run: (runner, on_rows(partition, rows)) -> their runner.
+PartitionRunner = Callable[[StepRunner, Callable[[int, int], None]], PartMap]
 
 
 def default_parallelism() -> int:
@@ -48,10 +53,18 @@ class LocalExecutor:
         *,
         max_parallel: int | None = None,
         cancel: CancelToken | None = None,
+        partitions: PartitionRunner | None = None,
     ) -> None:
         self.runner = runner
         self.max_parallel = max(1, max_parallel or default_parallelism())
         self.cancel = cancel or runner.reporter.cancel
+        # by default a unit's partitions run on threads of this process, max_parallel at a time
+        self.partitions: PartitionRunner = partitions or (
+            lambda runner, on_rows: thread_map(runner, self.max_parallel, on_rows)
+        )
+        # an engine of its own (a cluster) also runs database-to-database streams, as a unit
+        # of one partition: the rows never pass through this process
+        self.remote = partitions is not None
 
     def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
         outcomes: dict[str, StepOutcome] = {}
@@ -95,9 +108,18 @@ class LocalExecutor:
             case FileViewUnit():
                 return (self.runner.run(unit.step, self.runner.read_in_place),)
             case StreamUnit():
+                if self.remote and _stages(self.runner, unit):
+                    return self._run_unit(PartitionedUnit(unit.source, unit.sink))
                 return run_stream(self.runner, unit)
             case ViewChainUnit():
                 return run_view_chain(self.runner, unit)
+            case PartitionedUnit():
+                return run_partitioned(
+                    self.runner,
+                    unit,
+                    lambda ref: resolved_fields(self.runner, ref),
+                    lambda on_rows: self.partitions(self.runner, on_rows),
+                )
             case _:
                 assert_never(unit)
 
@@ -108,6 +130,15 @@ class LocalExecutor:
             if step.id not in outcomes:
                 blocked_by = [u for u in step.upstream if u == failed or u in outcomes]
                 outcomes[step.id] = self.runner.reporter.skipped(step, failed, blocked_by)
+
+
+def _stages(runner: StepRunner, unit: StreamUnit) -> bool:
+    """Both ends can run as a partitioned unit (drivers that failed to load cannot)."""
+    try:
+        source, sink = runner.driver(unit.source), runner.driver(unit.sink)
+    except Exception:
+        return False
+    return bool(source.abilities.partitioned_source and sink.abilities.partitioned_sink)
 
 
 def _ready(unit: Unit, outcomes: dict[str, StepOutcome]) -> bool:

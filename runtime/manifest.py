@@ -44,6 +44,9 @@ class ManifestStep:
     cfg_sha256: str
     config: Mapping[str, Any]
     cfg_bytes: bytes
+    partition: Mapping[str, Any] | None = (
+        None  # an extractor's `partition:` (runtime/partitions.py)
+    )
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -183,6 +186,7 @@ def _load_step(raw: dict[str, Any], root: Path, allow_modified: bool) -> tuple[M
         cfg_sha256=raw["cfg_sha256"],
         config=MappingProxyType(config),
         cfg_bytes=cfg_data,
+        partition=MappingProxyType(dict(raw["partition"])) if raw.get("partition") else None,
     )
     return step, modified
 

@@ -123,7 +123,22 @@ class FileViewUnit:
         return (self.step,)
 
 
-Unit = StepUnit | StreamUnit | ViewChainUnit | FileViewUnit
+@dataclass(frozen=True, slots=True)
+class PartitionedUnit:
+    """An extractor with `partition:` whose only consumer is a writer that stages partitions:
+    each partition streams into a staging table of its own (in parallel, on threads or on a
+    cluster's workers), then the writer publishes them all in one transaction."""
+
+    kind: ClassVar[str] = "partitioned"
+    source: ManifestStep
+    sink: ManifestStep
+
+    @property
+    def steps(self) -> tuple[ManifestStep, ...]:
+        return (self.source, self.sink)
+
+
+Unit = StepUnit | StreamUnit | ViewChainUnit | FileViewUnit | PartitionedUnit
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +195,9 @@ def plan(steps: Sequence[ManifestStep], options: PlanOptions, facts: Facts) -> E
         while chain[-1].id in views and consumer[chain[-1].id].upstream == (chain[-1].id,):
             chain.append(consumer[chain[-1].id])
         unit: Unit
-        if step.id in streams:
+        if step.id in consumer and _partitioned(step, consumer[step.id], facts):
+            unit = PartitionedUnit(step, consumer[step.id])
+        elif step.id in streams:
             unit = StreamUnit(step, streams[step.id])
         elif len(chain) > 1:
             source = _source_files(step, facts) if step.id in in_place else None
@@ -214,6 +231,19 @@ def _streams(source: ManifestStep, sink: ManifestStep, options: PlanOptions, fac
         and "writer" in facts.abilities[sink.id].roles
         and (source.id, sink.id) not in facts.shared_database_files
         and _large_source(source, options, facts)
+    )
+
+
+def _partitioned(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
+    """An extractor with `partition:` whose only consumer is a writer with no other input that
+    can stage partitions (otherwise the step reads every row in one stream, as without it)."""
+    return (
+        source.partition is not None
+        and source.role == "extractor"
+        and sink.role == "writer"
+        and sink.upstream == (source.id,)
+        and facts.abilities[source.id].partitioned_source
+        and facts.abilities[sink.id].partitioned_sink
     )
 
 

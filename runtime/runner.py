@@ -24,6 +24,7 @@ from osiris.runtime.contract.project import connections_file, run_project_dir
 from osiris.runtime.contract.scratch import hold_lock
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
+from osiris.runtime.engines.partitions import EngineOptions, partition_engine
 from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import (
     RUN_FINISHED,
@@ -126,6 +127,7 @@ def run_manifest(
     atomic: bool = False,
     cancel: CancelToken | None = None,
     engine: str = "local",
+    engine_options: EngineOptions | None = None,
 ) -> RunOutcome:
     """Verify and execute a compiled manifest in process. Never raises for user errors: the
     outcome's exit_code says what happened (0, 3, 4, 5; 1 for internal errors).
@@ -138,7 +140,8 @@ def run_manifest(
     has succeeded (otherwise each writer publishes when it finishes; docs/runtime.md, Writers).
     cancel: a CancelToken another thread may cancel; the running steps are stopped and rolled
     back, and the outcome is "cancelled" with exit code 130 (143 when cancelled for SIGTERM).
-    engine: the name run_started records (a sandboxed engine runs this in its sandbox)."""
+    engine: the --engine name run_started records; "dask" runs partitions on the cluster
+    engine_options names (a sandboxed engine runs this in its sandbox)."""
     env = dict(os.environ if environ is None else environ)
     redactor = Redactor()
     try:
@@ -180,6 +183,7 @@ def run_manifest(
         verified, paths, project, redactor, resolver, debris, observer, cancel or CancelToken()
     )
     run.engine = engine
+    run.engine_options = engine_options or EngineOptions()
     return run.execute(
         keep_intermediate=keep_intermediate,
         max_parallel=max_parallel or default_parallelism(),
@@ -217,6 +221,7 @@ class _Run:
         self.connection_warnings: list[str] = []  # reported once the run has started
         self.atomic = False
         self.engine = "local"
+        self.engine_options = EngineOptions()
         # Writer steps whose targets this run changed; None: not known (the run stopped early).
         self.published: list[str] | None = None
         self.lock = hold_lock(paths.lock)  # released when the records are complete
@@ -271,9 +276,17 @@ class _Run:
                     contexts=contexts,
                     reporter=StepReporter(self.events, self.log, self.redactor, self.cancel),
                 )
-                executor = LocalExecutor(runner, max_parallel=max_parallel, cancel=self.cancel)
                 try:
-                    with self.cancel.on_cancel(database.interrupt):
+                    with (
+                        partition_engine(self.engine)(self.engine_options) as partitions,
+                        self.cancel.on_cancel(database.interrupt),
+                    ):
+                        executor = LocalExecutor(
+                            runner,
+                            max_parallel=max_parallel,
+                            cancel=self.cancel,
+                            partitions=partitions,
+                        )
                         steps = executor.run(execution_plan)
                     if not self.cancel.cancelled:
                         publishing = self._publish(steps, runner.publications)

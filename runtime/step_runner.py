@@ -133,6 +133,19 @@ class StepRunner:
         self._can_defer(step, driver, ctx)
         return self._hold(step, driver.write(ctx, data))
 
+    def finish_parts(
+        self,
+        step: ManifestStep,
+        driver: Any,
+        ctx: LocalStepContext,
+        schema: pa.Schema,
+        parts: list[Any],
+    ) -> StepResult:
+        """driver.finish_parts (a partitioned load's one publishing step), with write()'s
+        --atomic rules: its publication is kept for the run's publish phase."""
+        self._can_defer(step, driver, ctx)
+        return self._hold(step, driver.finish_parts(ctx, schema, parts))
+
     def _can_defer(self, step: ManifestStep, driver: Any, ctx: LocalStepContext) -> None:
         if ctx.defer_publish and not driver.abilities.deferred_publish:
             raise DriverError(f"driver {step.driver} cannot defer publishing its target (--atomic)")

@@ -34,7 +34,7 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
     sink_started = time.perf_counter()
     report.started(sink, streamed_from=source.id)
     sink_ctx = runner.context(sink)
-    tap = _StreamTap(reader, (src_ctx.progress, sink_ctx.progress), sink_ctx.raise_if_cancelled)
+    tap = StreamTap(reader, (src_ctx.progress, sink_ctx.progress), sink_ctx.raise_if_cancelled)
     result: StepResult | None = None
     write_error: Exception | None = None
     try:
@@ -75,7 +75,7 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
     return source_outcome, report.succeeded(sink, written, sink_started)
 
 
-class _StreamTap:
+class StreamTap:
     """Wraps an extractor's reader for its writer: counts rows and bytes, reports the running
     total to both steps, records an error raised by the extractor (as opposed to the writer),
     and stops the stream between batches once the run is cancelled (check raises)."""

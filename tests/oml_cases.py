@@ -61,6 +61,14 @@ CONNECTIONS = textwrap.dedent(
 )
 
 
+MYSQL_SRC = """\
+- id: src
+  component: mysql.extractor
+  mode: read
+  config: {connection: "@mysql.shop", table: orders}
+"""
+
+
 def alias_bomb(levels: int = 9, width: int = 9) -> str:
     """A "billion laughs" document: each level an anchored list of `width` aliases to the last."""
     lines = ['x-l0: &l0 ["lol"]']
@@ -316,6 +324,55 @@ CHECK_CASES: list[tuple[str, str, set[str]]] = [
         "csv-dtype-unknown",
         pipeline(extract(config="{path: x.csv, dtype: {id: int46}}")),
         {"OML140"},
+    ),
+    (
+        "partition-on-a-writer",
+        pipeline(extract() + mysql_writer("{table: t}") + "  partition: {column: id, count: 2}\n"),
+        {"OML170"},
+    ),
+    (
+        "partition-count-zero",
+        pipeline(MYSQL_SRC + "  partition: {column: id, count: 0}\n"),
+        {"OML171"},
+    ),
+    (
+        "partition-one-bound",
+        pipeline(MYSQL_SRC + "  partition: {column: id, count: 4, lower: 1}\n"),
+        {"OML171"},
+    ),
+    (
+        "partition-bounds-reversed",
+        pipeline(
+            MYSQL_SRC + "  partition: {column: d, count: 4, lower: 2024-02-01, upper: 2024-01-01}\n"
+        ),
+        {"OML171"},
+    ),
+    (
+        "partition-mixed-forms",
+        pipeline(MYSQL_SRC + "  partition: {column: id, count: 2, predicates: [a = 1]}\n"),
+        {"OML171"},
+    ),
+    (
+        "partition-predicate-does-not-parse",
+        pipeline(MYSQL_SRC + """  partition: {predicates: ["region = 'EU'", "region = ("]}\n"""),
+        {"OML172"},
+    ),
+    (
+        "partition-read-by-a-file-writer",
+        pipeline(
+            MYSQL_SRC
+            + "  partition: {column: id, count: 2}\n"
+            + "- {id: out, component: filesystem.csv_writer, mode: write, needs: [src], config: {path: o.csv}}\n"
+        ),
+        {"OML175"},
+    ),
+    (
+        "partition-with-limit",
+        pipeline(
+            MYSQL_SRC.replace("table: orders}", "table: orders, limit: 10}")
+            + "  partition: {column: id, count: 2}\n"
+        ),
+        {"OML173"},
     ),
 ]
 

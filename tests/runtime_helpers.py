@@ -25,9 +25,11 @@ def step(
     needs: list[str] | None = None,
     inputs: dict[str, str] | None = None,
     connection: str | None = None,
+    partition: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One step description for write_manifest."""
     return {
+        **({"partition": partition} if partition else {}),
         "id": step_id,
         "driver": driver,
         "role": role,
@@ -66,6 +68,7 @@ def write_manifest(
                 "connection": item.get("connection"),
                 "cfg": cfg,
                 "cfg_sha256": sha256_tag(data),
+                **({"partition": item["partition"]} if item.get("partition") else {}),
             }
         )
     placeholder = sha256_tag(b"test")

@@ -91,6 +91,13 @@ MYSQL_TABLE = """\
     connection: "@mysql.shop"
     table: {table}
 """
+PG_LOAD = """\
+- id: load
+  component: postgres.writer
+  mode: write
+  needs: [src]
+  config: {connection: "@postgres.main", table: orders_copy}
+"""
 CHAIN = """\
 - id: src
   component: mysql.extractor
@@ -145,6 +152,22 @@ SCHEMA_CASES: list[tuple[str, str, set[str]]] = [
         {"OML152"},
     ),
     ("processor-column-typo", doc(CHAIN), {"OML153"}),
+    (
+        "partition-column-unknown",
+        doc(
+            MYSQL_TABLE.format(table="orders") + "  partition: {column: idd, count: 4}\n" + PG_LOAD
+        ),
+        {"OML174"},
+    ),
+    (
+        "partition-column-not-ordered",
+        doc(
+            MYSQL_TABLE.format(table="orders")
+            + "  partition: {column: status, count: 4}\n"
+            + PG_LOAD
+        ),
+        {"OML174"},
+    ),
 ]
 
 

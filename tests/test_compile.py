@@ -48,6 +48,18 @@ COMPILE_CASES = [
         {},
         {"OML112"},
     ),
+    (
+        "partition-count-after-params",
+        "params:\n  n: {type: integer}\n"
+        + pipeline(
+            "- {id: src, component: mysql.extractor, mode: read, config: "
+            '{connection: "@mysql.shop", table: orders}, partition: {column: id, count: "${params.n}"}}\n'
+        ),
+        ["n=0"],
+        None,
+        {},
+        {"OML171"},
+    ),
 ]
 
 
@@ -182,3 +194,33 @@ def test_pure_and_c_yaml_emitters_agree() -> None:
         line_break="\n",
     )
     assert manifest_bytes(manifest) == pure.encode()
+
+
+def test_partition_is_lowered_into_the_ir_and_the_manifest_only_when_given() -> None:
+    step = (
+        "- {id: src, component: mysql.extractor, mode: read, config: "
+        '{connection: "@mysql.shop", table: orders}PARTITION}\n'
+        "- {id: out, component: filesystem.csv_writer, mode: write, needs: [src], "
+        "config: {path: o.csv}}\n"
+    )
+    head = "params:\n  n: {type: integer, default: 6}\n"
+    given = ', partition: {column: id, count: "${params.n}", lower: 1, upper: 900}'
+    with_it = compile_text(head + pipeline(step.replace("PARTITION", given)), "p.oml")
+    plain = compile_text(pipeline(step.replace("PARTITION", "")), "p.oml")
+    assert with_it.exit_code == 0 and plain.exit_code == 0, with_it.diagnostics
+    expected = {"column": "id", "count": 6, "lower": 1, "upper": 900}
+    assert with_it.ir.nodes["src"].partition == expected
+    assert with_it.ir.to_dict()["steps"][0]["partition"] == expected
+    assert with_it.emitted.manifest["steps"][0]["partition"] == expected
+    assert b"partition:" in with_it.emitted.manifest_yaml
+    assert "partition" not in plain.ir.to_dict()["steps"][0]
+    assert b"partition" not in plain.emitted.manifest_yaml
+    # the partition is part of the pipeline's meaning: another count is another fingerprint
+    other = compile_text(
+        head.replace("default: 6", "default: 3") + pipeline(step.replace("PARTITION", given)),
+        "p.oml",
+    )
+    assert (
+        other.emitted.manifest["fingerprints"]["oml"]
+        != with_it.emitted.manifest["fingerprints"]["oml"]
+    )

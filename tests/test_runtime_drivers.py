@@ -461,6 +461,8 @@ PROMISED_METHODS = {
     "view_processor": ("define_view",),
     "run_database_sink": ("write_from_run_db",),
     "database_file": ("database_file",),
+    "partitioned_source": ("partitions",),
+    "partitioned_sink": ("part_tables", "stage_part", "finish_parts", "drop_table"),
 }
 
 
@@ -480,3 +482,5 @@ def test_declared_abilities_are_exactly_what_the_driver_does(driver_id: str) -> 
     )
     assert declared.run_database_sink == hasattr(cls, "write_from_run_db")
     assert declared.database_file == hasattr(cls, "database_file")
+    assert declared.partitioned_source == hasattr(cls, "partitions")
+    assert declared.partitioned_sink == hasattr(cls, "stage_part")

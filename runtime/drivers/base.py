@@ -259,6 +259,45 @@ class RunDatabaseSink(Protocol):
         ...
 
 
+class PartitionedSource(Protocol):
+    """An extractor that reads one partition at a time (a step's `partition:`)."""
+
+    def partitions(self, ctx: StepContext, spec: Mapping[str, Any]) -> list[str | None]:
+        """One predicate per partition in the source's dialect (None: every row), covering
+        every row exactly once; the engine passes one as config[PARTITION_WHERE] to extract()."""
+        ...
+
+
+# A partition's staging table: (schema or None, name).
+PartTable = tuple[str | None, str]
+
+
+class PartitionedSink(Protocol):
+    """A writer that loads partitions into staging tables of their own, then publishes them
+    all with one transactional step on the target."""
+
+    def part_tables(self, ctx: StepContext, count: int) -> list[PartTable]:
+        """Fresh staging table names (the run tag in each), one per partition."""
+        ...
+
+    def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: PartTable) -> int:
+        """Create part (shaped like the target when it exists) and load data into it,
+        committed; on failure drop it (what cannot be dropped stays in the ledger)."""
+        ...
+
+    def finish_parts(
+        self, ctx: StepContext, schema: pa.Schema, parts: list[PartTable]
+    ) -> StepResult:
+        """One transactional step: replace (swap), append (INSERT ... SELECT) or upsert (merge)
+        from every part, as write() would with their rows; the parts are dropped once published.
+        On failure the target is as it was (the parts stay for the ledger's sweep)."""
+        ...
+
+    def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
+        """Drop a staging table (TableDropper)."""
+        ...
+
+
 class DatabaseFile(Protocol):
     """A step that opens a database file, which one process may hold open only once."""
 
@@ -279,6 +318,8 @@ class Abilities:
     run_database_sink: bool = False  # RunDatabaseSink
     database_file: bool = False  # DatabaseFile
     deferred_publish: bool = False  # Writer.write honours ctx.defer_publish (settle())
+    partitioned_source: bool = False  # PartitionedSource
+    partitioned_sink: bool = False  # PartitionedSink
 
 
 class Driver(Protocol):

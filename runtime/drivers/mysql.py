@@ -24,6 +24,7 @@ from osiris.runtime.drivers.base import (
     Abilities,
     ConnectionFailure,
     DriverError,
+    PartTable,
     StepContext,
     StepResult,
     settle,
@@ -58,6 +59,7 @@ from osiris.runtime.drivers.sqltypes import (
     is_uuid,
     mysql_to_arrow,
 )
+from osiris.runtime.partitions import PartitionSpec, predicates
 
 try:  # the fast reader (Rust, wheels on PyPI); pymysql is the pure-Python fallback
     import connectorx
@@ -343,7 +345,24 @@ def _cx_batches(
 class MySQLExtractor:
     """Streams a MySQL/MariaDB result (unbuffered) into Arrow batches with metadata-derived types."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
+    abilities: ClassVar[Abilities] = Abilities(roles=("extractor",), partitioned_source=True)
+
+    def partitions(self, ctx: StepContext, spec: Mapping[str, Any]) -> list[str | None]:
+        opts = ExtractOptions.parse(settings(ctx), ctx)
+        s, conn = connect_as_configured(ctx, connect)
+
+        def min_max(column: str) -> tuple[Any, Any]:
+            with conn.cursor() as cur:
+                cur.execute(opts.bounds_sql(quote(opts.table or ""), column))
+                found = cur.fetchone()
+            return (found[0], found[1]) if found else (None, None)
+
+        try:
+            return predicates(PartitionSpec.parse(spec), quote, min_max)
+        except pymysql.MySQLError as err:
+            raise _fail(s, "reading the partition bounds", err) from None
+        finally:
+            conn.close()
 
     def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
         opts = ExtractOptions.parse(settings(ctx), ctx)
@@ -481,6 +500,24 @@ def _dropped(ctx: StepContext, drop: _Drop) -> None:
         ctx.untrack(drop.entry)
 
 
+def _session(cur: Any) -> bool:
+    """Strict loads in this session; True when the server is MariaDB."""
+    cur.execute(
+        "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO')"
+    )
+    cur.execute("SELECT VERSION()")
+    return "mariadb" in str(cur.fetchone()[0]).lower()
+
+
+def _exists(cur: Any, table: str) -> bool:
+    cur.execute(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s",
+        (table,),
+    )
+    return bool(cur.fetchone()[0])
+
+
 def unique_keys(cur: Any, table: str) -> dict[str, tuple[str, ...]]:
     """The PRIMARY and UNIQUE keys of a table in the current database: name -> columns."""
     cur.execute(
@@ -548,7 +585,88 @@ class _MySQLPublication:
 class MySQLWriter:
     """Transactional load through LOAD DATA LOCAL INFILE: append, replace (atomic RENAME), upsert."""
 
-    abilities: ClassVar[Abilities] = Abilities(roles=("writer",), deferred_publish=True)
+    abilities: ClassVar[Abilities] = Abilities(
+        roles=("writer",), deferred_publish=True, partitioned_sink=True
+    )
+
+    def part_tables(self, ctx: StepContext, count: int) -> list[PartTable]:
+        s = settings(ctx)
+        opts = WriteOptions.parse(s, ctx)
+        tag = f"_osiris_part_{ctx.run_tag}_{secrets.token_hex(2)}_"
+        head = opts.table[: max(1, MAX_IDENTIFIER - len(tag) - len(str(count)))]
+        return [(s.get("database"), f"{head}{tag}{i}") for i in range(count)]
+
+    def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: PartTable) -> int:
+        opts = WriteOptions.parse(settings(ctx), ctx)
+        unique_columns(ctx.step_id, data.schema.names)
+        s, conn = connect_as_configured(
+            ctx, lambda s: connect(s, local_infile=True, autocommit=True)
+        )
+        staging = _qualified(*part)
+        try:
+            with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
+                mariadb = _session(cur)
+                exists = _exists(cur, opts.table)
+                if exists and opts.write_mode != "upsert":
+                    # shaped like the target, so a value it rejects fails this partition's load
+                    cur.execute(f"CREATE TABLE {staging} LIKE {quote(opts.table)}")
+                elif exists:  # no keys: the merge settles duplicates, as write() does
+                    cols = ", ".join(quote(n) for n in data.schema.names)
+                    cur.execute(
+                        f"CREATE TABLE {staging} AS SELECT {cols} FROM {quote(opts.table)} LIMIT 0"
+                    )
+                else:
+                    cur.execute(
+                        create_table_ddl(
+                            "mysql", staging, data.schema, opts.primary_key, quote,
+                            mariadb=mariadb, key_constraint=False,
+                        )
+                    )  # fmt: skip
+                rows = self._load(ctx, cur, staging, data)
+                ctx.raise_if_cancelled()
+                conn.commit()
+        except BaseException as err:
+            with contextlib.suppress(pymysql.MySQLError):
+                conn.rollback()
+            _clean_up(ctx, s, conn, [_Drop(f"DROP TABLE IF EXISTS {staging}")])
+            with contextlib.suppress(Exception):
+                conn.close()
+            if isinstance(err, pymysql.MySQLError):
+                raise _fail(s, f"load into {opts.table} ({part[1]})", err) from None
+            if isinstance(err, pa.ArrowException):
+                raise DriverError(f"load into {opts.table}: {err}") from None
+            raise
+        conn.close()
+        return rows
+
+    def finish_parts(
+        self, ctx: StepContext, schema: pa.Schema, parts: list[PartTable]
+    ) -> StepResult:
+        opts = WriteOptions.parse(settings(ctx), ctx)
+        s, conn = connect_as_configured(
+            ctx, lambda s: connect(s, local_infile=True, autocommit=True)
+        )
+        cols = ", ".join(quote(n) for n in schema.names)
+        union = " UNION ALL ".join(f"SELECT {cols} FROM {_qualified(*p)}" for p in parts)
+        load = _MySQLPublication(ctx, conn, s, opts.table)
+
+        def fill(cur: Any, table: str) -> int:
+            cur.connection.begin()
+            cur.execute(f"INSERT INTO {table} ({cols}) {union}")
+            return max(0, cur.rowcount)
+
+        try:
+            with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
+                mariadb = _session(cur)
+                rows = self._write(ctx, cur, opts, schema, fill, mariadb, load)
+            # MySQL DDL commits: the parts are dropped once published (else the ledger's sweep)
+            load.after.extend(_Drop(f"DROP TABLE IF EXISTS {_qualified(*p)}") for p in parts)
+        except BaseException as err:
+            load.discard()
+            if isinstance(err, pymysql.MySQLError):
+                raise _fail(s, f"publishing the partitions of {opts.table}", err) from None
+            raise
+        return settle(ctx, load, StepResult(rows_in=rows, rows_out=rows))
 
     def write(self, ctx: StepContext, data: pa.RecordBatchReader) -> StepResult:
         opts = WriteOptions.parse(settings(ctx), ctx)
@@ -559,12 +677,16 @@ class MySQLWriter:
         load = _MySQLPublication(ctx, conn, s, opts.table)
         try:
             with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
-                cur.execute(
-                    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO')"
+                mariadb = _session(cur)
+                rows = self._write(
+                    ctx,
+                    cur,
+                    opts,
+                    data.schema,
+                    lambda cur, table: self._load(ctx, cur, table, data),
+                    mariadb,
+                    load,
                 )
-                cur.execute("SELECT VERSION()")
-                mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
-                rows = self._write(ctx, cur, opts, data, mariadb, load)
         except BaseException as err:
             load.discard()
             if isinstance(err, pymysql.MySQLError):
@@ -590,10 +712,13 @@ class MySQLWriter:
         ctx: StepContext,
         cur: Any,
         opts: WriteOptions,
-        data: pa.RecordBatchReader,
+        schema: pa.Schema,
+        fill: Callable[[Any, str], int],
         mariadb: bool,
         load: _MySQLPublication,
     ) -> int:
+        """The write mode's statements around fill(cur, table), which loads the rows into table
+        in an open transaction (LOAD DATA from a stream, or INSERT ... SELECT from partitions)."""
         cur.execute("SELECT DATABASE()")
         database = cur.fetchone()[0]
         cur.execute(
@@ -616,9 +741,7 @@ class MySQLWriter:
             return name, ctx.track_table(database, name)
 
         def create(name: str, entry: int | None = None) -> None:
-            ddl = create_table_ddl(
-                "mysql", name, data.schema, opts.primary_key, quote, mariadb=mariadb
-            )
+            ddl = create_table_ddl("mysql", name, schema, opts.primary_key, quote, mariadb=mariadb)
             write_ddl(ctx, opts.table, ddl)
             cur.execute(ddl)
             load.cleanup.append(_Drop(f"DROP TABLE IF EXISTS {name}", entry))
@@ -631,7 +754,7 @@ class MySQLWriter:
                 load.cleanup.append(_Drop(f"DROP TABLE IF EXISTS {staging}", entry))
             else:
                 create(staging, entry)
-            rows = self._load(ctx, cur, staging, data)
+            rows = fill(cur, staging)
             if exists:
                 old_name, old_entry = staging_name("old")
                 old = quote(old_name)
@@ -644,8 +767,8 @@ class MySQLWriter:
         if not exists:
             create(target)
         if opts.write_mode == "append":
-            return self._load(ctx, cur, target, data)
-        return self._upsert(ctx, cur, opts, target, data, load)
+            return fill(cur, target)
+        return self._upsert(ctx, cur, opts, target, schema.names, fill, load)
 
     def _upsert(
         self,
@@ -653,10 +776,10 @@ class MySQLWriter:
         cur: Any,
         opts: WriteOptions,
         target: str,
-        data: pa.RecordBatchReader,
+        names: list[str],
+        fill: Callable[[Any, str], int],
         load: _MySQLPublication,
     ) -> int:
-        names = data.schema.names
         missing = [k for k in opts.primary_key if k not in names]
         if missing:
             raise DriverError(f"primary_key column(s) {missing} are not in the data {names}")
@@ -664,7 +787,7 @@ class MySQLWriter:
         staging = quote(f"osiris_stg_{uuid.uuid4().hex[:12]}")
         cur.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {cols} FROM {target} LIMIT 0")
         load.cleanup.append(_Drop(f"DROP TEMPORARY TABLE IF EXISTS {staging}", session_only=True))
-        rows = self._load(ctx, cur, staging, data)
+        rows = fill(cur, staging)
         ctx.raise_if_cancelled()
         updates = [f"{quote(n)} = VALUES({quote(n)})" for n in names if n not in opts.primary_key]
         if not updates:

@@ -14,6 +14,7 @@ import pyarrow as pa
 from osiris.runtime.contract.connections import pinned_overrides
 from osiris.runtime.drivers.base import DEFAULT_BATCH_SIZE, ConnectionFailure, DriverError
 from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.partitions import PARTITION_WHERE, restrict
 from osiris.runtime.secrets import Redactor
 
 WRITE_MODES = ("append", "replace", "upsert")
@@ -103,6 +104,7 @@ class ExtractOptions:
     query: str | None
     batch_size: int
     offset: int | None = None  # given (even 0): the read is ordered, see order_key()
+    partition_where: str | None = None  # one partition's rows only (runtime/partitions.py)
 
     @classmethod
     def parse(cls, s: Mapping[str, Any], ctx: Any) -> ExtractOptions:
@@ -123,7 +125,11 @@ class ExtractOptions:
             raise DriverConfigError(
                 "offset only applies with table; with query, write ORDER BY and OFFSET in the query"
             )
+        partition_where = s.get(PARTITION_WHERE)
+        if partition_where and (limit is not None or offset is not None):
+            raise DriverConfigError("partition cannot be combined with limit or offset")
         return cls(
+            partition_where=partition_where or None,
             offset=offset,
             table=table,
             schema=s.get("schema"),
@@ -137,10 +143,20 @@ class ExtractOptions:
     def select_sql(self, qualified_table: str, quote: Any) -> str:
         """The SELECT this step runs (without its LIMIT for queries: see limited())."""
         if self.query:
-            return self.query
+            return restrict(self.query, self.partition_where)
         cols = ", ".join(quote(c) for c in self.columns) if self.columns else "*"
         sql = f"SELECT {cols} FROM {qualified_table}"
-        if self.where:
+        if self.where and self.partition_where:
+            sql += f" WHERE ({self.where}) AND ({self.partition_where})"
+        elif self.where or self.partition_where:
+            sql += f" WHERE {self.where or self.partition_where}"
+        return sql
+
+    def bounds_sql(self, qualified_table: str, column: str) -> str:
+        """SELECT MIN(column), MAX(column) over the rows this step reads (column quoted)."""
+        source = f"({self.query}) AS osiris_b" if self.query else qualified_table
+        sql = f"SELECT MIN({column}), MAX({column}) FROM {source}"
+        if self.where and not self.query:
             sql += f" WHERE {self.where}"
         return sql
 

@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 Engine = Callable[[Path, argparse.Namespace, "RunObserver", CancelToken], "RunOutcome"]
 
 
-def _local(
+def _in_process(
     manifest: Path, args: argparse.Namespace, observer: RunObserver, cancel: CancelToken
 ) -> RunOutcome:
+    """local and dask: this process runs the plan; dask sends partitioned steps to its cluster."""
+    from osiris.runtime.engines.partitions import EngineOptions
     from osiris.runtime.runner import run_manifest
 
     return run_manifest(
@@ -36,6 +38,10 @@ def _local(
         atomic=args.atomic,
         observer=observer,
         cancel=cancel,
+        engine=args.engine,
+        engine_options=EngineOptions(
+            getattr(args, "scheduler", None), getattr(args, "workers", None)
+        ),
     )
 
 
@@ -70,4 +76,9 @@ def _e2b(
     )
 
 
-ENGINES: dict[str, Engine] = {"local": _local, "local-sandbox": _local_sandbox, "e2b": _e2b}
+ENGINES: dict[str, Engine] = {
+    "local": _in_process,
+    "dask": _in_process,
+    "local-sandbox": _local_sandbox,
+    "e2b": _e2b,
+}

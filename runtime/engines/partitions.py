@@ -1,0 +1,46 @@
+"""How an in-process run executes partitioned steps: threads here, or tasks on a Dask cluster."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from osiris.runtime.errors import ConfigurationError
+from osiris.runtime.executor import PartitionRunner
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """--scheduler tcp://HOST:PORT (dask: connect to that cluster) and --workers N (dask: the
+    size of the LocalCluster started when there is no scheduler)."""
+
+    scheduler: str | None = None
+    workers: int | None = None
+
+
+# A context (the cluster's lifetime) yielding how partitions run (None: threads).
+PartitionEngine = Callable[
+    [EngineOptions], contextlib.AbstractContextManager[PartitionRunner | None]
+]
+
+
+@contextlib.contextmanager
+def _local(options: EngineOptions) -> Iterator[PartitionRunner | None]:
+    if options.scheduler or options.workers:
+        raise ConfigurationError("--scheduler and --workers apply to --engine dask only")
+    yield None
+
+
+@contextlib.contextmanager
+def _dask(options: EngineOptions) -> Iterator[PartitionRunner | None]:
+    from osiris.runtime.dask_engine import dask_partitions
+
+    with dask_partitions(options.scheduler, options.workers) as runner:
+        yield runner
+
+
+def partition_engine(engine: str) -> PartitionEngine:
+    """dask runs partitions on its cluster; every other engine (local, and the sandboxes, which
+    run this same runtime inside them) on threads of this process."""
+    return _dask if engine == "dask" else _local
