@@ -4,8 +4,8 @@ worker` processes, giving exactly the local engine's result; failures and Ctrl-C
 from __future__ import annotations
 
 import json
-import signal
 import os
+import signal
 import subprocess
 import sys
 import time
