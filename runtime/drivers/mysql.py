@@ -659,8 +659,12 @@ class MySQLWriter:
             with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
                 mariadb = _session(cur)
                 rows = self._write(ctx, cur, opts, schema, fill, mariadb, load)
-            # MySQL DDL commits: the parts are dropped once published (else the ledger's sweep)
-            load.after.extend(_Drop(f"DROP TABLE IF EXISTS {_qualified(*p)}") for p in parts)
+            # MySQL DDL commits: the parts are dropped once published; each keeps a ledger entry
+            # of its own until its DROP succeeded (the caller clears the run's entries for the
+            # parts on success), so a part whose DROP fails is left for the next run's sweep
+            load.after.extend(
+                _Drop(f"DROP TABLE IF EXISTS {_qualified(*p)}", ctx.track_table(*p)) for p in parts
+            )
         except BaseException as err:
             load.discard()
             if isinstance(err, pymysql.MySQLError):
