@@ -278,6 +278,21 @@ def test_corrupt_entry_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
     assert catalog is not None and [t.name for t in catalog.tables] == ["x_catalog.csv"]
 
 
+def test_an_entry_is_parsed_once_per_version_of_its_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x_catalog.csv").write_text("a\n1\n")
+    root = _project(tmp_path, {"filesystem": {"files": {"base_dir": "d"}}})
+    first = _run(root, "@filesystem.files")
+    folder = cache.connection_dir(root, "filesystem", "files")
+    path = cache.entry_path(folder, first.cache_status.key[7:])
+    assert cache.read_entry(path) is cache.read_entry(path)  # the editor's keystrokes: no re-parse
+    (tmp_path / "d" / "y_catalog.csv").write_text("b\n2\n")
+    _run(root, "@filesystem.files")  # the folder changed: the entry is replaced
+    entry = cache.read_entry(path)
+    assert entry is not None
+    assert sorted(t.name for t in entry.catalog.tables) == ["x_catalog.csv", "y_catalog.csv"]
+
+
 WRITER = """
 import sys
 from pathlib import Path

@@ -7,6 +7,7 @@ catalog digest it was read under, which a hit must still match (docs/discovery.m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -90,9 +91,20 @@ def entry_path(folder: Path, key: str) -> Path:
 
 
 def read_entry(path: Path) -> Entry | None:
-    """The entry at path; None when it is missing or unreadable (corrupt counts as missing)."""
+    """The entry at path; None when it is missing or unreadable (corrupt counts as missing).
+    Parsed once per version of the file: the editor checks on every keystroke, and entries are
+    only ever replaced whole (os.replace), which changes what stat says."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        st = path.stat()
+    except OSError:
+        return None
+    return _parsed_entry(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_entry(path: str, inode: int, mtime_ns: int, size: int) -> Entry | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("version") != ENTRY_VERSION:
             return None
         return Entry(
