@@ -18,6 +18,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# The orders table the data-moving benches load: MariaDB DDL, PostgreSQL DDL, and a MariaDB seed
+# of n generated rows (seq_1_to_n, the SEQUENCE engine).
+ORDERS_DDL = (
+    "CREATE TABLE {t} (id INT PRIMARY KEY, customer_id INT NOT NULL, status VARCHAR(20), "
+    "amount DECIMAL(12,2), created_at DATETIME, email VARCHAR(120), note VARCHAR(200), paid BOOL)"
+)
+PG_DDL = (
+    "CREATE TABLE {t} (id int PRIMARY KEY, customer_id int NOT NULL, status varchar(20), "
+    "amount numeric(12,2), created_at timestamp, email varchar(120), note varchar(200), paid boolean)"
+)
+SEED = (
+    "INSERT INTO {t} SELECT seq, seq % 50000, ELT(1 + seq % 4, 'new','paid','shipped','cancelled'), "
+    "(seq % 100000) / 100 + 0.99, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, "
+    "CONCAT('user', seq % 50000, '@example.com'), CONCAT('note for order ', seq), seq % 2 "
+    "FROM seq_1_to_{n}"
+)
+
 
 def p50(samples: Sequence[float]) -> float:
     return statistics.median(samples)

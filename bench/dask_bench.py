@@ -24,25 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import ORDERS_DDL, PG_DDL, SEED
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DB = "osiris_bench_dask"
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": DB}
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "", "database": DB}
-ORDERS_DDL = (
-    "CREATE TABLE {t} (id INT PRIMARY KEY, customer_id INT NOT NULL, status VARCHAR(20), "
-    "amount DECIMAL(12,2), created_at DATETIME, email VARCHAR(120), note VARCHAR(200), paid BOOL)"
-)
-PG_DDL = (
-    "CREATE TABLE {t} (id int PRIMARY KEY, customer_id int NOT NULL, status varchar(20), "
-    "amount numeric(12,2), created_at timestamp, email varchar(120), note varchar(200), paid boolean)"
-)
-SEED = (
-    "INSERT INTO {t} SELECT seq, seq % 50000, ELT(1 + seq % 4, 'new','paid','shipped','cancelled'), "
-    "(seq % 100000) / 100 + 0.99, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, "
-    "CONCAT('user', seq % 50000, '@example.com'), CONCAT('note for order ', seq), seq % 2 "
-    "FROM seq_1_to_{n}"
-)
 
 
 def sh(cmd: str) -> None:
