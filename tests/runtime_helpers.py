@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pymysql
 import yaml
 
 from osiris.runtime.contract.manifest import cfg_bytes, manifest_digest, sha256_tag
@@ -142,3 +144,27 @@ def write_connections(project: Path, text: str) -> Path:
     path = project / "osiris_connections.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def mysql_rows(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
+    """Run statements on a MariaDB test database; the rows of the last one."""
+    conn = pymysql.connect(**db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for stmt in sql:
+                cur.execute(stmt)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def pg_rows(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
+    """Run statements on a PostgreSQL test database; the rows of the last one."""
+    with psycopg.connect(
+        **{k: v for k, v in db.items() if k != "database"}, dbname=db["database"], autocommit=True
+    ) as conn:
+        rows: list[tuple[Any, ...]] = []
+        for stmt in sql:
+            cur = conn.execute(stmt)
+            rows = list(cur.fetchall()) if cur.description else []
+        return rows

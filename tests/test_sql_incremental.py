@@ -6,32 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import pymysql
+from runtime_helpers import mysql_rows as _my
+from runtime_helpers import pg_rows as _pg
+from runtime_helpers import run_steps, step, write_connections
 
 from osiris.runtime.records.state import state_path
-from tests.runtime_helpers import run_steps, step, write_connections
-
-
-def _my(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(**db, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for stmt in sql:
-                cur.execute(stmt)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def _pg(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    fields = {k: v for k, v in db.items() if k != "database"}
-    with psycopg.connect(**fields, dbname=db["database"], autocommit=True) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for stmt in sql:
-            cur = conn.execute(stmt)
-            rows = list(cur.fetchall()) if cur.description else []
-        return rows
 
 
 def _connections(project: Path, family: str, db: dict[str, Any]) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pymysql
 import pytest
 from drivers_ctx import make_ctx
+from runtime_helpers import mysql_rows as _my
+from runtime_helpers import pg_rows as _pg
 from runtime_helpers import run_cli, run_steps, step, write_connections, write_manifest
 
 from osiris.runtime.drivers.duckdb_driver import DuckDBWriter
@@ -23,28 +23,6 @@ from osiris.runtime.drivers.postgres import PostgresWriter
 from osiris.runtime.drivers.registry import DRIVERS, driver_class
 
 CSV = "filesystem.csv_extractor"
-
-
-def _my(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(**db, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for stmt in sql:
-                cur.execute(stmt)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def _pg(db: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(
-        **{k: v for k, v in db.items() if k != "database"}, dbname=db["database"], autocommit=True
-    ) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for stmt in sql:
-            cur = conn.execute(stmt)
-            rows = list(cur.fetchall()) if cur.description else []
-        return rows
 
 
 def _duck(path: Path, sql: str) -> list[tuple[Any, ...]]:
