@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
@@ -25,7 +25,16 @@ if TYPE_CHECKING:
 
     from osiris.runtime.debris import RunDebris
     from osiris.runtime.manifest import ManifestStep
-    from osiris.runtime.records.state import CursorState, PendingStates
+    from osiris.runtime.records.state import CursorState
+
+
+class CursorStates(Protocol):
+    """Where steps' incremental states come from and go to: the run's PendingStates, or what a
+    step task carries to a worker and back (runtime/step_tasks.py)."""
+
+    def load(self, step: str) -> CursorState | None: ...
+
+    def hold(self, step: str, state: CursorState) -> None: ...
 
 
 class RunDatabase:
@@ -172,7 +181,7 @@ class LocalStepContext:
         driver: str | None = None,
         defer_publish: bool = False,
         cancel: CancelToken | None = None,
-        states: PendingStates | None = None,
+        states: CursorStates | None = None,
     ) -> None:
         self.step_id = step_id
         self._states = states
@@ -334,7 +343,7 @@ class StepContexts:
     debris: RunDebris | None = None
     defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
     cancel: CancelToken = field(default_factory=CancelToken)
-    states: PendingStates | None = None  # incremental cursors, committed after a successful run
+    states: CursorStates | None = None  # incremental cursors, committed after a successful run
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(

@@ -368,3 +368,95 @@ def test_secrets_reach_workers_but_no_record(pg_db: dict[str, Any], tmp_path: Pa
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+# --- every unit on the cluster (steps as tasks; tables travel worker to worker) -------------
+
+ORDERS_CSV = "id,region,amount\n1,eu,10.5\n2,us,20\n3,eu,30\n4,apac,7.25\n5,us,1\n"
+
+
+def _steps_and_files(
+    project: Path,
+    table: str,
+    calc: str = "SELECT id, v * 2 AS v, upper(name) AS name, "
+    "amount, created FROM src WHERE id % 3 <> 0",
+) -> list[dict[str, Any]]:
+    """MariaDB -> processor -> PostgreSQL, and a CSV file -> processor -> CSV + Parquet."""
+    from runtime_helpers import step
+
+    (project / "orders_dk.csv").write_text(ORDERS_CSV, encoding="utf-8")
+    by_region = "SELECT region, sum(amount) AS total, count(*) AS n FROM orders GROUP BY region"
+    return [
+        step("src", "mysql.extractor", "extractor", {"table": "dask_src"}, connection="@mysql.m"),
+        step("calc", "duckdb.processor", "processor", {"query": calc}, needs=["src"]),
+        step(
+            "dst",
+            "postgres.writer",
+            "writer",
+            {"table": table, "write_mode": "replace"},
+            connection="@postgres.p",
+            needs=["calc"],
+        ),  # fmt: skip
+        step("orders", "filesystem.csv_extractor", "extractor", {"path": "orders_dk.csv"}),
+        step("regions", "duckdb.processor", "processor", {"query": by_region}, needs=["orders"]),
+        step(
+            "out_csv",
+            "filesystem.csv_writer",
+            "writer",
+            {"path": "regions_dk.csv"},
+            needs=["regions"],
+        ),  # fmt: skip
+        step(
+            "out_pq",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": "regions_dk.parquet"},
+            needs=["regions"],
+        ),  # fmt: skip
+    ]
+
+
+def _regions(project: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    import pyarrow.parquet as pq
+
+    rows = (project / "regions_dk.csv").read_text(encoding="utf-8").splitlines()
+    table = pq.read_table(project / "regions_dk.parquet").sort_by("region")
+    return sorted(rows), [tuple(r.values()) for r in table.to_pylist()]
+
+
+def test_every_step_runs_on_a_worker_as_locally(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db, rows=300)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    local, _ = run_steps(tmp_path / "a", _steps_and_files(tmp_path / "a", "dk_local"),
+                         connections=conns)  # fmt: skip
+    assert local.status == "ok", local.error
+    outcome, run_dir = run_steps(
+        tmp_path / "b",
+        _steps_and_files(tmp_path / "b", "dk_dst"),
+        connections=conns,
+        engine="dask",
+        engine_options=EngineOptions(workers=2),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert pg_summary(pg_db, "dk_dst") == pg_summary(pg_db, "dk_local")
+    assert pg_summary(pg_db, "dk_dst")[0] == 200
+    assert _regions(tmp_path / "b") == _regions(tmp_path / "a")
+    assert [(s.step_id, s.rows_in, s.rows_out) for s in outcome.steps] == [
+        (s.step_id, s.rows_in, s.rows_out) for s in local.steps
+    ]
+    assert run_dir is not None
+    events = read_events(run_dir)
+    units = next(e for e in events if e["event"] == "run_started")["units"]
+    assert {u["kind"] for u in units} == {"step"}  # no views over the client's run.duckdb
+    tasks = {e["step"]: e for e in events if e["event"] == "step_task_finished"}
+    assert sorted(tasks) == sorted(s.step_id for s in outcome.steps)
+    assert all(t["worker"].startswith("tcp://127.0.0.1:") and t["status"] == "ok"
+               for t in tasks.values())  # fmt: skip
+    # the client never held a step's rows: it never even opened its run database
+    assert not (run_dir / "run.duckdb").exists()
+    assert pg_tables(pg_db) == ["dk_dst", "dk_local"]
