@@ -177,16 +177,35 @@ class _ClusterSteps:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.outputs: dict[str, Any] = {}  # step id -> Future of its StepTaskResult
+        self.readers: dict[str, int] = {}  # step id -> its readers that have not run yet
         self.lock = threading.Lock()
 
     def work(self, runner: StepRunner) -> StepWork:
+        for step in runner.steps.values():
+            for upstream in step.upstream:
+                self.readers[upstream] = self.readers.get(upstream, 0) + 1
         return lambda step, ctx: self._run(runner, step, ctx)
 
     def _run(self, runner: StepRunner, step: ManifestStep, ctx: LocalStepContext) -> Measured:
+        try:
+            return self._run_step(runner, step, ctx)
+        finally:
+            self._release_inputs(step)
+
+    def _release_inputs(self, step: ManifestStep) -> None:
+        """Once its last reader has run, a table is dropped from the cluster's memory."""
+        with self.lock:
+            for upstream in step.upstream:
+                self.readers[upstream] -= 1
+                if not self.readers[upstream]:
+                    self.outputs.pop(upstream, None)
+
+    def _run_step(self, runner: StepRunner, step: ManifestStep, ctx: LocalStepContext) -> Measured:
         driver = runner.driver(step)
         stages = step.role == "writer" and bool(driver.abilities.partitioned_sink)
         if step.role == "writer" and ctx.defer_publish and not stages:
             # --atomic: a worker cannot hand back a load to publish later; it runs here
+            ctx.log("runs in the client: with --atomic its target is published at the end")
             self._fetch_inputs(runner, step)
             return runner.run_role(step, ctx)
         if not stages:

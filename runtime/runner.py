@@ -271,6 +271,11 @@ class _Run:
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
                 execution_plan = plan(self.manifest.steps, options, facts)
                 self._announce(execution_plan, max_parallel, options)
+                if options.cluster and options.materialize == "all":
+                    self._warn(
+                        "--materialize all: with --engine dask the steps' outputs stay on the "
+                        "cluster's workers; run.duckdb keeps none of them"
+                    )
                 self._sweep()
                 runner = StepRunner(
                     self.manifest.steps,

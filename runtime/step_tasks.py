@@ -124,6 +124,8 @@ def run_step_task(
             on_log=lambda _step_id, message: logs.append(message),
             cancel=token,
             states=states,
+            scratch_dir=Path(private),
+            run_tag=job.run_tag,
         )
         runner = StepRunner(
             (step, *job.upstream), drivers=StepDrivers({step.id: step.driver}), contexts=contexts

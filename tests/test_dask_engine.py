@@ -519,24 +519,26 @@ def test_incremental_state_held_on_a_worker_advances_only_on_success(
     )
     read = {"table": "dk_events", "incremental": {"cursor_column": "updated_at"}}
 
-    def pipeline(query: str) -> Path:
-        return write_manifest(
+    load = {"table": "dk_copy", "write_mode": "append"}
+
+    def run(query: str | None) -> int:
+        """MariaDB -> PostgreSQL (a stream), or with a processor between them."""
+        calc = [step("calc", "duckdb.processor", "processor", {"query": query}, needs=["src"])]
+        manifest = write_manifest(
             tmp_path / "build",
             [
                 step("src", "mysql.extractor", "extractor", read, connection="@mysql.m"),
-                step("calc", "duckdb.processor", "processor", {"query": query}, needs=["src"]),
-                step("dst", "postgres.writer", "writer", {"table": "dk_copy", "write_mode": "append"},
-                     connection="@postgres.p", needs=["calc"]),
+                *(calc if query else []),
+                step("dst", "postgres.writer", "writer", load, connection="@postgres.p",
+                     needs=["calc" if query else "src"]),
             ],
         )  # fmt: skip
-
-    def run(query: str) -> int:
-        proc = oml_run(pipeline(query), tmp_path, "--engine", "dask", "--scheduler", address)
+        proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
         proc.communicate(timeout=300)
         return int(proc.returncode)
 
     state = state_path(tmp_path, "test-pipeline", "src")
-    assert run("SELECT id, name FROM src") == 0
+    assert run(None) == 0
     assert json.loads(state.read_text())["last_value"].startswith("2024-01-02")
     mysql_rows(mysql_db, "INSERT INTO dk_events VALUES (3, 'c', '2024-01-03 00:00:00')")
     assert run("SELECT id, CAST(name AS INTEGER) AS name FROM src") == 4
@@ -589,3 +591,40 @@ def test_ctrl_c_cancels_a_processor_task(
     with pg_connect(pg_db) as c:
         assert c.execute("SELECT array_agg(id) FROM dk_dst").fetchone() == ([7],)
     assert pg_tables(pg_db) == ["dk_dst"]
+
+
+def test_atomic_stages_on_workers_and_runs_file_writers_in_the_client(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, workers = scheduler
+    mysql_source(mysql_db, rows=60)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    local, _ = run_steps(
+        tmp_path / "a", _steps_and_files(tmp_path / "a", "dk_local"), connections=conns
+    )
+    assert local.status == "ok", local.error
+    manifest = write_manifest(tmp_path / "build", _steps_and_files(tmp_path / "b", "dk_dst"))
+    proc = oml_run(manifest, tmp_path / "b", "--engine", "dask", "--scheduler", address,
+                   "--connections", str(conns), "--atomic", "--materialize", "all")  # fmt: skip
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (out, err)
+    assert pg_summary(pg_db, "dk_dst") == pg_summary(pg_db, "dk_local")
+    assert _regions(tmp_path / "b") == _regions(tmp_path / "a")
+    run_dir = run_dir_of(tmp_path / "b")
+    events = read_events(run_dir)
+    tasks = {e["step"]: e["worker"] for e in events if e["event"] == "step_task_finished"}
+    assert sorted(tasks) == ["calc", "dst", "orders", "regions", "src"]
+    assert set(tasks.values()) <= set(workers)
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    for writer in ("out_csv", "out_pq"):  # they cannot hand a pending publication back
+        assert f"[{writer}] runs in the client: with --atomic" in log, log
+    status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    assert status["published_steps"] == ["dst", "out_csv", "out_pq"]
+    assert any("run.duckdb keeps none of them" in w for w in status["warnings"])
+    assert pg_tables(pg_db) == ["dk_dst", "dk_local"]
