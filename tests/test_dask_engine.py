@@ -628,3 +628,44 @@ def test_atomic_stages_on_workers_and_runs_file_writers_in_the_client(
     assert status["published_steps"] == ["dst", "out_csv", "out_pq"]
     assert any("run.duckdb keeps none of them" in w for w in status["warnings"])
     assert pg_tables(pg_db) == ["dk_dst", "dk_local"]
+
+
+def test_step_tasks_carry_secrets_to_workers_but_into_no_record(
+    scheduler: tuple[str, list[str]], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    from runtime_helpers import step
+
+    address, workers = scheduler
+    secret = "s3cret-dk-step-" + "7a1e" * 4
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dk_src AS SELECT i AS id FROM generate_series(1, 40) i")
+    fields = {k: pg_db[k] for k in ("host", "port", "user", "database")}
+    (tmp_path / "osiris_connections.yaml").write_text(
+        json.dumps({"connections": {"postgres": {"p": {**fields, "password": "${DK_PG_PW}"}}}}),
+        encoding="utf-8",
+    )
+    steps = [
+        step("src", "postgres.extractor", "extractor", {"table": "dk_src"}, connection="@postgres.p"),
+        step("calc", "duckdb.processor", "processor", {"query": "SELECT id * 2 AS id FROM src"},
+             needs=["src"]),
+        step("dst", "postgres.writer", "writer", {"table": "dk_dst", "write_mode": "replace"},
+             connection="@postgres.p", needs=["calc"]),
+    ]  # fmt: skip
+    outcome, run_dir = run_steps(
+        tmp_path / "run",
+        steps,
+        connections=tmp_path / "osiris_connections.yaml",
+        environ={"DK_PG_PW": secret},
+        engine="dask",
+        engine_options=EngineOptions(scheduler=address),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert run_dir is not None
+    tasks = [e for e in read_events(run_dir) if e["event"] == "step_task_finished"]
+    assert sorted(t["step"] for t in tasks) == ["calc", "dst", "src"]
+    assert {t["worker"] for t in tasks} <= set(workers)
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT count(*), sum(id) FROM dk_dst").fetchone() == (40, 1640)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
