@@ -475,14 +475,14 @@ def test_a_failing_processor_on_the_cluster_fails_as_locally(
         c.execute("INSERT INTO dk_dst VALUES (1, 1, 'before', 1.00, '2020-01-01')")
     before = pg_summary(pg_db, "dk_dst")
     bad = "SELECT id, CAST('x' || name AS INTEGER) AS v, name, amount, created FROM src"
-    manifest = write_manifest(tmp_path / "build", _steps_and_files(tmp_path, "dk_dst", bad))
+    steps = _steps_and_files(tmp_path, "dk_dst", bad)
     # the local plan of the same shape (a view chain would fail the writer with the processor)
-    local = oml_run(manifest, tmp_path, "--materialize", "all")
-    local_out, err = local.communicate(timeout=300)
-    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == local.returncode == 4, err
-    summary, expected = json.loads(out), json.loads(local_out)
+    local, _ = run_steps(tmp_path, steps, materialize="all")
+    outcome, run_dir = run_steps(
+        tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+    )
+    assert outcome.exit_code == local.exit_code == 4, outcome.error
+    summary, expected = outcome.summary(), local.summary()
     assert summary["failed_step"] == expected["failed_step"] == "calc"
     assert "Could not convert string 'xname--20' to INT32" in summary["error"]
     assert summary["error"] == expected["error"]
@@ -491,7 +491,7 @@ def test_a_failing_processor_on_the_cluster_fails_as_locally(
     assert statuses["dst"] == "skipped" and statuses["out_csv"] == "ok"
     assert pg_summary(pg_db, "dk_dst") == before
     assert pg_tables(pg_db) == ["dk_dst"]
-    run_dir = sorted((tmp_path / "runs").iterdir())[-1]
+    assert run_dir is not None
     failed = next(e for e in read_events(run_dir) if e["event"] == "step_task_finished"
                   and e["step"] == "calc")  # fmt: skip
     assert failed["status"] == "failed" and failed["worker"] in workers
@@ -524,18 +524,16 @@ def test_incremental_state_held_on_a_worker_advances_only_on_success(
     def run(query: str | None) -> int:
         """MariaDB -> PostgreSQL (a stream), or with a processor between them."""
         calc = [step("calc", "duckdb.processor", "processor", {"query": query}, needs=["src"])]
-        manifest = write_manifest(
-            tmp_path / "build",
-            [
-                step("src", "mysql.extractor", "extractor", read, connection="@mysql.m"),
-                *(calc if query else []),
-                step("dst", "postgres.writer", "writer", load, connection="@postgres.p",
-                     needs=["calc" if query else "src"]),
-            ],
-        )  # fmt: skip
-        proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
-        proc.communicate(timeout=300)
-        return int(proc.returncode)
+        steps = [
+            step("src", "mysql.extractor", "extractor", read, connection="@mysql.m"),
+            *(calc if query else []),
+            step("dst", "postgres.writer", "writer", load, connection="@postgres.p",
+                 needs=["calc" if query else "src"]),
+        ]  # fmt: skip
+        outcome, _ = run_steps(
+            tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+        )
+        return int(outcome.exit_code)
 
     state = state_path(tmp_path, "test-pipeline", "src")
     assert run(None) == 0
