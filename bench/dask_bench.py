@@ -1,10 +1,12 @@
 """Partitioned MariaDB -> PostgreSQL: local engine and a 2-worker Dask cluster vs the raw pipe.
 
-Usage: python bench/dask_bench.py [--rows N] [--repeat K] [--partitions 1 2 4]
+Usage: python bench/dask_bench.py [--rows N] [--repeat K] [--partitions 1 2 4] [--via-processor]
 (default 5M rows, 1 run per case). Each case is its own `oml-run` process (replace with a primary
 key): unpartitioned, then `partition: {column: id, count: P}` on the local engine (threads) and
 with `--engine dask --scheduler ...` against a `dask scheduler` + two `dask worker` processes
-started by this script on 127.0.0.1 (stopped at the end). The baseline is the raw
+started by this script on 127.0.0.1 (stopped at the end). --via-processor adds an unpartitioned
+dask case and a `SELECT *` duckdb.processor between the two steps, local and dask (where each
+step is a task of its own and the rows travel as Arrow tables between processes). The baseline is the raw
 `mariadb --quick --batch | psql \\copy` pipe, measured in the same run. Prints seconds, rows/s
 and the ratio raw-pipe-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
 clients and the `dask` extra. Uses the databases osiris_bench_dask, dropped at the end
@@ -84,7 +86,9 @@ def raw_pipe(table: str) -> float:
     )
 
 
-def oml_run(table: str, partitions: int | None, engine: list[str], project: Path) -> float:
+def oml_run(
+    table: str, partitions: int | None, engine: list[str], project: Path, via: bool = False
+) -> float:
     sys.path.insert(0, str(ROOT / "tests"))
     from runtime_helpers import step, write_manifest
 
@@ -94,12 +98,15 @@ def oml_run(table: str, partitions: int | None, engine: list[str], project: Path
         encoding="utf-8",
     )
     partition = {"column": "id", "count": partitions} if partitions else None
+    calc = step("calc", "duckdb.processor", "processor", {"query": "SELECT * FROM extract"},
+                needs=["extract"])  # fmt: skip
     steps = [
         step("extract", "mysql.extractor", "extractor", {"table": table},
              connection="@mysql.bench", partition=partition),
+        *([calc] if via else []),
         step("load", "postgres.writer", "writer",
              {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
-             needs=["extract"], connection="@postgres.bench"),
+             needs=["calc" if via else "extract"], connection="@postgres.bench"),
     ]  # fmt: skip
     manifest = write_manifest(project / "build", steps)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
@@ -145,6 +152,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median reported)")
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
+    parser.add_argument(
+        "--via-processor",
+        action="store_true",
+        help="also: a duckdb.processor (SELECT *) between extractor and writer, local and dask "
+        "(on dask each step is a task: the rows cross between processes as Arrow tables)",
+    )
     args = parser.parse_args()
     table = prepare(args.rows)
     print(f"{args.rows:,} rows, {os.cpu_count()} CPUs, median of {args.repeat} run(s)", flush=True)
@@ -156,6 +169,10 @@ def main() -> None:
             cases += [(f"local, {p} partition(s)", (p, [])) for p in args.partitions]
             dask = ["--engine", "dask", "--scheduler", cluster.address]
             cases += [(f"dask 2 workers, {p} partition(s)", (p, dask)) for p in args.partitions]
+            if args.via_processor:
+                cases.append(("dask 2 workers, no partition", (None, dask)))
+                cases.append(("local, processor between", (None, [], True)))
+                cases.append(("dask 2 workers, processor between", (None, dask, True)))
             runs: dict[str, list[float]] = {name: [] for name, _ in cases}
             for _ in range(args.repeat):
                 for name, case in cases:
@@ -164,7 +181,7 @@ def main() -> None:
                     else:
                         project = Path(tmp) / "project"
                         project.mkdir(exist_ok=True)
-                        runs[name].append(oml_run(table, case[0], case[1], project))
+                        runs[name].append(oml_run(table, case[0], case[1], project, *case[2:]))
         finally:
             cluster.stop()
             if not args.keep:

@@ -383,7 +383,9 @@ def _steps_and_files(project: Path, table: str, calc: str = CALC) -> list[dict[s
     from runtime_helpers import step
 
     (project / "orders_dk.csv").write_text(ORDERS_CSV, encoding="utf-8")
-    by_region = "SELECT region, sum(amount) AS total, count(*) AS n FROM orders GROUP BY region"
+    by_region = (
+        "SELECT region, sum(amount) AS total, count(*) > 1 AS many FROM orders GROUP BY region"
+    )
     return [
         step("src", "mysql.extractor", "extractor", {"table": "dask_src"}, connection="@mysql.m"),
         step("calc", "duckdb.processor", "processor", {"query": calc}, needs=["src"]),
@@ -609,9 +611,13 @@ def test_atomic_stages_on_workers_and_runs_file_writers_in_the_client(
     assert local.status == "ok", local.error
     manifest = write_manifest(tmp_path / "build", _steps_and_files(tmp_path / "b", "dk_dst"))
     proc = oml_run(manifest, tmp_path / "b", "--engine", "dask", "--scheduler", address,
-                   "--connections", str(conns), "--atomic", "--materialize", "all")  # fmt: skip
+                   "--connections", str(conns), "--atomic", "--materialize", "all",
+                   "--format", "text")  # fmt: skip
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, (out, err)
+    lines = [line for line in out.splitlines() if line.startswith("task ")]
+    assert sorted(line.split()[1] for line in lines) == ["calc", "dst", "orders", "regions", "src"]
+    assert all(" on tcp://127.0.0.1:" in line and ": ok, " in line for line in lines), out
     assert pg_summary(pg_db, "dk_dst") == pg_summary(pg_db, "dk_local")
     assert _regions(tmp_path / "b") == _regions(tmp_path / "a")
     run_dir = run_dir_of(tmp_path / "b")
