@@ -1,7 +1,7 @@
 """One step as one task on another machine (a Dask worker): its job, its result, and the run.
 
 The worker gets the step, its connection's resolved fields (in memory only, as a partition's job)
-and its upstream steps' outputs as Arrow tables. It stores those in a private DuckDB file under
+and its upstream steps' outputs as Arrow tables. It stores those in a private DuckDB database under
 the upstream step ids and runs the step with the local engine's role code (StepRunner.run_role),
 so a processor's SQL sees its inputs exactly as it would in run.duckdb. An extractor's or
 processor's output goes back as an Arrow table, which stays on the cluster (the client keeps a
@@ -27,7 +27,7 @@ from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.outcomes import Measured
 from osiris.runtime.records.state import CursorState, StateError
-from osiris.runtime.sql import quote_ident
+from osiris.runtime.sql import quote_ident, quote_literal
 from osiris.runtime.step_runner import StepRunner
 
 if TYPE_CHECKING:
@@ -114,7 +114,10 @@ def run_step_task(
         if not artifacts.is_dir():  # not the client's filesystem: kept only for the task
             artifacts = Path(private) / "artifacts"
             artifacts.mkdir()
-        database = RunDatabase(Path(private) / "step.duckdb")
+        # in memory, spilling into the private dir past the memory limit: the tables live
+        # only as long as the task, so writing them to a file would only cost time
+        database = RunDatabase(Path(":memory:"))
+        database.thread_cursor().execute(f"SET temp_directory = {quote_literal(private)}")
         contexts = StepContexts(
             database,
             {step.connection: job.connection} if step.connection and job.connection else {},
