@@ -86,6 +86,20 @@ def test_postgres_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_pat
     _incremental_runs(tmp_path, "postgres", lambda *sql: _pg(pg_db, *sql))
 
 
+def test_supabase_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    """@supabase.<alias> runs the PostgreSQL driver: the same bound cursor, the same upsert (the
+    local PostgreSQL stands in for the project's database)."""
+    _pg(
+        pg_db,
+        "CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
+        "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
+        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
+        "CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
+    )
+    _connections(tmp_path, "supabase", pg_db)
+    _incremental_runs(tmp_path, "supabase", lambda *sql: _pg(pg_db, *sql))
+
+
 def test_a_failed_run_keeps_the_sql_state(pg_db: dict[str, Any], tmp_path: Path) -> None:
     _pg(
         pg_db,
