@@ -137,8 +137,9 @@ def test_verify_tls_refuses_a_self_signed_server_unless_turned_off(
         outcome, _ = _run(tmp_path, base, max_retries=0)
         assert outcome.exit_code == ExitCode.CONFIGURATION
         assert "CERTIFICATE_VERIFY_FAILED" in (outcome.error or "")
+        assert server.seen == 0  # no request went over the unverified channel
         outcome, rows = _run(tmp_path, base, "      verify_tls: false\n")
         assert outcome.exit_code == 0, outcome.error
-        assert rows == ROWS
+        assert rows == ROWS and server.seen == 1
     finally:
         servers.close()
