@@ -491,3 +491,6 @@ def test_http_connections_are_offered_with_their_base_url(tmp_path: Path) -> Non
         ("@http.backup", "base_url=https://backup.example.com"),
     ]
     assert "API_TOKEN" not in repr(got)
+    typed = items(API.replace('"@http.shop"', '"@http.' + CURSOR + '"'), ConnectionsFile(str(path)))
+    assert [i.label for i in typed] == ["@http.shop", "@http.backup"]
+    assert typed[0].text_edit is not None and typed[0].text_edit.new_text == "@http.shop"
