@@ -306,3 +306,37 @@ def test_parts_whose_drop_is_refused_stay_listed_and_the_next_run_sweeps_them(
     assert my_parts(mysql_db) == []
     assert not (run_dir / "debris.jsonl").exists()
     assert mysql_rows(mysql_db, "SELECT COUNT(*) FROM lg_dst") == [(501,)]
+
+
+def test_a_partition_context_lists_nothing_and_keeps_its_files_in_its_own_scratch(
+    tmp_path: Path,
+) -> None:
+    from osiris.runtime.context import LocalStepContext, RunDatabase
+    from osiris.runtime.contract.scratch import sweep_scratch
+    from osiris.runtime.debris import PartScratch
+    from osiris.runtime.drivers.base import DriverError
+
+    side = PartScratch("20260101T000000Z-abc123", 2, tmp_path)
+    ctx = LocalStepContext(
+        step_id="dst",
+        config={},
+        connection=None,
+        inputs={},
+        upstream=(),
+        artifacts_dir=side.scratch_dir / "artifacts",
+        project_dir=tmp_path,
+        database=RunDatabase(side.scratch_dir / "unused.duckdb"),
+        debris=side,
+    )
+    assert ctx.run_tag == "20260101T000000Z_abc123"
+    assert ctx.scratch_dir.parent == tmp_path
+    assert ctx.scratch_dir.name.startswith("osiris-20260101T000000Z-abc123-part2-")
+    with pytest.raises(DriverError, match="the client names and lists it"):
+        ctx.track_table("db", "t_osiris_stg_x")
+    with pytest.raises(DriverError, match="the client names and lists it"):
+        ctx.track_path(tmp_path / "x.part")
+    with pytest.raises(DriverError, match="cannot change the run's ledger"):
+        ctx.untrack(1)
+    assert sweep_scratch(tmp_path) == []  # held by this process
+    side.close()
+    assert list(tmp_path.iterdir()) == []
