@@ -225,7 +225,8 @@ def test_a_worker_killed_mid_load_is_run_again_and_leaves_nothing(
     project = tmp_path / "proj"
     project.mkdir()
     _connections(project, mysql_db, pg_db)
-    manifest = write_manifest(tmp_path / "build", _units(to_my=("mysql.writer", "@mysql.m")))
+    steps = _units(to_my=("mysql.writer", "@mysql.m"), to_pg=("postgres.writer", "@postgres.p"))
+    manifest = write_manifest(tmp_path / "build", steps)
     proc = _start(project, manifest, temp, "--engine", "dask", "--scheduler", address)
     _wait_for(proc, "a LOAD DATA file", lambda: bool(_load_files(temp)))
     with Client(address, timeout=30) as client:
@@ -234,10 +235,10 @@ def test_a_worker_killed_mid_load_is_run_again_and_leaves_nothing(
         os.kill(pids[busy[0]], signal.SIGKILL)  # its nanny starts a new worker process
     summary = _finish(proc)
     assert summary["status"] == "ok", summary
-    assert mysql_rows(mysql_db, "SELECT COUNT(*), MIN(id), MAX(id) FROM lg_dst") == [
-        (ROWS, 1, ROWS)
-    ]
-    assert my_parts(mysql_db) == []
+    whole = [(ROWS, 1, ROWS)]
+    assert mysql_rows(mysql_db, "SELECT COUNT(*), MIN(id), MAX(id) FROM lg_dst") == whole
+    assert pg_rows(pg_db, "SELECT count(*), min(id), max(id) FROM lg_dst") == whole
+    assert my_parts(mysql_db) == [] and pg_parts(pg_db) == []
     # the dead worker's partition scratch directory went with the next task's sweep
     assert list(temp.iterdir()) == []
     assert not list((project / "runs").glob("*/debris.jsonl"))
