@@ -1,13 +1,15 @@
 """The dask engine: every partition of a partitioned unit is one task on a `distributed` cluster.
 
 A task receives its job (drivers, configs, the connections' resolved fields) as an argument, in
-memory only: nothing secret is in a task's key, and nothing is written to the workers' disks.
-The data flows from the source to the target on the worker; only counts come back."""
+memory only: nothing secret is in a task's key. The data flows from the source to the target on
+the worker; only counts come back. A task's temp files live in a scratch directory its worker
+process locks (runtime/debris.PartScratch): each task first sweeps those of dead processes on its
+machine, as a run does when it starts. A task whose client went away (its future released) stops
+as if cancelled, so a killed client leaves no task creating tables after the next run's sweep."""
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 import time
 import uuid
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from osiris.runtime.cancel import CancelToken
+from osiris.runtime.contract.scratch import ScratchDir, sweep_scratch
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.executor import PartitionRunner
 from osiris.runtime.partitioned import PartJob, PartMap, PartResult, run_part
@@ -26,10 +29,13 @@ DEFAULT_LOCAL_WORKERS = 2
 
 
 def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
-    """The task: one partition on a worker; stops when the client sets the cancel event, and
-    sends its running row count to the client's progress queue now and then."""
+    """The task: one partition on a worker; stops when the client sets the cancel event or is
+    gone, and sends its running row count to the client's progress queue now and then."""
     from distributed import Event, Queue, get_worker
 
+    worker = get_worker()
+    key = worker.get_current_task()
+    sweep_scratch()  # dead workers' partition scratch directories on this machine
     token = CancelToken()
     done = threading.Event()
     event = Event(cancel_event)
@@ -43,17 +49,22 @@ def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
             with contextlib.suppress(Exception):  # progress is a courtesy: never fail on it
                 queue.put((job.index, rows), timeout=1)
 
+    def abandoned() -> bool:
+        """The scheduler released the task: its client was closed or died."""
+        task = worker.state.tasks.get(key)
+        return task is None or task.state == "cancelled"
+
     def watch() -> None:
         while not done.wait(CANCEL_POLL_SECONDS):
             with contextlib.suppress(Exception):
-                if event.is_set():
+                if abandoned() or event.is_set():
                     token.cancel()
                     return
 
     watcher = threading.Thread(target=watch, name="osiris-cancel-watch", daemon=True)
     watcher.start()
     try:
-        return run_part(job, worker=get_worker().address, cancel=token, on_rows=on_rows)
+        return run_part(job, worker=worker.address, cancel=token, on_rows=on_rows)
     finally:
         done.set()
 
@@ -136,10 +147,11 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
         finally:
             client.close()
         return
-    # the workers' scratch space lives and dies with the run's cluster, not in $TMPDIR forever
+    # the workers' scratch space lives and dies with the run's cluster: a locked scratch
+    # directory, swept by the next run if this one is killed
     with (
-        tempfile.TemporaryDirectory(prefix="osiris-dask-") as scratch,
-        dask.config.set({"temporary-directory": scratch}),
+        ScratchDir(f"dask-{uuid.uuid4().hex[:12]}") as scratch,
+        dask.config.set({"temporary-directory": str(scratch.path)}),
     ):
         try:
             cluster = LocalCluster(
@@ -147,7 +159,7 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",  # a free port: several runs may start clusters at once
-                local_directory=scratch,
+                local_directory=str(scratch.path),
             )
         except Exception as err:
             raise ConfigurationError(f"could not start a local Dask cluster: {err}") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
+from osiris.runtime.debris import PartScratch
 from osiris.runtime.drivers.base import DriverError, PartTable
 from osiris.runtime.drivers.registry import load_driver
 from osiris.runtime.events import PARTITION_FINISHED
@@ -42,6 +42,7 @@ class PartEnd:
 class PartJob:
     """Everything one partition needs, picklable for a Dask worker."""
 
+    run_id: str  # names the partition's scratch directory; its tag is in the part tables' names
     index: int
     predicate: str | None
     source: PartEnd
@@ -65,18 +66,25 @@ class PartResult:
 PartMap = Callable[[Sequence[PartJob]], list[PartResult]]
 
 
-def _context(end: PartEnd, cancel: CancelToken, on_rows: Callable[[int], None] | None) -> Any:
-    scratch = Path(tempfile.gettempdir())
+def _context(
+    end: PartEnd,
+    side: PartScratch,
+    cancel: CancelToken,
+    on_rows: Callable[[int], None] | None,
+) -> Any:
+    """A worker-side context: every file it makes is inside the partition's scratch directory,
+    and it lists nothing in a ledger (PartScratch raises)."""
     return LocalStepContext(
         step_id=end.step_id,
         config=end.config,
         connection=end.connection,
         inputs={},
         upstream=(),
-        artifacts_dir=scratch / "osiris-artifacts",
+        artifacts_dir=side.scratch_dir / "artifacts",
         project_dir=Path.cwd(),
-        database=RunDatabase(scratch / "osiris-unused.duckdb"),  # never opened
+        database=RunDatabase(side.scratch_dir / "unused.duckdb"),  # never opened
         on_progress=(lambda _step, rows: on_rows(rows)) if on_rows else None,
+        debris=side,
         cancel=cancel,
     )
 
@@ -94,8 +102,9 @@ def run_part(
     source = dataclasses.replace(
         job.source, config={**job.source.config, PARTITION_WHERE: job.predicate}
     )
-    src_ctx = _context(source, token, None)
-    sink_ctx = _context(job.sink, token, on_rows)
+    side = PartScratch(job.run_id, job.index)
+    src_ctx = _context(source, side, token, None)
+    sink_ctx = _context(job.sink, side, token, on_rows)
     tap: StreamTap | None = None
     try:
         reader = load_driver(source.driver).extract(src_ctx)
@@ -116,8 +125,11 @@ def run_part(
             in_source=in_source,
         )
     finally:
-        if tap is not None:
-            tap.close()
+        try:
+            if tap is not None:
+                tap.close()
+        finally:
+            side.close()
 
 
 def resolved_fields(runner: StepRunner, ref: str | None) -> Mapping[str, Any] | None:
@@ -191,8 +203,11 @@ def run_partitioned(
             entries = [sink_ctx.track_table(schema, name) for schema, name in parts]
         except Exception as err:
             return report.failed(source, err, started), report.skipped(sink, source.id, [source.id])
+        debris = runner.contexts.debris
+        run_id = debris.run_id if debris is not None else sink_ctx.run_tag
         jobs = [
             PartJob(
+                run_id,
                 i,
                 pred,
                 PartEnd(

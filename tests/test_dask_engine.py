@@ -3,6 +3,7 @@ worker` processes, giving exactly the local engine's result; failures and Ctrl-C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,14 +39,23 @@ BIN = Path(sys.executable).parent
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     """A `dask scheduler` and two `dask worker` processes on 127.0.0.1 (random ports): yields
     the scheduler's address and the workers' addresses; stops them afterwards."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def dask_cluster(
+    folder: Path, environ: dict[str, str] | None = None, nthreads: int = 1
+) -> Iterator[tuple[str, list[str]]]:
+    """Start the scheduler and two workers of `nthreads` threads (nannies that restart a worker
+    process that dies), with their files under folder and `environ` added to their environment."""
     from distributed import Client
 
-    folder = tmp_path_factory.mktemp("dask")
     file = folder / "scheduler.json"
     log = (folder / "cluster.log").open("wb")
     common = ["--no-dashboard"]
     workdir = ["--local-directory", str(folder / "scratch")]
-    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(folder / "scratch")}
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(folder / "scratch"), **(environ or {})}
     procs = [
         subprocess.Popen(
             [
@@ -79,7 +89,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
                         "--host",
                         "127.0.0.1",
                         "--nthreads",
-                        "1",
+                        str(nthreads),
                         "--name",
                         name,
                         *common,
