@@ -175,6 +175,11 @@ def _staging(
     return sorted(p.name for p in project.iterdir() if p.is_file() and p.name.startswith("out"))
 
 
+def _files(project: Path) -> list[str]:
+    """The files beside the targets: a writer's temp file would show here."""
+    return sorted(p.name for p in project.iterdir() if p.name not in ("build", "runs"))
+
+
 def _target_steps(target: str) -> list[dict[str, Any]]:
     load = {"table": TABLE, "write_mode": "append"}
     out = "out.csv" if target == "csv" else "out.parquet"
@@ -267,7 +272,8 @@ def test_a_field_on_page_15_and_wider_types_reach_every_target(
     expected_names = {"postgres": [TABLE], "mysql": [TABLE], "duckdb": [TABLE]}
     out = ["out.csv"] if target == "csv" else ["out.parquet"]
     assert _staging(target, project, mysql_db, pg_db) == expected_names.get(target, out)
-    assert not list((project / "runs").rglob("*.arrow"))  # the replay log was removed
+    files = {"duckdb": ["wh.duckdb"], "postgres": [], "mysql": []}.get(target, out)
+    assert _files(project) == sorted(["osiris_connections.yaml", *files])
 
 
 @pytest.mark.parametrize("target", ["postgres", "mysql", "duckdb"])
@@ -291,7 +297,6 @@ def test_a_page_that_fails_after_a_restart_leaves_the_target_as_it_was(
     assert len(_restarts(run_dir)) == 1
     assert _read_target(target, project, mysql_db, pg_db) == [before]
     assert _staging(target, project, mysql_db, pg_db) == [TABLE]
-    assert not list((project / "runs").rglob("*.arrow"))
 
 
 def test_many_widenings_read_the_remaining_pages_before_the_last_restart(
@@ -369,3 +374,50 @@ def test_graphql_streams_and_replays_like_rest(tmp_path: Path, api: tuple[str, A
         (i, i if i > 6 else None, i * 10) for i in range(1, 13)
     ]
     assert [s.query.get("after") for s in state.seen] == [None, "3", "6", "9"]
+
+
+def _stream(tmp_path: Path, pages: list[list[dict[str, Any]]], asked: list[int]) -> Any:
+    from osiris.runtime.drivers.json_records import RecordSink, RecordStream
+
+    def read() -> Iterator[list[dict[str, Any]]]:
+        for number, page in enumerate(pages, 1):
+            asked.append(number)
+            yield page
+
+    return RecordStream(read(), RecordSink(2), tmp_path / "log", lambda _: None)
+
+
+def test_a_record_stream_replays_its_log_and_removes_it(tmp_path: Path) -> None:
+    from osiris.runtime.drivers.replay import StreamWidened
+
+    pages = [[{"a": 1}, {"a": 2}, {"a": 3}], [{"a": 4}], [{"a": 5.5, "b": True}], [{"a": 6}]]
+    asked: list[int] = []
+    stream = _stream(tmp_path, pages, asked)
+    first = stream.reader()
+    assert str(first.schema) == "a: int64"
+    assert [b.num_rows for b in (first.read_next_batch(), first.read_next_batch())] == [2, 1]
+    assert first.read_next_batch().num_rows == 1  # page 1's end, then page 2
+    with pytest.raises(StreamWidened, match="page 3 brought 'a' integer -> number, field 'b'"):
+        first.read_next_batch()
+    assert stream.widened and asked == [1, 2, 3]
+    assert len(list((tmp_path / "log").iterdir())) == 1  # what was sent: one IPC stream
+    again = stream.reader()
+    assert not stream.widened
+    assert again.read_all().to_pylist() == [
+        {"a": 1.0, "b": None}, {"a": 2.0, "b": None}, {"a": 3.0, "b": None},
+        {"a": 4.0, "b": None}, {"a": 5.5, "b": True}, {"a": 6.0, "b": None},
+    ]  # fmt: skip
+    assert asked == [1, 2, 3, 4]  # no page twice
+    assert not (tmp_path / "log").exists()  # the last page sent: nothing can widen any more
+    stream.close()
+
+
+def test_closing_a_record_stream_midway_removes_its_log(tmp_path: Path) -> None:
+    asked: list[int] = []
+    stream = _stream(tmp_path, [[{"a": i}, {"a": i}] for i in range(5)], asked)
+    reader = stream.reader()
+    reader.read_next_batch()
+    reader.read_next_batch()
+    assert (tmp_path / "log").exists()
+    stream.close()
+    assert not (tmp_path / "log").exists() and asked == [1, 2]
