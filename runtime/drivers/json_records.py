@@ -86,7 +86,6 @@ class RecordSink:
         self.types: dict[str, int] = {
             name: KIND_NAMES.index(kind) for name, kind in known if kind in KIND_NAMES
         }
-        self.count = 0
         self._held: list[dict[str, Any]] = []
 
     @property
@@ -117,7 +116,6 @@ class RecordSink:
                     continue  # a column of nulls only became text: still text
                 changes = [*(changes or ()), change]
         self._held.append(row)
-        self.count += 1
         return changes
 
     def take(self, rows: int) -> pa.RecordBatch:
