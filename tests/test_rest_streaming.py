@@ -257,7 +257,8 @@ def test_a_field_on_page_15_and_wider_types_reach_every_target(
     state.pages = _pages()
     project = _project(tmp_path, base, mysql_db, pg_db)
     before = [_create_target(target, project, mysql_db, pg_db)] if existing else []
-    steps = [step("src", "rest.extractor", "extractor", PAGED, connection="@http.shop")]
+    config = {**PAGED, "batch_size": 5}  # a page a batch: what is sent does not depend on time
+    steps = [step("src", "rest.extractor", "extractor", config, connection="@http.shop")]
     outcome, run_dir = run_steps(project, steps + _target_steps(target))
     assert outcome.exit_code == 0, outcome.error
     assert _read_target(target, project, mysql_db, pg_db) == before + _expected(state.pages)
@@ -376,7 +377,9 @@ def test_graphql_streams_and_replays_like_rest(tmp_path: Path, api: tuple[str, A
     assert [s.query.get("after") for s in state.seen] == [None, "3", "6", "9"]
 
 
-def _stream(tmp_path: Path, pages: list[list[dict[str, Any]]], asked: list[int]) -> Any:
+def _stream(
+    tmp_path: Path, pages: list[list[dict[str, Any]]], asked: list[int], linger: float = 0
+) -> Any:
     from osiris.runtime.drivers.json_records import RecordSink, RecordStream
 
     def read() -> Iterator[list[dict[str, Any]]]:
@@ -384,7 +387,7 @@ def _stream(tmp_path: Path, pages: list[list[dict[str, Any]]], asked: list[int])
             asked.append(number)
             yield page
 
-    return RecordStream(read(), RecordSink(2), tmp_path / "log", lambda _: None)
+    return RecordStream(read(), RecordSink(2), tmp_path / "log", lambda _: None, linger=linger)
 
 
 def test_a_record_stream_replays_its_log_and_removes_it(tmp_path: Path) -> None:
@@ -421,3 +424,11 @@ def test_closing_a_record_stream_midway_removes_its_log(tmp_path: Path) -> None:
     assert (tmp_path / "log").exists()
     stream.close()
     assert not (tmp_path / "log").exists() and asked == [1, 2]
+
+
+def test_fast_pages_make_batches_once_the_first_went(tmp_path: Path) -> None:
+    asked: list[int] = []
+    stream = _stream(tmp_path, [[{"a": i}] for i in range(5)], asked, linger=60)
+    sizes = [batch.num_rows for batch in stream.reader()]
+    assert sizes == [1, 2, 2]  # the first page at once, then whole batches (RecordSink(2))
+    stream.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -152,6 +154,10 @@ class RecordSink:
 
 # After this many restarts the next attempt reads every remaining page before sending anything.
 OPTIMISTIC_RESTARTS = 2
+# A page's end sends what is held once this many seconds passed since the last batch went (the
+# first batch goes at the first page's end): a slow API's rows go on at once, a fast one's
+# pages still make batches of some size (small batches cost the writers memory and time).
+LINGER = 0.2
 
 
 class RecordStream:
@@ -167,16 +173,19 @@ class RecordStream:
         sink: RecordSink,
         spill_dir: Path,
         log: Callable[[str], None],
+        *,
+        linger: float = LINGER,
     ) -> None:
         """pages: the records of each page in order (its tail runs once the last was read)."""
         self.sink = sink
+        self.linger = linger
         self.widened = False
         self.restarts = 0
         self._pages = pages
         self._pending: deque[Any] = deque()
-        self._page = 0  # pages read
-        self._sent_pages = 0  # pages whose every record was sent
+        self._page_ends = [0]  # records in the pages read, after each page
         self._sent_rows = 0
+        self._last_sent: float | None = None  # time.monotonic() of the last batch sent
         self._done = False
         self._log = log
         self._spill_dir = spill_dir
@@ -228,12 +237,17 @@ class RecordStream:
                 if changes is not None:
                     self._widen(changes)
                 continue
-            if self.sink.held:  # a page's end: a slow API's records go on at once
+            if self.sink.held and self._lingered():  # a page's end
                 yield self._send(self.sink.take(self.sink.held))
-            self._sent_pages = self._page
             if not self._next_page():
                 break
+        if self.sink.held:
+            yield self._send(self.sink.take(self.sink.held))
         self.close()  # every page was read and sent: nothing can widen any more
+
+    def _lingered(self) -> bool:
+        last = self._last_sent
+        return last is None or time.monotonic() - last >= self.linger
 
     def _next_page(self) -> bool:
         if self._done:
@@ -242,7 +256,7 @@ class RecordStream:
         if page is None:
             self._done = True
             return False
-        self._page += 1
+        self._page_ends.append(self._page_ends[-1] + len(page))
         self._pending.extend(page)
         return True
 
@@ -255,12 +269,13 @@ class RecordStream:
         self.widened = True
         said = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" * (len(changes) > 5))
         last = "; reading every remaining page first" * (self.restarts > OPTIMISTIC_RESTARTS)
+        page = len(self._page_ends) - 1
+        pages = bisect.bisect_right(self._page_ends, self._sent_rows) - 1  # sent in full
         self._log(
-            f"page {self._page} brought {said}; restarting the load under the wider schema, "
-            f"replaying {self._sent_rows} record(s) of {self._sent_pages} page(s) from scratch"
-            + last
+            f"page {page} brought {said}; restarting the load under the wider schema, "
+            f"replaying {self._sent_rows} record(s) of {pages} page(s) from scratch" + last
         )
-        raise StreamWidened(f"page {self._page} brought {said}: the load restarts")
+        raise StreamWidened(f"page {page} brought {said}: the load restarts")
 
     def _drain(self) -> None:
         """Too many restarts: read every remaining page into the replay log first, so the
@@ -276,6 +291,7 @@ class RecordStream:
     def _send(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         self._append(batch)
         self._sent_rows += batch.num_rows
+        self._last_sent = time.monotonic()
         return batch
 
     def _append(self, batch: pa.RecordBatch) -> None:
