@@ -45,7 +45,12 @@ class StreamTap:
         self._stop()
         self.rows = self.bytes = 0
         self.error = self.ended = None
-        source = self.source.reader()
+        try:  # a stream may read ahead here (json_records.RecordStream after many restarts)
+            source = self.source.reader()
+        except BaseException as err:
+            self.error = err
+            self.ended = time.perf_counter()
+            raise
         self.schema = source.schema
         self._batches = self._iterate(source)
         return pa.RecordBatchReader.from_batches(source.schema, self._batches)

@@ -323,6 +323,24 @@ def test_many_widenings_read_the_remaining_pages_before_the_last_restart(
     assert _pages_asked(state) == Counter(str(p) for p in range(1, 13))
 
 
+def test_a_page_failing_while_the_last_restart_reads_ahead_fails_the_extractor(
+    tmp_path: Path, api: tuple[str, ApiState]
+) -> None:
+    base, state = api
+    state.pages = [
+        [{"id": p, **{f"f{q}": q for q in range(2, min(p, 4) + 1)}}] for p in range(1, 10)
+    ]
+    state.broken_page = 7  # read ahead after the third restart (page 4)
+    project = _project(tmp_path, base)
+    config = {**PAGED, "max_retries": 0}
+    steps = [step("src", "rest.extractor", "extractor", config, connection="@http.shop")]
+    outcome, run_dir = run_steps(project, steps + _target_steps("parquet"))
+    assert outcome.exit_code == ExitCode.RUN_FAILED
+    assert outcome.failed_step == "src" and "database is on fire" in (outcome.error or "")
+    assert len(_restarts(run_dir)) == 3
+    assert _files(project) == ["osiris_connections.yaml"]
+
+
 def test_incremental_state_keeps_the_widened_columns(
     tmp_path: Path, api: tuple[str, ApiState]
 ) -> None:
