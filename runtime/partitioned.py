@@ -17,12 +17,13 @@ from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.debris import PartScratch
 from osiris.runtime.drivers.base import DriverError, PartTable
 from osiris.runtime.drivers.registry import load_driver
+from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.events import PARTITION_FINISHED
 from osiris.runtime.outcomes import Measured, StepOutcome
 from osiris.runtime.partitions import PARTITION_WHERE
 from osiris.runtime.planner import PartitionedUnit
 from osiris.runtime.step_runner import StepRunner
-from osiris.runtime.streams import StreamTap
+from osiris.runtime.tap import StreamTap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -107,11 +108,14 @@ def run_part(
     sink_ctx = _context(job.sink, side, token, on_rows)
     tap: StreamTap | None = None
     try:
-        reader = load_driver(source.driver).extract(src_ctx)
-        tap = StreamTap(reader, (), token.raise_if_cancelled)
-        rows = load_driver(job.sink.driver).stage_part(sink_ctx, tap.reader(), job.part)
+        stream = as_stream(load_driver(source.driver).extract(src_ctx), source.driver)
+        tap = StreamTap(stream, (), token.raise_if_cancelled)
+        sink_driver = load_driver(job.sink.driver)
+        rows = consume_with_replay(
+            tap, lambda data: sink_driver.stage_part(sink_ctx, data, job.part)
+        )
         return PartResult(
-            job.index, rows, tap.bytes, time.perf_counter() - started, worker, reader.schema
+            job.index, rows, tap.bytes, time.perf_counter() - started, worker, tap.schema
         )
     except Exception as err:
         in_source = tap is None or tap.error is not None

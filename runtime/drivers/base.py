@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from osiris.runtime.drivers.replay import ReplayableStream
+
 DEFAULT_BATCH_SIZE = 50_000
 Role = Literal["extractor", "processor", "writer"]
 
@@ -191,10 +193,12 @@ class TableDropper(Protocol):
 
 
 class Extractor(Protocol):
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader | ReplayableStream:
         """Return a reader of bounded batches; the engine materialises it as table <step_id>, or
         hands it straight to the step's only consumer when that is a writer (docs/runtime.md).
-        Raise from the reader (not only from extract()) when the source fails mid-stream."""
+        Raise from the reader (not only from extract()) when the source fails mid-stream. A
+        source whose schema is only known as it reads returns a ReplayableStream
+        (runtime/drivers/replay.py): every consumer reads it through consume_with_replay."""
         ...
 
 
