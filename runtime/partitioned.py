@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
-from osiris.runtime.drivers.base import DriverError, PartTable
+from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.drivers.registry import load_driver
 from osiris.runtime.events import PARTITION_FINISHED
 from osiris.runtime.outcomes import Measured, StepOutcome
@@ -46,7 +46,8 @@ class PartJob:
     predicate: str | None
     source: PartEnd
     sink: PartEnd
-    part: PartTable
+    part: Part
+    project_dir: str  # the client's, absolute: relative config paths resolve against it anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,9 @@ class PartResult:
 PartMap = Callable[[Sequence[PartJob]], list[PartResult]]
 
 
-def _context(end: PartEnd, cancel: CancelToken, on_rows: Callable[[int], None] | None) -> Any:
+def _context(
+    end: PartEnd, project_dir: str, cancel: CancelToken, on_rows: Callable[[int], None] | None
+) -> Any:
     scratch = Path(tempfile.gettempdir())
     return LocalStepContext(
         step_id=end.step_id,
@@ -74,7 +77,7 @@ def _context(end: PartEnd, cancel: CancelToken, on_rows: Callable[[int], None] |
         inputs={},
         upstream=(),
         artifacts_dir=scratch / "osiris-artifacts",
-        project_dir=Path.cwd(),
+        project_dir=Path(project_dir),
         database=RunDatabase(scratch / "osiris-unused.duckdb"),  # never opened
         on_progress=(lambda _step, rows: on_rows(rows)) if on_rows else None,
         cancel=cancel,
@@ -88,14 +91,14 @@ def run_part(
     cancel: CancelToken | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> PartResult:
-    """Extract one partition and load it into its staging table (on whichever machine runs it)."""
+    """Extract one partition and load it into its staging place (on whichever machine runs it)."""
     token = cancel or CancelToken()
     started = time.perf_counter()
     source = dataclasses.replace(
         job.source, config={**job.source.config, PARTITION_WHERE: job.predicate}
     )
-    src_ctx = _context(source, token, None)
-    sink_ctx = _context(job.sink, token, on_rows)
+    src_ctx = _context(source, job.project_dir, token, None)
+    sink_ctx = _context(job.sink, job.project_dir, token, on_rows)
     tap: StreamTap | None = None
     try:
         reader = load_driver(source.driver).extract(src_ctx)
@@ -168,8 +171,8 @@ def run_partitioned(
     make_map: Callable[[Callable[[int, int], None]], PartMap],
 ) -> tuple[StepOutcome, ...]:
     """Both steps' outcomes: partitions staged by make_map's runner, then the writer's one
-    publishing step from here. A failed partition fails the unit; its staging tables stay in
-    the run's ledger, which drops them before the run ends."""
+    publishing step from here. A failed partition fails the unit; its staging places stay in
+    the run's ledger, which removes them before the run ends."""
     source, sink, report = unit.source, unit.sink, runner.reporter
     started = time.perf_counter()
     report.started(source, streamed_to=sink.id)
@@ -188,7 +191,7 @@ def run_partitioned(
                 src_driver.partitions(src_ctx, source.partition) if source.partition else [None]
             )
             parts = sink_driver.part_tables(sink_ctx, len(preds))
-            entries = [sink_ctx.track_table(schema, name) for schema, name in parts]
+            entries = track_parts(sink_ctx, parts)
         except Exception as err:
             return report.failed(source, err, started), report.skipped(sink, source.id, [source.id])
         jobs = [
@@ -200,6 +203,7 @@ def run_partitioned(
                 ),
                 PartEnd(sink.id, sink.driver, dict(sink.config), connection(sink.connection)),
                 part,
+                str(sink_ctx.project_dir.absolute()),
             )
             for i, (pred, part) in enumerate(zip(preds, parts, strict=True))
         ]
