@@ -224,3 +224,21 @@ def test_partition_is_lowered_into_the_ir_and_the_manifest_only_when_given() -> 
         other.emitted.manifest["fingerprints"]["oml"]
         != with_it.emitted.manifest["fingerprints"]["oml"]
     )
+
+
+@pytest.mark.parametrize(
+    ("writer", "warned"),
+    [("filesystem.parquet_writer", False), ("filesystem.csv_writer", True)],
+)
+def test_partition_into_a_file_writer_warns_only_when_it_cannot_stage(
+    writer: str, warned: bool
+) -> None:
+    """OML175: the Parquet writer stages partitions (one file each); the CSV writer does not."""
+    text = pipeline(
+        "- {id: src, component: mysql.extractor, mode: read, config: "
+        '{connection: "@mysql.shop", table: orders}, partition: {column: id, count: 4}}\n'
+        f"- {{id: out, component: {writer}, mode: write, needs: [src], config: {{path: o.out}}}}\n"
+    )
+    result = compile_text(text, "p.oml")
+    assert result.exit_code == 0, result.diagnostics
+    assert ("OML175" in {d.code for d in result.diagnostics}) is warned
