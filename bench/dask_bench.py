@@ -9,8 +9,8 @@ on 127.0.0.1 (stopped at the end). The baseline, measured in the same run, is th
 `mariadb --quick --batch | psql \\copy` pipe for PostgreSQL, and the unpartitioned run (one
 stream, in the client) for the Parquet targets (one file, or layout dataset). Prints seconds,
 rows/s and the ratio baseline-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
-clients and the `dask` extra. Uses the databases osiris_bench_dask, dropped at the end
-(`--keep` keeps them, and the generated source table, for the next run).
+clients and the `dask` extra. Uses the databases osiris_bench_dask (`--database NAME`), dropped
+at the end (`--keep` keeps them, and the generated source table, for the next run).
 """
 
 from __future__ import annotations
@@ -45,8 +45,15 @@ def mysql(sql: str) -> None:
     sh(f'mariadb -h127.0.0.1 -uroot -e "{sql}"')
 
 
-def psql(sql: str, db: str = DB) -> None:
-    sh(f'psql -q -h127.0.0.1 -Upostgres -d {db} -c "{sql}"')
+def psql(sql: str, db: str | None = None) -> None:
+    sh(f'psql -q -h127.0.0.1 -Upostgres -d {db or DB} -c "{sql}"')
+
+
+def use_database(name: str) -> None:
+    """Run against database `name` on both servers (two benches at once must not share one:
+    each drops its database at the end)."""
+    global DB
+    DB = MYSQL["database"] = PG["database"] = name
 
 
 def prepare(rows: int) -> str:
@@ -92,7 +99,8 @@ def oml_run(
     sys.path.insert(0, str(ROOT / "tests"))
     from runtime_helpers import step, write_manifest
 
-    psql(f"DROP TABLE IF EXISTS oml_{table}")
+    if target == "postgres":
+        psql(f"DROP TABLE IF EXISTS oml_{table}")
     (project / "osiris_connections.yaml").write_text(
         json.dumps({"connections": {"mysql": {"bench": MYSQL}, "postgres": {"bench": PG}}}),
         encoding="utf-8",
@@ -157,7 +165,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument("--target", choices=["postgres", "parquet", "dataset"], default="postgres")
+    parser.add_argument("--database", default=DB, help=f"bench database on both servers ({DB})")
     args = parser.parse_args()
+    use_database(args.database)
     table = prepare(args.rows)
     print(f"{args.rows:,} rows, {os.cpu_count()} CPUs, median of {args.repeat} run(s)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
