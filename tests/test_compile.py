@@ -242,3 +242,17 @@ def test_partition_into_a_file_writer_warns_only_when_it_cannot_stage(
     result = compile_text(text, "p.oml")
     assert result.exit_code == 0, result.diagnostics
     assert ("OML175" in {d.code for d in result.diagnostics}) is warned
+
+
+def test_parquet_dataset_layout_with_partition_by_is_a_check_error() -> None:
+    text = pipeline(
+        "- {id: src, component: filesystem.csv_extractor, mode: read, config: {path: a.csv}}\n"
+        "- {id: out, component: filesystem.parquet_writer, mode: write, needs: [src], "
+        "config: {path: lake/o, layout: dataset, partition_by: [day]}}\n"
+    )
+    result = compile_text(text, "p.oml")
+    assert result.exit_code != 0
+    (found,) = [d for d in result.diagnostics if d.code == "OML021"]
+    assert "layout dataset cannot be combined with partition_by" in found.summary
+    fine = compile_text(text.replace("layout: dataset, ", ""), "p.oml")
+    assert fine.exit_code == 0, fine.diagnostics
