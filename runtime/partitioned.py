@@ -15,7 +15,7 @@ from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.debris import PartScratch
-from osiris.runtime.drivers.base import DriverError, PartTable
+from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.drivers.registry import load_driver
 from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.events import PARTITION_FINISHED
@@ -48,7 +48,8 @@ class PartJob:
     predicate: str | None
     source: PartEnd
     sink: PartEnd
-    part: PartTable
+    part: Part
+    project_dir: str  # the client's, absolute: relative config paths resolve against it anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +71,13 @@ PartMap = Callable[[Sequence[PartJob]], list[PartResult]]
 def _context(
     end: PartEnd,
     side: PartScratch,
+    project_dir: str,
     cancel: CancelToken,
     on_rows: Callable[[int], None] | None,
 ) -> Any:
     """A worker-side context: every file it makes is inside the partition's scratch directory,
-    and it lists nothing in a ledger (PartScratch raises)."""
+    relative paths resolve against the client's project dir, and it lists nothing in a ledger
+    (PartScratch raises)."""
     return LocalStepContext(
         step_id=end.step_id,
         config=end.config,
@@ -82,7 +85,7 @@ def _context(
         inputs={},
         upstream=(),
         artifacts_dir=side.scratch_dir / "artifacts",
-        project_dir=Path.cwd(),
+        project_dir=Path(project_dir),
         database=RunDatabase(side.scratch_dir / "unused.duckdb"),  # never opened
         on_progress=(lambda _step, rows: on_rows(rows)) if on_rows else None,
         debris=side,
@@ -97,15 +100,15 @@ def run_part(
     cancel: CancelToken | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> PartResult:
-    """Extract one partition and load it into its staging table (on whichever machine runs it)."""
+    """Extract one partition and load it into its staging place (on whichever machine runs it)."""
     token = cancel or CancelToken()
     started = time.perf_counter()
     source = dataclasses.replace(
         job.source, config={**job.source.config, PARTITION_WHERE: job.predicate}
     )
     side = PartScratch(job.run_id, job.index)
-    src_ctx = _context(source, side, token, None)
-    sink_ctx = _context(job.sink, side, token, on_rows)
+    src_ctx = _context(source, side, job.project_dir, token, None)
+    sink_ctx = _context(job.sink, side, job.project_dir, token, on_rows)
     tap: StreamTap | None = None
     try:
         stream = as_stream(load_driver(source.driver).extract(src_ctx), source.driver)
@@ -184,8 +187,8 @@ def run_partitioned(
     make_map: Callable[[Callable[[int, int], None]], PartMap],
 ) -> tuple[StepOutcome, ...]:
     """Both steps' outcomes: partitions staged by make_map's runner, then the writer's one
-    publishing step from here. A failed partition fails the unit; its staging tables stay in
-    the run's ledger, which drops them before the run ends."""
+    publishing step from here. A failed partition fails the unit; its staging places stay in
+    the run's ledger, which removes them before the run ends."""
     source, sink, report = unit.source, unit.sink, runner.reporter
     started = time.perf_counter()
     report.started(source, streamed_to=sink.id)
@@ -204,7 +207,7 @@ def run_partitioned(
                 src_driver.partitions(src_ctx, source.partition) if source.partition else [None]
             )
             parts = sink_driver.part_tables(sink_ctx, len(preds))
-            entries = [sink_ctx.track_table(schema, name) for schema, name in parts]
+            entries = track_parts(sink_ctx, parts)
         except Exception as err:
             return report.failed(source, err, started), report.skipped(sink, source.id, [source.id])
         debris = runner.contexts.debris
@@ -219,6 +222,7 @@ def run_partitioned(
                 ),
                 PartEnd(sink.id, sink.driver, dict(sink.config), connection(sink.connection)),
                 part,
+                str(sink_ctx.project_dir.absolute()),
             )
             for i, (pred, part) in enumerate(zip(preds, parts, strict=True))
         ]

@@ -17,13 +17,20 @@ from typing import Any
 import pytest
 from runtime_helpers import read_events, run_steps, write_manifest
 from test_partitions import (
+    PQ_FAILING_WHERE,
+    PQ_PARTITION,
     _connections,
+    hidden,
     mysql_source,
     mysql_summary,
     mysql_tables,
+    no_ledger,
+    parquet_steps,
+    parquet_summary,
     pg_connect,
     pg_summary,
     pg_tables,
+    snapshot,
     two_steps,
 )
 
@@ -201,6 +208,60 @@ def test_scheduler_and_two_workers_mysql_to_postgres_and_back(
     assert mysql_summary(mysql_db, "dask_back") == mysql_summary(mysql_db, "dask_back_local")
     assert mysql_summary(mysql_db, "dask_back")[0] == 3000
     assert mysql_tables(mysql_db) == ["dask_back", "dask_back_local", "dask_src"]
+
+
+def test_scheduler_and_two_workers_mysql_to_parquet(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Each partition writes its Parquet file on a worker; the client publishes one file, or
+    the dataset directory of 4 files: both equal the local engine's result."""
+    address, workers = scheduler
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    local, _ = run_steps(
+        tmp_path / "local", parquet_steps(PQ_PARTITION, "local.parquet"), connections=conns
+    )
+    assert local.status == "ok", local.error
+    expected = parquet_summary(tmp_path / "local" / "local.parquet")
+    assert expected[0] == 3000
+    lake = tmp_path / "lake"
+    for layout, path, glob in (
+        ("file", "lake/orders.parquet", ""),
+        ("dataset", "lake/orders", "*.parquet"),
+    ):
+        steps = parquet_steps(PQ_PARTITION, path, layout=layout)  # relative to the project
+        manifest = write_manifest(tmp_path / f"build-{layout}", steps)
+        proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        summary = json.loads(out)
+        assert summary["status"] == "ok"
+        assert parquet_summary(tmp_path / path / glob) == expected, layout
+        events = read_events(tmp_path / "runs" / summary["run_id"])
+        parts = [e for e in events if e["event"] == "partition_finished"]
+        assert [p["partition"] for p in parts] == [0, 1, 2, 3]
+        assert all(p["worker"] in workers and p["status"] == "ok" for p in parts), parts
+        assert sum(p["rows"] for p in parts) == 3000
+        assert hidden(lake) == []
+    assert sorted(p.name for p in (lake / "orders").iterdir()) == [
+        f"part-0000{i}.parquet" for i in range(4)
+    ]
+    # a partition failing on a worker: the dataset is left as it was, its staging dir removed
+    before = snapshot(lake / "orders")
+    steps = parquet_steps(
+        PQ_PARTITION, "lake/orders", {"where": PQ_FAILING_WHERE}, layout="dataset"
+    )
+    manifest = write_manifest(tmp_path / "build-failing", steps)
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 4, err
+    assert "partition 3 of 4 failed" in json.loads(out)["error"]
+    assert snapshot(lake / "orders") == before
+    assert hidden(lake) == [] and no_ledger(tmp_path)
 
 
 def test_a_failing_partition_on_the_cluster_leaves_the_target(
