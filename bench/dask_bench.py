@@ -1,16 +1,19 @@
-"""Partitioned MariaDB -> PostgreSQL: local engine and a 2-worker Dask cluster vs the raw pipe.
+"""Partitioned MariaDB -> PostgreSQL (or Parquet): local engine and a 2-worker Dask cluster.
 
-Usage: python bench/dask_bench.py [--rows N] [--repeat K] [--partitions 1 2 4] [--via-processor]
-(default 5M rows, 1 run per case). Each case is its own `oml-run` process (replace with a primary
-key): unpartitioned, then `partition: {column: id, count: P}` on the local engine (threads) and
-with `--engine dask --scheduler ...` against a `dask scheduler` + two `dask worker` processes
-started by this script on 127.0.0.1 (stopped at the end). --via-processor adds an unpartitioned
-dask case and a `SELECT *` duckdb.processor between the two steps, local and dask (where each
-step is a task of its own and the rows travel as Arrow tables between processes). The baseline is the raw
-`mariadb --quick --batch | psql \\copy` pipe, measured in the same run. Prints seconds, rows/s
-and the ratio raw-pipe-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
-clients and the `dask` extra. Uses the databases osiris_bench_dask, dropped at the end
-(`--keep` keeps them, and the generated source table, for the next run).
+Usage: python bench/dask_bench.py [--rows N] [--repeat K] [--partitions 1 2 4]
+[--target postgres|parquet|dataset] (default 5M rows into PostgreSQL, 1 run per case). Each case
+is its own `oml-run` process (replace with a primary key): unpartitioned, then
+`partition: {column: id, count: P}` on the local engine (threads) and with `--engine dask
+--scheduler ...` against a `dask scheduler` + two `dask worker` processes started by this script
+on 127.0.0.1 (stopped at the end). The baseline, measured in the same run, is the raw
+`mariadb --quick --batch | psql \\copy` pipe for PostgreSQL, and the unpartitioned run (one
+stream, in the client) for the Parquet targets (one file, or layout dataset). --via-processor
+adds an unpartitioned dask case and a `SELECT *` duckdb.processor between the two steps, local
+and dask (where each step is a task of its own and the rows travel as Arrow tables between
+processes). Prints seconds,
+rows/s and the ratio baseline-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
+clients and the `dask` extra. Uses the databases osiris_bench_dask (`--database NAME`), dropped
+at the end (`--keep` keeps them, and the generated source table, for the next run).
 """
 
 from __future__ import annotations
@@ -45,8 +48,15 @@ def mysql(sql: str) -> None:
     sh(f'mariadb -h127.0.0.1 -uroot -e "{sql}"')
 
 
-def psql(sql: str, db: str = DB) -> None:
-    sh(f'psql -q -h127.0.0.1 -Upostgres -d {db} -c "{sql}"')
+def psql(sql: str, db: str | None = None) -> None:
+    sh(f'psql -q -h127.0.0.1 -Upostgres -d {db or DB} -c "{sql}"')
+
+
+def use_database(name: str) -> None:
+    """Run against database `name` on both servers (two benches at once must not share one:
+    each drops its database at the end)."""
+    global DB
+    DB = MYSQL["database"] = PG["database"] = name
 
 
 def prepare(rows: int) -> str:
@@ -87,12 +97,18 @@ def raw_pipe(table: str) -> float:
 
 
 def oml_run(
-    table: str, partitions: int | None, engine: list[str], project: Path, via: bool = False
+    table: str,
+    partitions: int | None,
+    engine: list[str],
+    project: Path,
+    target: str,
+    via: bool = False,
 ) -> float:
     sys.path.insert(0, str(ROOT / "tests"))
     from runtime_helpers import step, write_manifest
 
-    psql(f"DROP TABLE IF EXISTS oml_{table}")
+    if target == "postgres":
+        psql(f"DROP TABLE IF EXISTS oml_{table}")
     (project / "osiris_connections.yaml").write_text(
         json.dumps({"connections": {"mysql": {"bench": MYSQL}, "postgres": {"bench": PG}}}),
         encoding="utf-8",
@@ -100,13 +116,21 @@ def oml_run(
     partition = {"column": "id", "count": partitions} if partitions else None
     calc = step("calc", "duckdb.processor", "processor", {"query": "SELECT * FROM extract"},
                 needs=["extract"])  # fmt: skip
+    upstream = ["calc" if via else "extract"]
+    load = (
+        step("load", "postgres.writer", "writer",
+             {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
+             needs=upstream, connection="@postgres.bench")
+        if target == "postgres"
+        else step("load", "filesystem.parquet_writer", "writer",
+                  {"path": f"out/oml_{table}", "layout": "file" if target == "parquet" else target},
+                  needs=upstream)
+    )  # fmt: skip
     steps = [
         step("extract", "mysql.extractor", "extractor", {"table": table},
              connection="@mysql.bench", partition=partition),
         *([calc] if via else []),
-        step("load", "postgres.writer", "writer",
-             {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
-             needs=["calc" if via else "extract"], connection="@postgres.bench"),
+        load,
     ]  # fmt: skip
     manifest = write_manifest(project / "build", steps)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSIRIS_")}
@@ -158,13 +182,18 @@ def main() -> None:
         help="also: a duckdb.processor (SELECT *) between extractor and writer, local and dask "
         "(on dask each step is a task: the rows cross between processes as Arrow tables)",
     )
+    parser.add_argument("--target", choices=["postgres", "parquet", "dataset"], default="postgres")
+    parser.add_argument("--database", default=DB, help=f"bench database on both servers ({DB})")
     args = parser.parse_args()
+    use_database(args.database)
     table = prepare(args.rows)
     print(f"{args.rows:,} rows, {os.cpu_count()} CPUs, median of {args.repeat} run(s)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         cluster = Cluster(Path(tmp))
         try:
-            cases: list[tuple[str, Any]] = [("raw mariadb | psql \\copy", None)]
+            cases: list[tuple[str, Any]] = []
+            if args.target == "postgres":
+                cases.append(("raw mariadb | psql \\copy", None))
             cases.append(("local, no partition", (None, [])))
             cases += [(f"local, {p} partition(s)", (p, [])) for p in args.partitions]
             dask = ["--engine", "dask", "--scheduler", cluster.address]
@@ -181,7 +210,9 @@ def main() -> None:
                     else:
                         project = Path(tmp) / "project"
                         project.mkdir(exist_ok=True)
-                        runs[name].append(oml_run(table, case[0], case[1], project, *case[2:]))
+                        runs[name].append(
+                            oml_run(table, case[0], case[1], project, args.target, *case[2:])
+                        )
         finally:
             cluster.stop()
             if not args.keep:
@@ -192,10 +223,11 @@ def main() -> None:
     for name, _ in cases:
         secs = statistics.median(runs[name])
         results.append({"case": name, "seconds": round(secs, 2),
-                        "rows_per_s": round(args.rows / secs), "ratio_to_raw": round(raw / secs, 2)})  # fmt: skip
+                        "rows_per_s": round(args.rows / secs), "ratio_to_baseline": round(raw / secs, 2)})  # fmt: skip
         print(f"{name:36s} {secs:7.2f}s {args.rows / secs:>11,.0f} rows/s  ratio {raw / secs:4.2f}",
               flush=True)  # fmt: skip
-    print(json.dumps({"rows": args.rows, "results": results}))
+    print(json.dumps({"rows": args.rows, "target": args.target, "baseline": cases[0][0],
+                      "results": results}))  # fmt: skip
 
 
 if __name__ == "__main__":

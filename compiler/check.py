@@ -602,6 +602,8 @@ def check_configs(ctx: CheckContext) -> None:
 
 
 def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) -> None:
+    family = spec.connection_family
+    schema = ctx.registry.connection_schema(family) if family else None
     for pointer in spec.secrets:
         path = tuple(p for p in pointer.split("/")[1:])
         node, found = node_at(config_node, path)
@@ -615,8 +617,8 @@ def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) ->
             "be in them.",
             fix="Put the secret in osiris_connections.yaml as ${ENV_VAR} and reference the "
             "connection from the step.",
-            example=f"# osiris_connections.yaml\nconnections:\n  {spec.connection_family or 'family'}:"
-            f"\n    main:\n      {path[-1]}: ${{{path[-1].upper()}}}",
+            example=f"# osiris_connections.yaml\nconnections:\n  {family or 'family'}:"
+            f"\n    main:\n      " + "\n      ".join(_connection_secret(schema, str(path[-1]))),
             suggestions=(
                 Suggestion(
                     "Remove the inline secret", "", _entry_span(config_node, path) or node.span
@@ -624,6 +626,25 @@ def _check_secrets(ctx: CheckContext, spec: ComponentSpec, config_node: YMap) ->
             ),
             masked=(node.span,),
         )
+
+
+def _connection_secret(schema: dict[str, Any] | None, name: str) -> list[str]:
+    """The connection field a step's inline secret belongs in, as lines of an alias in the
+    connections file: the field of the same name, or one nested in an object field
+    (auth_token -> auth: type: bearer, token: …, with the kind of object that requires it)."""
+    variable = f"${{{name.upper()}}}"  # block style: a plain ${VAR} would break a flow {…}
+    properties = (schema or {}).get("properties") or {}
+    head, _, leaf = name.partition("_")
+    holder = properties.get(head) if name not in properties else None
+    if not isinstance(holder, dict) or leaf not in (holder.get("properties") or {}):
+        return [f"{name}: {variable}"]
+    fields = [f"{leaf}: {variable}"]
+    for rule in holder.get("allOf") or ():
+        then, when = rule.get("then") or {}, (rule.get("if") or {}).get("properties") or {}
+        if leaf in then.get("required", ()):
+            fields[:0] = [f"{k}: {v['const']}" for k, v in when.items() if "const" in v]
+            break
+    return [f"{head}:", *(f"  {line}" for line in fields)]
 
 
 def _entry_span(config_node: YMap, path: tuple[Any, ...]) -> Span | None:

@@ -115,13 +115,17 @@ def _report(
         missing = [name for name in error.validator_value if name not in (error.instance or {})]
         for name in missing:
             doc = _field_doc(error.schema or {}, name)
+            example = _example_value(error.schema or {}, name)
+            shown = _field_name((*path, name))  # incremental.cursor_path when nested
             diagnostics.error(
                 "OML018",
-                f"{component} needs config field '{name}'",
+                f"{component} needs config field '{shown}'",
                 (key_span(config_node, path) if path else None) or config_node.span,
-                why=(f"'{name}': {doc}" if doc else f"'{name}' is required by {component}."),
-                fix=f"Add '{name}' to the step's config.",
-                example=_example_value(error.schema or {}, name),
+                why=(f"'{shown}': {doc}" if doc else f"'{shown}' is required by {component}."),
+                fix=f"Add '{name}' to '{_field_name(path)}'."
+                if path
+                else f"Add '{name}' to the step's config.",
+                example=f"{_field_name(path)}: {{{example}}}" if path else example,
             )
         return
     span = (key_span(config_node, path) if isinstance(node, YMap) and path else None) or node.span

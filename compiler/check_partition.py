@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 # Families whose extractors read partitions (runtime: partitioned_source), and their dialect.
 PARTITIONED_FAMILIES = {"mysql": "mysql", "postgres": "postgres", "supabase": "postgres"}
+# Writers that stage partitions (runtime: partitioned_sink): those of these families, and these.
+PARTITIONED_WRITERS = frozenset({"filesystem.parquet_writer"})
 BY_COLUMN = ("column", "count", "lower", "upper")
 EXAMPLE = "partition: {column: id, count: 8}"
 EXAMPLE_PREDICATES = (
@@ -163,13 +165,14 @@ def _parses(ctx: CheckContext, step_id: str, item: YScalar, dialect: str) -> boo
 
 
 def _staged(ctx: CheckContext, step_id: str, step: Step) -> None:
-    """OML175: partitions stage in parallel only into a database writer that reads nothing else."""
+    """OML175: partitions stage in parallel only into a database or Parquet writer that reads
+    nothing else."""
     readers = [e.downstream for e in ctx.edges if e.upstream == step_id]
     writer = ctx.specs.get(readers[0]) if len(set(readers)) == 1 else None
     if (
         writer is not None
         and writer.role == "writer"
-        and writer.connection_family in PARTITIONED_FAMILIES
+        and (writer.connection_family in PARTITIONED_FAMILIES or writer.name in PARTITIONED_WRITERS)
         and ctx.upstream(readers[0]) == [step_id]
     ):
         return
@@ -180,9 +183,9 @@ def _staged(ctx: CheckContext, step_id: str, step: Step) -> None:
         + (", ".join(f"'{r}'" for r in dict.fromkeys(readers)) or "no step"),
         step.partition.span,
         why="Partitions are staged in parallel only when the step's one reader is a MySQL/"
-        "MariaDB, PostgreSQL or Supabase writer with no other input; otherwise every row is "
-        "read in one stream, as without partition:.",
-        fix="Remove partition:, or load this step straight into a database writer.",
+        "MariaDB, PostgreSQL, Supabase or Parquet writer with no other input; otherwise every "
+        "row is read in one stream, as without partition:.",
+        fix="Remove partition:, or load this step straight into a database or Parquet writer.",
     )
 
 

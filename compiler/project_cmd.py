@@ -142,10 +142,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         outputs = sorted(p for p in (target / "output").iterdir() if p.is_file())
         print("outputs:\n" + "\n".join(f"  {os.path.relpath(p)}" for p in outputs))
         osiris = "osiris" if shutil.which("osiris") else str(Path(sys.argv[0]).resolve())
-        print(
-            f"next: cd {shlex.quote(os.path.relpath(target))} && {shlex.quote(osiris)} run pipeline.oml "
-            "--param since=2024-03-01"
-        )
+        into = f"cd {shlex.quote(os.path.relpath(target))} && {shlex.quote(osiris)}"
+        print(f"next: {into} run pipeline.oml --param since=2024-03-01")
+        print(f"report: {into} runs report last --open  (the run as one HTML page)")
     return code
 
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -124,7 +124,15 @@ class ComponentSpec:
 
     def field_schema(self, name: str) -> dict[str, Any] | None:
         """The schema of one top-level config field, or None when the spec has no such field."""
-        schema = self.config_schema.get("properties", {}).get(name)
+        return self.schema_at((name,))
+
+    def schema_at(self, path: Sequence[str]) -> dict[str, Any] | None:
+        """The schema of a config field or of a field nested in object fields (("paginator",
+        "type")); () is the config schema itself. None when the spec has no such field."""
+        schema: Any = self.config_schema
+        for name in path:
+            properties = schema.get("properties") if isinstance(schema, dict) else None
+            schema = properties.get(name) if isinstance(properties, dict) else None
         return schema if isinstance(schema, dict) else None
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from osiris.runtime.debris import RunDebris
+    from osiris.runtime.debris import PartScratch, RunDebris
     from osiris.runtime.manifest import ManifestStep
     from osiris.runtime.records.state import CursorState
 
@@ -176,7 +176,7 @@ class LocalStepContext:
         database: RunDatabase,
         on_progress: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
-        debris: RunDebris | None = None,
+        debris: RunDebris | PartScratch | None = None,
         connection_ref: str | None = None,
         driver: str | None = None,
         defer_publish: bool = False,

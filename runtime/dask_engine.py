@@ -2,24 +2,27 @@
 
 A partitioned unit is one task per partition; every other step is one task of its own. A task
 receives its job (drivers, configs, the connections' resolved fields) as an argument, in memory
-only: nothing secret is in a task's key, and nothing is written to the workers' disks. The data
-flows from the source to the target on the workers (a step's output table from its worker to the
-next step's); only counts, log lines and states come back to the client."""
+only: nothing secret is in a task's key. The data flows from the source to the target on the
+workers (a step's output table from its worker to the next step's); only counts, log lines and
+states come back to the client. A task's temp files live in a scratch directory its worker
+process locks (runtime/debris.PartScratch, runtime/step_tasks.py): each task first sweeps those
+of dead processes on its machine, as a run does when it starts. A task whose client went away
+(its future released) stops as if cancelled, so a killed client leaves no task creating tables
+after the next run's sweep."""
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.context import LocalStepContext
-from osiris.runtime.drivers.base import DriverError, PartTable
+from osiris.runtime.contract.scratch import ScratchDir, sweep_scratch
+from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.events import STEP_TASK_FINISHED
 from osiris.runtime.executor import Cluster, PartitionRunner
@@ -31,18 +34,22 @@ from osiris.runtime.step_runner import StepRunner, StepWork
 from osiris.runtime.step_tasks import StepJob, StepTaskResult, portable_step, run_step_task
 
 CANCEL_POLL_SECONDS = 0.5
-PROGRESS_SECONDS = 0.5  # at most one progress message per partition this often
+PROGRESS_SECONDS = 0.5  # at most one progress message per task this often
 DEFAULT_LOCAL_WORKERS = 2
 
 
 @contextlib.contextmanager
 def _task_channel(
-    cancel_event: str, progress: str, key: object
-) -> Iterator[tuple[CancelToken, Callable[[int], None]]]:
-    """In a task: a token cancelled once the client sets the cancel event, and a progress
-    callback that sends the task's running row count (keyed) to the client now and then."""
-    from distributed import Event, Queue
+    cancel_event: str, progress: str, progress_key: object
+) -> Iterator[tuple[CancelToken, Callable[[int], None], str]]:
+    """In a task, after sweeping dead workers' scratch directories on this machine: a token
+    cancelled once the client sets the cancel event or is gone, a progress callback that sends
+    the task's running row count (keyed) to the client now and then, and the worker's address."""
+    from distributed import Event, Queue, get_worker
 
+    worker = get_worker()
+    key = worker.get_current_task()
+    sweep_scratch()  # dead workers' task scratch directories on this machine
     token = CancelToken()
     done = threading.Event()
     event = Event(cancel_event)
@@ -54,19 +61,24 @@ def _task_channel(
         if now - sent[0] >= PROGRESS_SECONDS:
             sent[0] = now
             with contextlib.suppress(Exception):  # progress is a courtesy: never fail on it
-                queue.put((key, rows), timeout=1)
+                queue.put((progress_key, rows), timeout=1)
+
+    def abandoned() -> bool:
+        """The scheduler released the task: its client was closed or died."""
+        task = worker.state.tasks.get(key)
+        return task is None or task.state == "cancelled"
 
     def watch() -> None:
         while not done.wait(CANCEL_POLL_SECONDS):
             with contextlib.suppress(Exception):
-                if event.is_set():
+                if abandoned() or event.is_set():
                     token.cancel()
                     return
 
     watcher = threading.Thread(target=watch, name="osiris-cancel-watch", daemon=True)
     watcher.start()
     try:
-        yield token, on_rows
+        yield token, on_rows, worker.address
     finally:
         done.set()
 
@@ -106,10 +118,8 @@ def _channel(
 
 def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
     """The task: one partition on a worker."""
-    from distributed import get_worker
-
-    with _task_channel(cancel_event, progress, job.index) as (token, on_rows):
-        return run_part(job, worker=get_worker().address, cancel=token, on_rows=on_rows)
+    with _task_channel(cancel_event, progress, job.index) as (token, on_rows, worker):
+        return run_part(job, worker=worker, cancel=token, on_rows=on_rows)
 
 
 def _cluster_map(client: Any) -> PartitionRunner:
@@ -149,20 +159,10 @@ def _remote_step(
     job: StepJob, inputs: Mapping[str, StepTaskResult], cancel_event: str, progress: str
 ) -> StepTaskResult:
     """The task: one step on a worker, its inputs the upstream tasks' results (moved here by
-    Dask from wherever they ran), in the worker's own directory."""
-    from distributed import get_worker
-
-    worker = get_worker()
+    Dask from wherever they ran)."""
     tables = {name: found.table for name, found in inputs.items() if found.table is not None}
-    with _task_channel(cancel_event, progress, job.step.id) as (token, on_rows):
-        return run_step_task(
-            job,
-            tables,
-            scratch=Path(worker.local_directory),
-            worker=worker.address,
-            cancel=token,
-            on_rows=on_rows,
-        )
+    with _task_channel(cancel_event, progress, job.step.id) as (token, on_rows, worker):
+        return run_step_task(job, tables, worker=worker, cancel=token, on_rows=on_rows)
 
 
 def _without_table(result: StepTaskResult) -> StepTaskResult:
@@ -211,13 +211,14 @@ class _ClusterSteps:
         if not stages:
             return self._submit(runner, step, ctx).measured or Measured(0, 0, 0)
         # stage on the worker, publish from here: --atomic and one transaction, as partitions
-        (part,) = driver.part_tables(ctx, 1)
-        entry = ctx.track_table(*part)
-        staged = self._submit(runner, step, ctx, part)
+        parts = driver.part_tables(ctx, 1)
+        entries = track_parts(ctx, parts)
+        staged = self._submit(runner, step, ctx, parts[0])
         assert staged.measured is not None and staged.schema is not None
-        published = runner.finish_parts(step, driver, ctx, staged.schema, [part])
-        if not ctx.defer_publish:  # published: the part was dropped with it
-            ctx.untrack(entry)
+        published = runner.finish_parts(step, driver, ctx, staged.schema, parts)
+        if not ctx.defer_publish:  # published: the part went with it
+            for entry in entries:
+                ctx.untrack(entry)
         ctx.progress(published.rows_out)
         return Measured(staged.measured.rows_in, published.rows_out, staged.measured.bytes)
 
@@ -226,7 +227,7 @@ class _ClusterSteps:
         runner: StepRunner,
         step: ManifestStep,
         ctx: LocalStepContext,
-        part: PartTable | None = None,
+        part: Part | None = None,
     ) -> StepTaskResult:
         """Run the step as one task and wait for it; report its worker, log lines and state."""
         with self.lock:
@@ -241,9 +242,9 @@ class _ClusterSteps:
             portable_step(step),
             tuple(portable_step(runner.steps[u]) for u in step.upstream),
             resolved_fields(runner, step.connection),
-            str(runner.contexts.project_dir),
-            str(ctx.artifacts_dir),
-            ctx.run_tag,
+            str(ctx.project_dir.absolute()),
+            str(ctx.artifacts_dir.absolute()),
+            runner.contexts.debris.run_id if runner.contexts.debris else ctx.run_tag,
             state,
             part,
         )
@@ -319,10 +320,11 @@ def dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[Cluster
         finally:
             client.close()
         return
-    # the workers' scratch space lives and dies with the run's cluster, not in $TMPDIR forever
+    # the workers' scratch space lives and dies with the run's cluster: a locked scratch
+    # directory, swept by the next run if this one is killed
     with (
-        tempfile.TemporaryDirectory(prefix="osiris-dask-") as scratch,
-        dask.config.set({"temporary-directory": scratch}),
+        ScratchDir(f"dask-{uuid.uuid4().hex[:12]}") as scratch,
+        dask.config.set({"temporary-directory": str(scratch.path)}),
     ):
         try:
             cluster = LocalCluster(
@@ -330,7 +332,7 @@ def dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[Cluster
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",  # a free port: several runs may start clusters at once
-                local_directory=scratch,
+                local_directory=str(scratch.path),
             )
         except Exception as err:
             raise ConfigurationError(f"could not start a local Dask cluster: {err}") from None

@@ -6,12 +6,18 @@ first appended to `runs/<run_id>/debris.jsonl` (and fsynced), then created, with
 name; it is marked done once removed or published. The live run holds an flock on its ledger, as
 on its scratch directory. When a run starts, it sweeps what dead runs left: unlocked scratch
 directories in the temp dir, and everything still listed in the project's unlocked ledgers.
+
+A partition that runs elsewhere (a thread, a Dask worker on another machine) has no ledger: the
+client names and lists what it will make (part tables) before the job is sent, and the partition's
+temp files go in a locked scratch directory of its own on the machine that runs it (PartScratch).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -171,6 +177,39 @@ class RunDebris:
                 self._fd = None
 
 
+PART_SCRATCH = re.compile(r"-part\d+-[0-9a-f]+$")  # the suffix of a partition's scratch name
+
+
+class PartScratch:
+    """A partition's side of the run on whichever process runs it: `$TMPDIR/osiris-<run_id>-
+    part<i>-<hex>/`, locked by that process (a worker that dies leaves it to the next sweep on
+    that machine), and no ledger. The ledger is the client's: what a partition makes outside
+    this directory is named and listed by the client before the job is sent (part tables are),
+    so a worker-side driver that tries to list something is a bug, and fails loudly."""
+
+    def __init__(self, run_id: str, index: int, temp_dir: Path | None = None) -> None:
+        self.run_id = run_id
+        self.tag = run_tag(run_id)
+        self._scratch = ScratchDir(f"{run_id}-part{index}-{secrets.token_hex(3)}", temp_dir)
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self._scratch.path
+
+    def track(self, kind: str, **fields: str | None) -> int:
+        raise DriverError(
+            f"a partition cannot list a {kind} ({fields.get('name') or fields.get('path')}) in "
+            "the run's ledger from where it runs: the client names and lists it before the "
+            "job is sent"
+        )
+
+    def untrack(self, entry: int) -> None:
+        raise DriverError(f"a partition cannot change the run's ledger (entry {entry})")
+
+    def close(self) -> None:
+        self._scratch.close()
+
+
 def _remove_all(
     run_id: str, leftovers: list[Leftover], remove: Remover
 ) -> tuple[Swept, list[Leftover]]:
@@ -225,7 +264,7 @@ def sweep(
             os.close(fd)
         swept.append(result)
     for scratch in sweep_scratch(temp_dir):
-        name = scratch.name.removeprefix(PREFIX)
+        name = PART_SCRATCH.sub("", scratch.name.removeprefix(PREFIX))
         swept.append(Swept(name, (f"scratch directory {scratch}",)))
     return _merged(swept)
 

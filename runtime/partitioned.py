@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
-from osiris.runtime.drivers.base import DriverError, PartTable
+from osiris.runtime.debris import PartScratch
+from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.drivers.registry import load_driver
+from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.events import PARTITION_FINISHED
 from osiris.runtime.outcomes import Measured, StepOutcome
 from osiris.runtime.partitions import PARTITION_WHERE
 from osiris.runtime.planner import PartitionedUnit
 from osiris.runtime.step_runner import StepRunner
-from osiris.runtime.streams import StreamTap
+from osiris.runtime.tap import StreamTap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,11 +43,13 @@ class PartEnd:
 class PartJob:
     """Everything one partition needs, picklable for a Dask worker."""
 
+    run_id: str  # names the partition's scratch directory; its tag is in the part tables' names
     index: int
     predicate: str | None
     source: PartEnd
     sink: PartEnd
-    part: PartTable
+    part: Part
+    project_dir: str  # the client's, absolute: relative config paths resolve against it anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +68,27 @@ class PartResult:
 PartMap = Callable[[Sequence[PartJob]], list[PartResult]]
 
 
-def _context(end: PartEnd, cancel: CancelToken, on_rows: Callable[[int], None] | None) -> Any:
-    scratch = Path(tempfile.gettempdir())
+def _context(
+    end: PartEnd,
+    side: PartScratch,
+    project_dir: str,
+    cancel: CancelToken,
+    on_rows: Callable[[int], None] | None,
+) -> Any:
+    """A worker-side context: every file it makes is inside the partition's scratch directory,
+    relative paths resolve against the client's project dir, and it lists nothing in a ledger
+    (PartScratch raises)."""
     return LocalStepContext(
         step_id=end.step_id,
         config=end.config,
         connection=end.connection,
         inputs={},
         upstream=(),
-        artifacts_dir=scratch / "osiris-artifacts",
-        project_dir=Path.cwd(),
-        database=RunDatabase(scratch / "osiris-unused.duckdb"),  # never opened
+        artifacts_dir=side.scratch_dir / "artifacts",
+        project_dir=Path(project_dir),
+        database=RunDatabase(side.scratch_dir / "unused.duckdb"),  # never opened
         on_progress=(lambda _step, rows: on_rows(rows)) if on_rows else None,
+        debris=side,
         cancel=cancel,
     )
 
@@ -88,21 +100,25 @@ def run_part(
     cancel: CancelToken | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> PartResult:
-    """Extract one partition and load it into its staging table (on whichever machine runs it)."""
+    """Extract one partition and load it into its staging place (on whichever machine runs it)."""
     token = cancel or CancelToken()
     started = time.perf_counter()
     source = dataclasses.replace(
         job.source, config={**job.source.config, PARTITION_WHERE: job.predicate}
     )
-    src_ctx = _context(source, token, None)
-    sink_ctx = _context(job.sink, token, on_rows)
+    side = PartScratch(job.run_id, job.index)
+    src_ctx = _context(source, side, job.project_dir, token, None)
+    sink_ctx = _context(job.sink, side, job.project_dir, token, on_rows)
     tap: StreamTap | None = None
     try:
-        reader = load_driver(source.driver).extract(src_ctx)
-        tap = StreamTap(reader, (), token.raise_if_cancelled)
-        rows = load_driver(job.sink.driver).stage_part(sink_ctx, tap.reader(), job.part)
+        stream = as_stream(load_driver(source.driver).extract(src_ctx), source.driver)
+        tap = StreamTap(stream, (), token.raise_if_cancelled)
+        sink_driver = load_driver(job.sink.driver)
+        rows = consume_with_replay(
+            tap, lambda data: sink_driver.stage_part(sink_ctx, data, job.part)
+        )
         return PartResult(
-            job.index, rows, tap.bytes, time.perf_counter() - started, worker, reader.schema
+            job.index, rows, tap.bytes, time.perf_counter() - started, worker, tap.schema
         )
     except Exception as err:
         in_source = tap is None or tap.error is not None
@@ -116,8 +132,11 @@ def run_part(
             in_source=in_source,
         )
     finally:
-        if tap is not None:
-            tap.close()
+        try:
+            if tap is not None:
+                tap.close()
+        finally:
+            side.close()
 
 
 def resolved_fields(runner: StepRunner, ref: str | None) -> Mapping[str, Any] | None:
@@ -168,8 +187,8 @@ def run_partitioned(
     make_map: Callable[[Callable[[int, int], None]], PartMap],
 ) -> tuple[StepOutcome, ...]:
     """Both steps' outcomes: partitions staged by make_map's runner, then the writer's one
-    publishing step from here. A failed partition fails the unit; its staging tables stay in
-    the run's ledger, which drops them before the run ends."""
+    publishing step from here. A failed partition fails the unit; its staging places stay in
+    the run's ledger, which removes them before the run ends."""
     source, sink, report = unit.source, unit.sink, runner.reporter
     started = time.perf_counter()
     report.started(source, streamed_to=sink.id)
@@ -188,11 +207,14 @@ def run_partitioned(
                 src_driver.partitions(src_ctx, source.partition) if source.partition else [None]
             )
             parts = sink_driver.part_tables(sink_ctx, len(preds))
-            entries = [sink_ctx.track_table(schema, name) for schema, name in parts]
+            entries = track_parts(sink_ctx, parts)
         except Exception as err:
             return report.failed(source, err, started), report.skipped(sink, source.id, [source.id])
+        debris = runner.contexts.debris
+        run_id = debris.run_id if debris is not None else sink_ctx.run_tag
         jobs = [
             PartJob(
+                run_id,
                 i,
                 pred,
                 PartEnd(
@@ -200,6 +222,7 @@ def run_partitioned(
                 ),
                 PartEnd(sink.id, sink.driver, dict(sink.config), connection(sink.connection)),
                 part,
+                str(sink_ctx.project_dir.absolute()),
             )
             for i, (pred, part) in enumerate(zip(preds, parts, strict=True))
         ]

@@ -6,12 +6,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from osiris.runtime.context import LocalStepContext, StepContexts, counting_reader
+from osiris.runtime.context import LocalStepContext, StepContexts
 from osiris.runtime.drivers.base import DriverError, StepResult
 from osiris.runtime.drivers.registry import StepDrivers
+from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.outcomes import Measured, StepOutcome, StepReporter
 from osiris.runtime.publish import Publications
+from osiris.runtime.tap import StreamTap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -111,21 +113,14 @@ class StepRunner:
             return Measured(rows, rows, 0)
         if "extractor" not in driver.abilities.roles:
             raise DriverError(f"driver {step.driver} cannot run as an extractor")
-        import pyarrow as pa
-
-        reader = driver.extract(ctx)
-        if not isinstance(reader, pa.RecordBatchReader):
-            raise DriverError(f"driver {step.driver} did not return an Arrow RecordBatchReader")
-        seen = {"rows": 0, "bytes": 0}
-
-        def count(batch: pa.RecordBatch) -> None:
-            ctx.raise_if_cancelled()
-            seen["rows"] += batch.num_rows
-            seen["bytes"] += batch.nbytes
-            ctx.progress(seen["rows"])
-
-        self.database.store(step.id, counting_reader(reader, count))
-        return Measured(seen["rows"], seen["rows"], seen["bytes"])
+        tap = StreamTap(
+            as_stream(driver.extract(ctx), step.driver), (ctx.progress,), ctx.raise_if_cancelled
+        )
+        try:
+            consume_with_replay(tap, lambda data: self.database.store(step.id, data))
+        finally:
+            tap.close()
+        return Measured(tap.rows, tap.rows, tap.bytes)
 
     def _transform(self, step: ManifestStep, driver: Any, ctx: LocalStepContext) -> Measured:
         if "processor" not in driver.abilities.roles:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import tempfile
+import secrets
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.context import RunDatabase, StepContexts
-from osiris.runtime.drivers.base import DriverError, PartTable
+from osiris.runtime.contract.scratch import ScratchDir
+from osiris.runtime.debris import run_tag
+from osiris.runtime.drivers.base import DriverError, Part
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.outcomes import Measured
@@ -44,9 +46,9 @@ class StepJob:
     connection: Mapping[str, Any] | None
     project_dir: str  # the client's: relative paths resolve against it (a shared filesystem)
     artifacts_dir: str  # the client's runs/<id>/artifacts/<step>, used if the worker sees it
-    run_tag: str
+    run_id: str  # names the task's scratch directory; its tag is in the names of what it stages
     state: CursorState | StateError | None = None  # what the last successful run left
-    part: PartTable | None = None  # a writer stages its load here; the client publishes it
+    part: Part | None = None  # a writer stages its load here; the client publishes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,27 +99,28 @@ def run_step_task(
     job: StepJob,
     inputs: Mapping[str, pa.Table],
     *,
-    scratch: Path,
     worker: str = "local",
     cancel: CancelToken | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> StepTaskResult:
-    """Run one step in a private temp dir under scratch (removed before returning); never
-    raises for the step's own failure: the result carries the error."""
+    """Run one step in a scratch directory of its own, `$TMPDIR/osiris-<run_id>-step-<id>-<hex>/`
+    (locked while the task runs, swept on that machine if its process dies; removed before
+    returning); never raises for the step's own failure: the result carries the error."""
     token = cancel or CancelToken()
     started = time.perf_counter()
     logs: list[str] = []
     step = job.step
     states = _CarriedState(job.state)
-    with tempfile.TemporaryDirectory(prefix="osiris-step-", dir=scratch) as private:
+    with ScratchDir(f"{job.run_id}-step-{step.id}-{secrets.token_hex(3)}") as scratch:
+        private = scratch.path
         artifacts = Path(job.artifacts_dir)
         if not artifacts.is_dir():  # not the client's filesystem: kept only for the task
-            artifacts = Path(private) / "artifacts"
+            artifacts = private / "artifacts"
             artifacts.mkdir()
         # in memory, spilling into the private dir past the memory limit: the tables live
         # only as long as the task, so writing them to a file would only cost time
         database = RunDatabase(Path(":memory:"))
-        database.thread_cursor().execute(f"SET temp_directory = {quote_literal(private)}")
+        database.thread_cursor().execute(f"SET temp_directory = {quote_literal(str(private))}")
         contexts = StepContexts(
             database,
             {step.connection: job.connection} if step.connection and job.connection else {},
@@ -127,8 +130,8 @@ def run_step_task(
             on_log=lambda _step_id, message: logs.append(message),
             cancel=token,
             states=states,
-            scratch_dir=Path(private),
-            run_tag=job.run_tag,
+            scratch_dir=private,
+            run_tag=run_tag(job.run_id),
         )
         runner = StepRunner(
             (step, *job.upstream), drivers=StepDrivers({step.id: step.driver}), contexts=contexts

@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING
 
 from osiris.runtime.drivers.base import DriverError, StepResult
+from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.outcomes import Measured, StepOutcome
 from osiris.runtime.planner import StreamUnit
 from osiris.runtime.step_runner import StepRunner
-
-if TYPE_CHECKING:
-    import pyarrow as pa
+from osiris.runtime.tap import StreamTap
 
 
 def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
     """Both steps' outcomes, the extractor's first; failure attribution in docs/runtime.md."""
-    import pyarrow as pa
-
     source, sink, report = unit.source, unit.sink, runner.reporter
     started = time.perf_counter()
     report.started(source, streamed_to=sink.id)
     src_ctx = runner.context(source)
     try:
-        reader = runner.driver(source).extract(src_ctx)
-        if not isinstance(reader, pa.RecordBatchReader):
-            raise DriverError(f"driver {source.driver} did not return an Arrow RecordBatchReader")
+        stream = as_stream(runner.driver(source).extract(src_ctx), source.driver)
     except Exception as err:  # nothing streamed: the writer is skipped, as when materialising
         src_ctx.close()
         return (report.failed(source, err, started),)
     sink_started = time.perf_counter()
     report.started(sink, streamed_from=source.id)
     sink_ctx = runner.context(sink)
-    tap = StreamTap(reader, (src_ctx.progress, sink_ctx.progress), sink_ctx.raise_if_cancelled)
+    tap = StreamTap(stream, (src_ctx.progress, sink_ctx.progress), sink_ctx.raise_if_cancelled)
     result: StepResult | None = None
     write_error: Exception | None = None
     try:
-        result = runner.write(sink, runner.driver(sink), sink_ctx, tap.reader())
+        result = consume_with_replay(
+            tap, lambda data: runner.write(sink, runner.driver(sink), sink_ctx, data)
+        )
     except Exception as err:
         write_error = err
     finally:
@@ -73,58 +67,3 @@ def run_stream(runner: StepRunner, unit: StreamUnit) -> tuple[StepOutcome, ...]:
         return source_outcome, report.failed(sink, error, sink_started, rows_in=tap.rows)
     written = Measured(tap.rows, result.rows_out, result.bytes or tap.bytes)
     return source_outcome, report.succeeded(sink, written, sink_started)
-
-
-class StreamTap:
-    """Wraps an extractor's reader for its writer: counts rows and bytes, reports the running
-    total to both steps, records an error raised by the extractor (as opposed to the writer),
-    and stops the stream between batches once the run is cancelled (check raises)."""
-
-    def __init__(
-        self,
-        source: pa.RecordBatchReader,
-        progress: tuple[Callable[[int], None], ...],
-        check: Callable[[], None],
-    ) -> None:
-        self.source = source
-        self.progress = progress
-        self.check = check
-        self.rows = 0
-        self.bytes = 0
-        self.error: BaseException | None = None
-        self.ended: float | None = None
-        self._batches: Generator[pa.RecordBatch, None, None] | None = None
-
-    def reader(self) -> pa.RecordBatchReader:
-        import pyarrow as pa
-
-        self._batches = self._iterate()
-        return pa.RecordBatchReader.from_batches(self.source.schema, self._batches)
-
-    def _iterate(self) -> Generator[pa.RecordBatch, None, None]:
-        batches = iter(self.source)
-        while True:
-            self.check()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                self.ended = time.perf_counter()
-                return
-            except BaseException as err:
-                self.error = err
-                self.ended = time.perf_counter()
-                raise
-            self.check()
-            self.rows += batch.num_rows
-            self.bytes += batch.nbytes
-            for report in self.progress:
-                report(self.rows)
-            yield batch
-
-    def close(self) -> None:
-        """Release the extractor's resources even if the writer stopped reading early."""
-        if self._batches is not None:
-            with contextlib.suppress(Exception):
-                self._batches.close()
-        with contextlib.suppress(Exception):
-            self.source.close()

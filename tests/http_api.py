@@ -35,7 +35,10 @@ class ApiState:
     retry_after: str = "1"
     fail_status: int = 429
     delay: float = 0.0  # /cursor: seconds each page takes
-    broken_page: int | None = None  # /cursor: this page answers 500 every time
+    broken_page: int | None = None  # /cursor: this page (from 0), /paged: (from 1) answers 500
+    pages: list[list[dict[str, Any]]] = field(default_factory=list)  # what /paged serves
+    gate: threading.Event | None = None  # /paged: the last page waits for it (at most 10 s)
+    gate_was_open: bool | None = None  # whether it was set when the last page was asked for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def since(self, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -144,6 +147,18 @@ class _Handler(BaseHTTPRequestHandler):
                 f'<{host}/header_link?p=0>; rel="first", <{host}/header_link?p={p + 1}>; rel="next"'
             )
         self._send(200, chunk, headers)
+
+    def _paged(self, query: dict[str, str]) -> None:
+        """ApiState.pages, one per page number (page_number paginator, meta.total_pages)."""
+        api = self.server.api
+        page = int(query.get("page", "1"))
+        if api.gate is not None and page == len(api.pages):
+            api.gate_was_open = api.gate.wait(10)
+        if api.broken_page == page:
+            self._send(500, {"message": "database is on fire"})
+            return
+        chunk = api.pages[page - 1] if 1 <= page <= len(api.pages) else []
+        self._send(200, {"data": chunk, "meta": {"total_pages": len(api.pages)}})
 
     def _single(self, query: dict[str, str]) -> None:
         self._send(200, self._window(query))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,6 +354,67 @@ def test_file_writer_cancelled_mid_write(
     code, _ = run.stop(signum)
     run.assert_cancelled(code, signum, "load")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no .part/.tmp sibling
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_rest_source_cancelled_between_slow_pages_keeps_the_state(
+    tmp_path: Path, signum: int
+) -> None:
+    """A signal while an incremental rest.extractor waits on a slow API: the state file and the
+    output stay exactly as the last successful run left them."""
+    from runtime_helpers import run_steps, write_connections
+
+    from osiris.runtime.records.state import state_path
+    from tests.http_api import records, serve
+
+    servers = serve()
+    base, api = next(servers)
+    try:
+        write_connections(
+            tmp_path, f"version: 1\nconnections:\n  http:\n    shop:\n      base_url: {base}\n"
+        )
+        read = {
+            "path": "/cursor",
+            "data_selector": "items",
+            "paginator": {"type": "cursor", "cursor_path": "next", "cursor_param": "cursor"},
+            "incremental": {"cursor_path": "updated_at", "start_param": "updated_since"},
+        }
+        steps = [
+            step("src", "rest.extractor", "extractor", read, connection="@http.shop"),
+            step(
+                "load",
+                "filesystem.parquet_writer",
+                "writer",
+                {"path": "out.parquet"},
+                needs=["src"],
+            ),
+        ]
+        outcome, _ = run_steps(tmp_path, steps, environ={})
+        assert outcome.exit_code == 0, outcome.error
+        state = state_path(tmp_path, "test-pipeline", "src")
+        before = (
+            state.read_bytes(),
+            state.stat().st_mtime_ns,
+            (tmp_path / "out.parquet").read_bytes(),
+        )
+        api.records += records(300, start=9, day=2)  # 100 new pages of 3
+        api.delay = 0.2
+        api.seen.clear()
+        shutil.rmtree(tmp_path / "runs")
+        run = Run(tmp_path, steps)
+        run.wait_until(lambda: len(api.seen) >= 3)
+        code, _ = run.stop(signum)
+        run.assert_cancelled(code, signum, "load")
+        assert 3 <= len(api.seen) < 20  # stopped long before the last page
+        after = (
+            state.read_bytes(),
+            state.stat().st_mtime_ns,
+            (tmp_path / "out.parquet").read_bytes(),
+        )
+        assert after == before
+        assert [p.name for p in state.parent.iterdir()] == ["src.json"]  # no temp state file
+    finally:
+        servers.close()
 
 
 # ---- the Python API ---------------------------------------------------------------------------

@@ -224,3 +224,35 @@ def test_partition_is_lowered_into_the_ir_and_the_manifest_only_when_given() -> 
         other.emitted.manifest["fingerprints"]["oml"]
         != with_it.emitted.manifest["fingerprints"]["oml"]
     )
+
+
+@pytest.mark.parametrize(
+    ("writer", "warned"),
+    [("filesystem.parquet_writer", False), ("filesystem.csv_writer", True)],
+)
+def test_partition_into_a_file_writer_warns_only_when_it_cannot_stage(
+    writer: str, warned: bool
+) -> None:
+    """OML175: the Parquet writer stages partitions (one file each); the CSV writer does not."""
+    text = pipeline(
+        "- {id: src, component: mysql.extractor, mode: read, config: "
+        '{connection: "@mysql.shop", table: orders}, partition: {column: id, count: 4}}\n'
+        f"- {{id: out, component: {writer}, mode: write, needs: [src], config: {{path: o.out}}}}\n"
+    )
+    result = compile_text(text, "p.oml")
+    assert result.exit_code == 0, result.diagnostics
+    assert ("OML175" in {d.code for d in result.diagnostics}) is warned
+
+
+def test_parquet_dataset_layout_with_partition_by_is_a_check_error() -> None:
+    text = pipeline(
+        "- {id: src, component: filesystem.csv_extractor, mode: read, config: {path: a.csv}}\n"
+        "- {id: out, component: filesystem.parquet_writer, mode: write, needs: [src], "
+        "config: {path: lake/o, layout: dataset, partition_by: [day]}}\n"
+    )
+    result = compile_text(text, "p.oml")
+    assert result.exit_code != 0
+    (found,) = [d for d in result.diagnostics if d.code == "OML021"]
+    assert "layout dataset cannot be combined with partition_by" in found.summary
+    fine = compile_text(text.replace("layout: dataset, ", ""), "p.oml")
+    assert fine.exit_code == 0, fine.diagnostics

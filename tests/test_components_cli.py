@@ -213,3 +213,39 @@ def test_no_traceback_for_any_input(argv: list[str], code: int, tmp_path: Path) 
     )
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("rest.extractor", {"path", "data_selector", "paginator", "incremental", "rate_limit"}),
+        (
+            "graphql.extractor",
+            {"endpoint", "query", "pagination_enabled", "data_path", "auth_token"},
+        ),
+    ],
+)
+def test_api_extractors_are_listed_and_shown_with_their_fields(
+    capsys: pytest.CaptureFixture[str], name: str, fields: set[str]
+) -> None:
+    code, out, _ = run(capsys, "components", "list", "--format", "json")
+    assert code == 0
+    (entry,) = [e for e in json.loads(out) if e["name"] == name]
+    assert entry["connection_family"] == "http" and entry["modes"] == ["extract"]
+    code, out, _ = run(capsys, "components", "spec", name, "--format", "json")
+    assert code == 0
+    schema = json.loads(out)["configSchema"]
+    assert fields <= set(schema["properties"])
+    if name == "rest.extractor":
+        paginator = schema["properties"]["paginator"]["properties"]["type"]["enum"]
+        assert paginator == [
+            "cursor",
+            "page_number",
+            "offset",
+            "json_link",
+            "header_link",
+            "single_page",
+        ]
+        assert set(schema["properties"]["incremental"]["properties"]) == {
+            "cursor_path", "initial_value", "start_param", "lag",
+        }  # fmt: skip

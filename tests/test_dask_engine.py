@@ -3,6 +3,7 @@ worker` processes, giving exactly the local engine's result; failures and Ctrl-C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,13 +17,20 @@ from typing import Any
 import pytest
 from runtime_helpers import read_events, run_steps, write_manifest
 from test_partitions import (
+    PQ_FAILING_WHERE,
+    PQ_PARTITION,
     _connections,
+    hidden,
     mysql_source,
     mysql_summary,
     mysql_tables,
+    no_ledger,
+    parquet_steps,
+    parquet_summary,
     pg_connect,
     pg_summary,
     pg_tables,
+    snapshot,
     two_steps,
 )
 
@@ -38,14 +46,23 @@ BIN = Path(sys.executable).parent
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     """A `dask scheduler` and two `dask worker` processes on 127.0.0.1 (random ports): yields
     the scheduler's address and the workers' addresses; stops them afterwards."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def dask_cluster(
+    folder: Path, environ: dict[str, str] | None = None, nthreads: int = 1
+) -> Iterator[tuple[str, list[str]]]:
+    """Start the scheduler and two workers of `nthreads` threads (nannies that restart a worker
+    process that dies), with their files under folder and `environ` added to their environment."""
     from distributed import Client
 
-    folder = tmp_path_factory.mktemp("dask")
     file = folder / "scheduler.json"
     log = (folder / "cluster.log").open("wb")
     common = ["--no-dashboard"]
     workdir = ["--local-directory", str(folder / "scratch")]
-    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(folder / "scratch")}
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(folder / "scratch"), **(environ or {})}
     procs = [
         subprocess.Popen(
             [
@@ -79,7 +96,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
                         "--host",
                         "127.0.0.1",
                         "--nthreads",
-                        "1",
+                        str(nthreads),
                         "--name",
                         name,
                         *common,
@@ -191,6 +208,60 @@ def test_scheduler_and_two_workers_mysql_to_postgres_and_back(
     assert mysql_summary(mysql_db, "dask_back") == mysql_summary(mysql_db, "dask_back_local")
     assert mysql_summary(mysql_db, "dask_back")[0] == 3000
     assert mysql_tables(mysql_db) == ["dask_back", "dask_back_local", "dask_src"]
+
+
+def test_scheduler_and_two_workers_mysql_to_parquet(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Each partition writes its Parquet file on a worker; the client publishes one file, or
+    the dataset directory of 4 files: both equal the local engine's result."""
+    address, workers = scheduler
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    local, _ = run_steps(
+        tmp_path / "local", parquet_steps(PQ_PARTITION, "local.parquet"), connections=conns
+    )
+    assert local.status == "ok", local.error
+    expected = parquet_summary(tmp_path / "local" / "local.parquet")
+    assert expected[0] == 3000
+    lake = tmp_path / "lake"
+    for layout, path, glob in (
+        ("file", "lake/orders.parquet", ""),
+        ("dataset", "lake/orders", "*.parquet"),
+    ):
+        steps = parquet_steps(PQ_PARTITION, path, layout=layout)  # relative to the project
+        manifest = write_manifest(tmp_path / f"build-{layout}", steps)
+        proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        summary = json.loads(out)
+        assert summary["status"] == "ok"
+        assert parquet_summary(tmp_path / path / glob) == expected, layout
+        events = read_events(tmp_path / "runs" / summary["run_id"])
+        parts = [e for e in events if e["event"] == "partition_finished"]
+        assert [p["partition"] for p in parts] == [0, 1, 2, 3]
+        assert all(p["worker"] in workers and p["status"] == "ok" for p in parts), parts
+        assert sum(p["rows"] for p in parts) == 3000
+        assert hidden(lake) == []
+    assert sorted(p.name for p in (lake / "orders").iterdir()) == [
+        f"part-0000{i}.parquet" for i in range(4)
+    ]
+    # a partition failing on a worker: the dataset is left as it was, its staging dir removed
+    before = snapshot(lake / "orders")
+    steps = parquet_steps(
+        PQ_PARTITION, "lake/orders", {"where": PQ_FAILING_WHERE}, layout="dataset"
+    )
+    manifest = write_manifest(tmp_path / "build-failing", steps)
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 4, err
+    assert "partition 3 of 4 failed" in json.loads(out)["error"]
+    assert snapshot(lake / "orders") == before
+    assert hidden(lake) == [] and no_ledger(tmp_path)
 
 
 def test_a_failing_partition_on_the_cluster_leaves_the_target(

@@ -397,3 +397,55 @@ def test_what_cannot_be_removed_is_a_warning_and_stays_listed(
     log = (run_dir / "run.log").read_text(encoding="utf-8")
     assert "could not remove leftover of run 20260101T000000Z-dead00: staging table" in log
     assert sorted(p.name for p in (project / "out").iterdir()) == ["r.csv"]
+
+
+def test_a_killed_partitioned_parquet_load_leaves_a_staging_directory_the_next_run_sweeps(
+    pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """The hidden directory the partitions write into is in the ledger before it exists."""
+    project = _project(tmp_path)
+    fields = {k: pg_db[k] for k in ("host", "port", "user", "database")}
+    (project / "osiris_connections.yaml").write_text(
+        json.dumps({"connections": {"postgres": {"p": fields}}}), encoding="utf-8"
+    )
+    (project / "out").mkdir()
+    (project / "out" / "pq_orders.parquet").write_bytes(b"before")
+    slow = "SELECT i AS id FROM generate_series(1, 8000) i WHERE pg_sleep(0.005) IS NOT NULL"
+    steps = [
+        step(
+            "src",
+            "postgres.extractor",
+            "extractor",
+            {"query": slow, "batch_size": 50},
+            connection="@postgres.p",
+            partition={"column": "id", "count": 4, "lower": 1, "upper": 8000},
+        ),
+        step(
+            "write",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": "out/pq_orders.parquet"},
+            needs=["src"],
+        ),
+    ]
+    before = _runs(project)
+    killed = _start(tmp_path, project, write_manifest(project / "parts", steps))
+    staging = lambda: list((project / "out").glob(".pq_orders.parquet.*"))  # noqa: E731
+    _wait_for(killed, "the partitions' staging directory", lambda: bool(staging()))
+    _kill(killed)
+    run_id = _started_run_id(project, before)
+    (left,) = staging()
+    assert left.name.startswith(f".pq_orders.parquet.osiris-{run_id.replace('-', '_')}")
+    assert left.name.endswith(".parts") and left.is_dir()
+    ledger = (_run_dir(project, run_id) / "debris.jsonl").read_text(encoding="utf-8")
+    assert str(left) in ledger
+    assert (project / "out" / "pq_orders.parquet").read_bytes() == b"before"
+
+    (project / SRC).write_text("id\n1\n", encoding="utf-8")
+    writer = step("write", "filesystem.csv_writer", "writer", {"path": "out/small.csv"})
+    summary = _run(tmp_path, project, _manifest(project, "small", writer))
+    assert summary["status"] == "ok", summary
+    assert staging() == [] and not list((project / "runs").glob("*/debris.jsonl"))
+    log = (_run_dir(project, summary["run_id"]) / "run.log").read_text(encoding="utf-8")
+    assert f"removed leftover of run {run_id}: file {left}" in log
+    assert (project / "out" / "pq_orders.parquet").read_bytes() == b"before"

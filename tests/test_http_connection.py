@@ -95,3 +95,35 @@ def test_doctor_pings_an_http_api_with_its_auth() -> None:
         assert len(state.seen) == 3  # one request each, no retries
     finally:
         servers.close()
+
+
+def test_the_inline_token_fix_is_a_connection_that_validates(tmp_path: Path) -> None:
+    """OML024's example for graphql's auth_token is an http alias the strict checks accept, and
+    the step that references it instead passes the check."""
+    from osiris.compiler.frontend import check_text
+
+    step = (
+        'oml_version: "0.1.0"\nname: gql\nsteps:\n  - id: products\n'
+        "    component: graphql.extractor\n    mode: read\n    config:\n"
+        '      endpoint: https://shop.example.com/graphql\n      query: "{ products { id } }"\n'
+    )
+    refused = check_text(step + f"      auth_token: {CANARY}\n", "p.oml").diagnostics
+    (secret,) = [d for d in refused if d.code == "OML024"]
+    assert CANARY not in (secret.example or "") + (secret.fix or "")
+    connections = (
+        (secret.example or "")
+        .split("\n", 1)[1]
+        .replace("main:", "main:\n      base_url: https://shop.example.com")
+    )
+    path = tmp_path / "osiris_connections.yaml"
+    path.write_text(connections, encoding="utf-8")
+    diagnostics = DiagnosticList()
+    index = index_connections(SourceText(str(path), connections), diagnostics, validation="strict")
+    assert list(diagnostics) == [] and index is not None
+    resolved = ConnectionResolver(
+        path, redactor=Redactor(), environ={"AUTH_TOKEN": CANARY}, validation="strict"
+    ).resolve("@http.main")
+    assert resolved.fields["auth"] == {"type": "bearer", "token": CANARY}
+    fixed = step.replace("    config:\n", '    config:\n      connection: "@http.main"\n')
+    fixed = fixed.replace("https://shop.example.com/graphql", "/graphql")
+    assert check_text(fixed, "p.oml", connections=index).diagnostics == ()

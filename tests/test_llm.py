@@ -387,6 +387,55 @@ def test_discover_sends_the_real_verified_schema_with_masked_samples(
     assert_no_secret(standin)
 
 
+def test_a_misspelt_discovered_column_is_fed_back_and_repaired(
+    standin: StandIn,
+    project: Path,
+    mysql_db: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The loop checks with the catalogs --discover read (a real MariaDB table): a column the
+    model misspelt is OML151, sent back on its line, and the next answer is the one saved."""
+    import pymysql
+
+    conn = pymysql.connect(**mysql_db, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE lg_orders (id INT PRIMARY KEY, customer_id INT, amount INT)")
+    conn.close()
+    fields = {k: mysql_db[k] for k in ("host", "port", "database", "user")}
+    shop = "".join(f"      {k}: {v}\n" for k, v in fields.items())
+    (project / "osiris_connections.yaml").write_text(
+        CONNECTIONS.replace(
+            f"      host: 127.0.0.1\n      database: shop\n      user: app\n"
+            f"      password: {CANARY}\n",
+            shop,
+        )
+    )
+
+    def with_columns(*columns: str) -> dict[str, Any]:
+        source = extract(table="lg_orders")
+        source["config"]["columns"] = list(columns)
+        return pipeline(source, writer(["extract-orders"], write_mode="append"))
+
+    standin.script = [
+        tool_answer(with_columns("id", "customer_id", "amout")),
+        tool_answer(with_columns("id", "customer_id", "amount")),
+    ]
+    code, out = generate(capsys, "--discover", "@mysql.shop")
+    assert code == 0, out
+    first, second = out["attempts"]
+    assert [d["code"] for d in first["diagnostics"]] == ["OML151"]
+    assert "column 'amout' is not in table 'lg_orders'" in first["diagnostics"][0]["summary"]
+    assert second["ok"] and {"by": "model", "code": "OML151"} in second["fixed_by"]
+    feedback = standin.messages_requests[1].last_user_text()
+    # on the misspelt name's line and column of the text sent back, with the name it meant
+    assert "OML151 error at 11:34: column 'amout'" in feedback
+    assert "Suggested: Change to 'amount'." in feedback
+    text = (project / "p.oml").read_text()
+    assert "amount" in text and "amout" not in text
+    assert osiris_main(["check", "p.oml"]) == 0  # what omlc check says with the same cache
+    assert_no_secret(standin)
+
+
 def test_discovered_schema_is_ranked_sent_and_reported(
     standin: StandIn,
     project: Path,

@@ -37,6 +37,11 @@ def test_context_covers_every_component_within_budget_and_without_secrets() -> N
     assert "password" not in writer["f"] and "host" not in writer["f"]
     assert "mode" not in writer["f"] and "upsert_keys" not in writer["f"]  # deprecated: hidden
     assert data["components"]["duckdb.processor"]["req"] == ["query"]
+    rest, graphql = data["components"]["rest.extractor"], data["components"]["graphql.extractor"]
+    assert rest["c"] == graphql["c"] == "@http"
+    assert {"path", "data_selector", "paginator", "incremental"} <= set(rest["f"])
+    assert {"endpoint", "query", "pagination_enabled", "data_path"} <= set(graphql["f"])
+    assert "auth_token" not in graphql["f"] and "auth_type" not in graphql["f"]  # secret; upstream
 
 
 def test_context_cache_is_rebuilt_when_a_spec_changes(tmp_path: Path) -> None:

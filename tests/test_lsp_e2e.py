@@ -166,3 +166,90 @@ async def test_completion_hover_definition_formatting(
         types.DocumentFormattingParams(doc, types.FormattingOptions(tab_size=2, insert_spaces=True))
     )
     assert not edits  # the golden file is already canonical
+
+
+API = """oml_version: "0.1.0"
+name: api-sources
+steps:
+  - id: orders
+    component: rest.extractor
+    mode: read
+    config:
+      connection: "@http.shop"
+      path: /api/orders
+      paginator: {type: cursor}
+      incremental:
+        cursor_path: updated_at
+        start_param: updated_since
+  - id: products
+    component: graphql.extractor
+    mode: read
+    config:
+      endpoint: https://shop.example.com/graphql
+      query: "{ products { nodes { id } } }"
+      auth_token: ghp-canary-5d1f0e9a7c
+  - id: save
+    component: filesystem.csv_writer
+    mode: write
+    needs: [orders]
+    config: {path: out/orders.csv}
+"""
+HTTP_CONNECTIONS = """connections:
+  http:
+    shop: {base_url: "https://shop.example.com/api"}
+    backup: {base_url: "https://backup.example.com", auth: {type: bearer, token: "${API_TOKEN}"}}
+"""
+
+
+async def _labels(client: LanguageClient, uri: str, at: types.Position) -> list[str]:
+    result = await client.text_document_completion_async(
+        types.CompletionParams(types.TextDocumentIdentifier(uri=uri), at)
+    )
+    assert result is not None
+    found = result.items if isinstance(result, types.CompletionList) else result
+    return [i.label for i in sorted(found, key=lambda i: i.sort_text or i.label)]
+
+
+@pytest.mark.asyncio
+async def test_api_sources_complete_hover_and_refuse_an_inline_token(
+    client: LanguageClient, workspace: Path
+) -> None:
+    (workspace / "osiris_connections.yaml").write_text(HTTP_CONNECTIONS, encoding="utf-8")
+    uri = (workspace / "api.oml").as_uri()
+    open_doc(client, uri, API)
+    found = await published(client, uri, lambda d: any(x.code == "OML024" for x in d))
+    assert [d.code for d in found] == ["OML024"]  # the rest of the document is valid
+    (secret,) = found
+    assert "auth_token" in secret.message and "ghp-canary" not in secret.message
+    assert secret.range.start == position_of(API, "ghp-canary")
+
+    components = await _labels(client, uri, position_of(API, "rest.extractor"))
+    assert {"rest.extractor", "graphql.extractor"} <= set(components)
+    assert await _labels(client, uri, position_of(API, "{type: cursor}", len("{type: "))) == [
+        "cursor", "page_number", "offset", "json_link", "header_link", "single_page",
+    ]  # fmt: skip
+    assert await _labels(client, uri, position_of(API, "start_param")) == [
+        "initial_value", "start_param", "lag",
+    ]  # fmt: skip
+    assert await _labels(client, uri, position_of(API, '"@http.shop"')) == [
+        "@http.shop", "@http.backup",
+    ]  # fmt: skip
+
+    doc = types.TextDocumentIdentifier(uri=uri)
+    hovered = await client.text_document_hover_async(
+        types.HoverParams(doc, position_of(API, "paginator", 3))
+    )
+    assert hovered is not None and isinstance(hovered.contents, types.MarkupContent)
+    assert "How to reach the next page" in hovered.contents.value
+
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            doc, secret.range, types.CodeActionContext(diagnostics=[secret], only=["quickfix"])
+        )
+    )
+    assert actions is not None
+    (remove,) = [a for a in actions if isinstance(a, types.CodeAction)]
+    assert remove.title == "Remove the inline secret" and remove.edit is not None
+    assert remove.edit.changes is not None
+    (edit,) = remove.edit.changes[uri]
+    assert edit.new_text == "" and edit.range.start.line == secret.range.start.line

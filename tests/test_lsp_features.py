@@ -430,3 +430,67 @@ def test_connections_follow_the_documents_project(
 def test_a_value_typed_right_after_the_colon_gets_its_space() -> None:
     (first, *_) = items(GOLDEN + "  - id: more\n    component:" + CURSOR)
     assert first.text_edit is not None and first.text_edit.new_text == " " + first.label
+
+
+# -- API sources: fields nested in object fields (paginator, incremental) ---------------------
+
+API = """oml_version: "0.1.0"
+name: api-sources
+steps:
+  - id: orders
+    component: rest.extractor
+    mode: read
+    config:
+      connection: "@http.shop"
+      path: /api/orders
+      paginator: {type: cursor}
+      incremental:
+        cursor_path: updated_at
+        start_param: updated_since
+"""
+HTTP_CONNECTIONS = """connections:
+  http:
+    shop: {base_url: "https://shop.example.com/api"}
+    backup: {base_url: "https://backup.example.com", auth: {type: bearer, token: "${API_TOKEN}"}}
+  mysql:
+    db: {host: db.internal}
+"""
+PAGINATORS = ["cursor", "page_number", "offset", "json_link", "header_link", "single_page"]
+
+
+def test_nested_fields_complete_their_keys_and_values() -> None:
+    assert labels(API.replace("{type: cursor}", "{type: " + CURSOR + "}")) == PAGINATORS
+    block = API.replace("paginator: {type: cursor}", "paginator:\n        type: " + CURSOR)
+    assert labels(block) == PAGINATORS
+    keys = labels(API.replace("{type: cursor}", "{type: cursor, " + CURSOR + "}"))
+    assert "cursor_param" in keys and "next_url_path" in keys and "type" not in keys
+    got = items(API.replace("        start_param", "        " + CURSOR + "start_param"))
+    assert [i.label for i in got] == ["initial_value", "start_param", "lag"]  # cursor_path is there
+    lag = next(i for i in got if i.label == "lag")
+    assert lag.detail == "number" and "late-arriving" in str(lag.documentation)
+    required = items(API.replace("        cursor_path: updated_at\n", "        " + CURSOR + "\n"))
+    assert required[0].label == "cursor_path" and required[0].detail == "string (required)"
+
+
+def test_hover_on_an_object_field_and_on_a_field_nested_in_it() -> None:
+    paginator = hover_text(API.replace("paginator:", "pagi" + CURSOR + "nator:")) or ""
+    assert paginator.startswith("**paginator**: `object`") and "next page" in paginator
+    nested = hover_text(API.replace("{type: cursor}", "{ty" + CURSOR + "pe: cursor}")) or ""
+    assert nested.startswith("**paginator.type**: `enum` (required)")
+    assert "`header_link`" in nested
+    start = hover_text(API.replace("start_param:", "start_" + CURSOR + "param:")) or ""
+    assert start.startswith("**incremental.start_param**") and "updated_since" in start
+
+
+def test_http_connections_are_offered_with_their_base_url(tmp_path: Path) -> None:
+    path = tmp_path / "osiris_connections.yaml"
+    path.write_text(HTTP_CONNECTIONS, encoding="utf-8")
+    got = items(API.replace('"@http.shop"', '"@' + CURSOR + '"'), ConnectionsFile(str(path)))
+    assert [(i.label, i.detail) for i in got] == [
+        ("@http.shop", "base_url=https://shop.example.com/api"),
+        ("@http.backup", "base_url=https://backup.example.com"),
+    ]
+    assert "API_TOKEN" not in repr(got)
+    typed = items(API.replace('"@http.shop"', '"@http.' + CURSOR + '"'), ConnectionsFile(str(path)))
+    assert [i.label for i in typed] == ["@http.shop", "@http.backup"]
+    assert typed[0].text_edit is not None and typed[0].text_edit.new_text == "@http.shop"

@@ -327,3 +327,69 @@ def test_pipeline_target_resolves_inside_the_project(root: Path, tmp_path: Path)
     nested = root / "sub"
     nested.mkdir()
     assert Project.locate(None, os.environ, cwd=nested).root == root.resolve()
+
+
+SCHEMA_CHECKED = """\
+oml_version: "0.1.0"
+name: lg-orders
+steps:
+  - id: orders
+    component: postgres.extractor
+    mode: read
+    config:
+      connection: "@postgres.wh"
+      table: lg_orders
+      columns: [id, amout]
+  - id: out
+    component: filesystem.csv_writer
+    mode: write
+    needs: [orders]
+    config: {path: out.csv}
+"""
+
+
+@pytest.mark.asyncio
+async def test_validate_and_compile_check_against_the_discovered_schema(
+    pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """After discovery_request on a real PostgreSQL table, oml_validate, oml_compile and oml_save
+    check tables and columns against the project's discovery cache (never connecting)."""
+    from mcp_helpers import FAKE_MYSQL
+    from runtime_helpers import pg_rows
+
+    pg_rows(pg_db, "CREATE TABLE lg_orders (id int PRIMARY KEY, amount numeric(10, 2))")
+    root = write_project(tmp_path / "lg", FAKE_MYSQL, pg_db)
+    server = build_server(Project.locate(str(root), ENVIRON))
+    async with Client(server, mode="legacy") as client:
+        # nothing discovered yet: the columns cannot be judged, so nothing is said
+        before = payload(await client.call_tool("oml_validate", {"oml": SCHEMA_CHECKED}))
+        assert before["valid"] is True, before["diagnostics"]
+
+        found = payload(await client.call_tool("discovery_request", {"connection": "@postgres.wh"}))
+        assert [t["name"] for t in found["tables"]] == ["lg_orders"]
+
+        result = payload(await client.call_tool("oml_validate", {"oml": SCHEMA_CHECKED}))
+        assert result["valid"] is False
+        [d] = result["diagnostics"]
+        assert (
+            d["code"] == "OML151" and "column 'amout' is not in table 'lg_orders'" in d["summary"]
+        )
+        assert (d["range"]["start"]["line"], d["range"]["start"]["column"]) == (10, 21)
+        assert "Did you mean 'amount'?" in d["detail"]
+
+        missing = SCHEMA_CHECKED.replace("table: lg_orders", "table: lg_ordrs")
+        result = payload(await client.call_tool("oml_validate", {"oml": missing}))
+        assert [(d["code"], d["range"]["start"]["line"]) for d in result["diagnostics"]] == [
+            ("OML150", 9)
+        ]
+
+        compiled = payload(await client.call_tool("oml_compile", {"oml": SCHEMA_CHECKED}))
+        assert compiled["compiled"] is False and compiled["exit_code"] == 2
+        assert [d["code"] for d in compiled["diagnostics"]] == ["OML151"]
+        refused = error_text(
+            await client.call_tool("oml_save", {"path": "p.oml", "oml": SCHEMA_CHECKED})
+        )
+        assert "OML151 (line 10)" in refused and not (root / "p.oml").exists()
+
+        fixed = SCHEMA_CHECKED.replace("amout", "amount")
+        assert payload(await client.call_tool("oml_validate", {"oml": fixed}))["valid"] is True

@@ -156,16 +156,16 @@ def _connections(project: Path, my: dict[str, Any], pg: dict[str, Any]) -> None:
     )
 
 
-def mysql_source(db: dict[str, Any], rows: int = ROWS) -> None:
-    """dask_src: ids 1..rows with every 97th NULL-valued v, and some negative ids."""
+def mysql_source(db: dict[str, Any], rows: int = ROWS, table: str = "dask_src") -> None:
+    """table (dask_src): ids -20..rows-21 with every 97th NULL-valued v."""
     conn = pymysql.connect(**db, autocommit=True)
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE dask_src (id INT PRIMARY KEY, v INT NULL, name VARCHAR(40), "
+            f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT NULL, name VARCHAR(40), "
             "amount DECIMAL(12,2), created DATE)"
         )
         cur.executemany(
-            "INSERT INTO dask_src VALUES (%s, %s, %s, %s, %s)",
+            f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)",
             [
                 (
                     i,
@@ -384,35 +384,305 @@ def test_a_failing_partition_leaves_the_target_unchanged(
         assert mysql_tables(mysql_db) == ["dask_dst", "dask_src"]
 
 
-def test_mysql_to_parquet_with_partition_reads_every_row(
-    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
-) -> None:
-    """A writer that cannot stage partitions gets every row in one stream, as without them."""
-    import pyarrow.parquet as pq
+# -- partitioned Parquet targets ------------------------------------------------------------------
 
-    mysql_source(mysql_db)
-    _connections(tmp_path, mysql_db, pg_db)
-    steps = [
+PQ_PARTITION = {"column": "id", "count": 4, "lower": 0, "upper": 3000}
+# Fails on the row with id 1600 only (a correlated subquery returning two rows there), so only
+# the partition reading it fails: partition 3 of PQ_PARTITION.
+PQ_FAILING_WHERE = (
+    "(SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) AS t WHERE pq_orders.id = 1600) IS NULL"
+)
+
+
+def parquet_summary(path: Path | str) -> tuple[Any, ...]:
+    """Row count, key set digest and an order-independent checksum over every column of a
+    Parquet file or glob (as pg_summary)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        found = con.execute(
+            "SELECT count(*), md5(string_agg(id::text, ',' ORDER BY id)), "
+            "md5(string_agg(concat_ws('|', id, v, name, amount, created), ',' ORDER BY id)) "
+            "FROM read_parquet(?)",
+            [str(path)],
+        ).fetchone()
+    finally:
+        con.close()
+    assert found is not None
+    return tuple(found)
+
+
+def parquet_steps(
+    partition: dict[str, Any] | None,
+    path: str,
+    extract: dict[str, Any] | None = None,
+    **writer: Any,
+) -> list[dict[str, Any]]:
+    """MariaDB pq_orders -> filesystem.parquet_writer at path."""
+    return [
         step(
             "src",
             "mysql.extractor",
             "extractor",
-            {"table": "dask_src"},
+            {"table": "pq_orders", **(extract or {})},
             connection="@mysql.m",
-            partition={"column": "id", "count": 3},
+            partition=partition,
         ),
         step(
             "out",
             "filesystem.parquet_writer",
             "writer",
-            {"path": str(tmp_path / "out.parquet")},
+            {"path": path, **writer},
             needs=["src"],
         ),
     ]
-    outcome, _ = run_steps(tmp_path / "p", steps, connections=tmp_path / "osiris_connections.yaml")
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file's bytes under path (or of the file path itself), by relative name."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def hidden(folder: Path) -> list[str]:
+    """Hidden names anywhere under folder: staging directories and temp files."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def no_ledger(project: Path) -> bool:
+    return not list((project / "runs").glob("*/debris.jsonl"))
+
+
+def test_mysql_to_parquet_partitioned_equals_unpartitioned(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """4 partitions on threads into one file, and into a dataset directory of 4 files: both
+    hold exactly the rows, types and values of the unpartitioned (streamed) run."""
+    import pyarrow.parquet as pq
+
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    lake = tmp_path / "lake"
+    plain, run_dir = run_steps(
+        tmp_path, parquet_steps(None, "lake/plain.parquet"), connections=conns
+    )
+    assert plain.status == "ok", plain.error
+    assert run_dir is not None
+    started = next(e for e in read_events(run_dir) if e["event"] == "run_started")
+    assert {"kind": "stream", "steps": ["src", "out"]} in started["units"]
+    expected = parquet_summary(lake / "plain.parquet")
+    assert expected[0] == ROWS
+    schema = pq.read_schema(lake / "plain.parquet")
+
+    for _again in range(2):  # the second run replaces the first's file
+        outcome, run_dir = run_steps(
+            tmp_path, parquet_steps(PQ_PARTITION, "lake/orders.parquet"), connections=conns
+        )
+        assert outcome.status == "ok", outcome.error
+        assert [s.rows_out for s in outcome.steps] == [ROWS, ROWS]
+        assert (lake / "orders.parquet").is_file()
+        assert parquet_summary(lake / "orders.parquet") == expected
+        assert pq.read_schema(lake / "orders.parquet").equals(schema)
+    assert run_dir is not None
+    events = read_events(run_dir)
+    started = next(e for e in events if e["event"] == "run_started")
+    assert {"kind": "partitioned", "steps": ["src", "out"]} in started["units"]
+    parts = [e for e in events if e["event"] == "partition_finished"]
+    assert [p["partition"] for p in parts] == [0, 1, 2, 3]
+    assert all(p["worker"] == "local" and p["status"] == "ok" for p in parts)
+    assert sum(p["rows"] for p in parts) == ROWS
+
+    (lake / "orders").mkdir()
+    (lake / "orders" / "stale.parquet").write_bytes(b"old")  # replaced with the directory
+    for _again in range(2):
+        outcome, _ = run_steps(
+            tmp_path,
+            parquet_steps(PQ_PARTITION, "lake/orders", layout="dataset"),
+            connections=conns,
+        )
+        assert outcome.status == "ok", outcome.error
+        assert outcome.steps[1].rows_out == ROWS
+        names = sorted(p.name for p in (lake / "orders").iterdir())
+        assert names == [f"part-0000{i}.parquet" for i in range(4)]
+        assert parquet_summary(lake / "orders" / "*.parquet") == expected
+        for name in names:
+            assert pq.read_schema(lake / "orders" / name).equals(schema)
+    # without partition:, a dataset is one file
+    outcome, _ = run_steps(
+        tmp_path, parquet_steps(None, "lake/whole", layout="dataset"), connections=conns
+    )
     assert outcome.status == "ok", outcome.error
-    table = pq.read_table(tmp_path / "out.parquet")
-    assert sorted(table.column("id").to_pylist()) == list(range(-20, ROWS - 20))
+    assert [p.name for p in (lake / "whole").iterdir()] == ["part-00000.parquet"]
+    assert parquet_summary(lake / "whole" / "*.parquet") == expected
+    assert hidden(lake) == [] and no_ledger(tmp_path)
+
+
+def test_parquet_partitions_with_partition_by_and_one_partition(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """partition_by: the parts are written again as one hive directory; one partition: its
+    file is the target; layout dataset with partition_by is refused before anything runs."""
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    lake = tmp_path / "lake"
+    plain, _ = run_steps(tmp_path, parquet_steps(None, "lake/plain.parquet"), connections=conns)
+    assert plain.status == "ok", plain.error
+    expected = parquet_summary(lake / "plain.parquet")
+    outcome, _ = run_steps(
+        tmp_path,
+        parquet_steps(PQ_PARTITION, "lake/by_day", partition_by=["created"]),
+        connections=conns,
+    )
+    assert outcome.status == "ok", outcome.error
+    days = list((lake / "by_day").iterdir())
+    assert len(days) == 400 and all(d.name.startswith("created=") for d in days)
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        count, keys = con.execute(
+            "SELECT count(*), md5(string_agg(id::text, ',' ORDER BY id)) "
+            "FROM read_parquet(?, hive_partitioning = true)",
+            [str(lake / "by_day" / "*" / "*.parquet")],
+        ).fetchone() or (0, "")
+    finally:
+        con.close()
+    assert (count, keys) == expected[:2]
+    one = {"column": "id", "count": 1}
+    outcome, _ = run_steps(tmp_path, parquet_steps(one, "lake/one.parquet"), connections=conns)
+    assert outcome.status == "ok", outcome.error
+    assert parquet_summary(lake / "one.parquet") == expected
+    refused, _ = run_steps(
+        tmp_path,
+        parquet_steps(PQ_PARTITION, "lake/bad", layout="dataset", partition_by=["created"]),
+        connections=conns,
+    )
+    assert refused.status == "failed" and refused.exit_code == 4
+    assert "layout dataset cannot be combined with partition_by" in (refused.error or "")
+    assert not (lake / "bad").exists()
+    assert hidden(lake) == [] and no_ledger(tmp_path)
+
+
+def test_a_failing_parquet_partition_leaves_the_target_unchanged(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    lake = tmp_path / "lake"
+    for path, layout in (("lake/orders.parquet", "file"), ("lake/orders", "dataset")):
+        seeded, _ = run_steps(
+            tmp_path, parquet_steps(PQ_PARTITION, path, layout=layout), connections=conns
+        )
+        assert seeded.status == "ok", seeded.error
+        before = snapshot(tmp_path / path)
+        outcome, run_dir = run_steps(
+            tmp_path,
+            parquet_steps(PQ_PARTITION, path, {"where": PQ_FAILING_WHERE}, layout=layout),
+            connections=conns,
+        )
+        assert outcome.status == "failed" and outcome.exit_code == 4, layout
+        assert "partition 3 of 4 failed" in (outcome.error or "")
+        assert run_dir is not None
+        parts = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
+        assert [p["status"] for p in parts] == ["ok", "ok", "failed", "ok"]
+        assert snapshot(tmp_path / path) == before, layout
+        assert hidden(lake) == [], layout
+    assert no_ledger(tmp_path)
+
+
+def test_atomic_run_publishes_partitioned_parquet_only_with_every_target(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """--atomic: the partitioned Parquet target is published in the run's final phase, and not
+    at all when another step of the run fails."""
+    mysql_source(mysql_db, table="pq_orders")
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    lake = tmp_path / "lake"
+    plain, _ = run_steps(tmp_path, parquet_steps(None, "lake/plain.parquet"), connections=conns)
+    assert plain.status == "ok", plain.error
+    expected = parquet_summary(lake / "plain.parquet")
+    broken = [
+        step("bad", "mysql.extractor", "extractor", {"table": "pq_missing"}, connection="@mysql.m"),
+        step("bad_out", "filesystem.csv_writer", "writer", {"path": "lake/bad.csv"}, needs=["bad"]),
+    ]
+    for layout, path, glob in (("dataset", "ds", "*.parquet"), ("file", "f.parquet", "")):
+        if layout == "dataset":
+            (lake / path).mkdir()
+            (lake / path / "old.parquet").write_bytes(b"old")
+        else:
+            (lake / path).write_bytes(b"old")
+        before = snapshot(lake / path)
+        steps = parquet_steps(PQ_PARTITION, f"lake/{path}", layout=layout)
+        failed, _ = run_steps(
+            tmp_path, steps + broken, connections=conns, atomic=True, max_parallel=1
+        )
+        assert failed.status == "failed", layout
+        assert [s.status for s in failed.steps][:2] == ["ok", "ok"]  # staged, then discarded
+        assert snapshot(lake / path) == before
+        assert hidden(lake) == []
+        outcome, _ = run_steps(tmp_path, steps, connections=conns, atomic=True)
+        assert outcome.status == "ok", outcome.error
+        assert parquet_summary(lake / path / glob) == expected
+        assert hidden(lake) == []
+    assert no_ledger(tmp_path)
+
+
+def test_cancel_leaves_a_parquet_target_and_no_staging(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    import threading
+
+    from osiris.runtime.cancel import CancelToken
+
+    _connections(tmp_path, mysql_db, pg_db)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "out.parquet").write_bytes(b"before")
+    slow = "SELECT i AS id FROM generate_series(1, 4000) i WHERE pg_sleep(0.005) IS NOT NULL"
+    steps = [
+        step(
+            "src",
+            "postgres.extractor",
+            "extractor",
+            {"query": slow},
+            connection="@postgres.p",
+            partition={"column": "id", "count": 4, "lower": 1, "upper": 4000},
+        ),
+        step(
+            "out",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": "lake/out.parquet"},
+            needs=["src"],
+        ),
+    ]
+    token = CancelToken()
+    threading.Timer(2.0, token.cancel).start()
+    outcome, _ = run_steps(
+        tmp_path, steps, connections=tmp_path / "osiris_connections.yaml", cancel=token
+    )
+    assert outcome.status == "cancelled" and outcome.exit_code == 130
+    assert (lake / "out.parquet").read_bytes() == b"before"
+    assert hidden(lake) == [] and no_ledger(tmp_path)
+
+
+def test_a_partition_job_resolves_paths_against_the_clients_project(tmp_path: Path) -> None:
+    """A worker's current directory is not the project: the job carries the client's."""
+    from osiris.runtime.cancel import CancelToken
+    from osiris.runtime.partitioned import PartEnd, _context
+
+    end = PartEnd("out", "filesystem.parquet_writer", {"path": "lake/o.parquet"}, None)
+    ctx = _context(end, str(tmp_path), CancelToken(), None)
+    assert ctx.resolve_path("lake/o.parquet") == tmp_path / "lake" / "o.parquet"
+    assert Path.cwd() != tmp_path
 
 
 def test_long_target_names_get_distinct_staging_tables(

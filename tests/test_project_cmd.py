@@ -113,6 +113,11 @@ def test_demo_runs_on_a_fresh_directory(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "top 5 country/month groups" in demo.stdout
     assert (tmp_path / "d" / "output" / "revenue.parquet").is_file()
+    (report,) = [line for line in demo.stdout.splitlines() if line.startswith("report: ")]
+    assert report.startswith("report: cd d && ") and " runs report last --open" in report
+    shown = osiris("runs", "report", "last", cwd=tmp_path / "d")  # what it says works there
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert list((tmp_path / "d" / "runs").glob("*/report.html"))
 
 
 def test_compile_takes_out_as_the_plan_writes_it(tmp_path: Path) -> None:

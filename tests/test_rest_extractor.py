@@ -237,7 +237,7 @@ def test_flatten_and_spilling_beyond_one_batch(tmp_path: Path, api: tuple[str, A
     assert outcome.exit_code == 0, outcome.error
     assert [r["meta__src"] for r in rows] == ["a", "b", None]
     assert [r["meta__n"] for r in rows] == [1, None, None]
-    assert not list(tmp_path.rglob("chunk-*.arrow"))
+    assert not list(tmp_path.rglob("*.arrow"))
 
 
 def test_max_pages_stops_and_says_so(tmp_path: Path, api: tuple[str, ApiState]) -> None:

@@ -462,7 +462,7 @@ PROMISED_METHODS = {
     "run_database_sink": ("write_from_run_db",),
     "database_file": ("database_file",),
     "partitioned_source": ("partitions",),
-    "partitioned_sink": ("part_tables", "stage_part", "finish_parts", "drop_table"),
+    "partitioned_sink": ("part_tables", "stage_part", "finish_parts"),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from http_api import serve
 from runtime_helpers import step, write_connections, write_manifest
 
 from osiris.runtime.cancel import CancelToken
@@ -239,6 +240,59 @@ def test_postgres_writer_parity_and_the_canary_password(
         assert "${PG_CANARY}" in (spy.root / "project" / "osiris_connections.yaml").read_text()
     finally:
         shutil.rmtree(spy.root)
+
+
+def test_an_api_schema_widened_mid_stream_restarts_the_same_way_in_the_sandbox(
+    tmp_path: Path, venvs: Path
+) -> None:
+    server = serve()
+    base, api = next(server)
+    try:  # page 3 of 4 brings a field: one restart, replaying pages 1-2
+        api.pages = [[{"id": p * 2 + k} | ({"late": p} if p >= 2 else {}) for k in range(2)]
+                     for p in range(4)]  # fmt: skip
+        config = {
+            "path": "/paged",
+            "data_selector": "data",
+            "paginator": {"type": "page_number", "total_path": "meta.total_pages"},
+            "batch_size": 2,
+        }
+        steps = [
+            step("src", "rest.extractor", "extractor", config, connection="@http.api"),
+            step(
+                "out", "filesystem.parquet_writer", "writer", {"path": "o.parquet"}, needs=["src"]
+            ),
+        ]
+        outcomes = []
+        for engine in ("local", "local-sandbox"):
+            project = tmp_path / engine
+            project.mkdir()
+            write_connections(
+                project, f"version: 1\nconnections:\n  http:\n    api: {{base_url: {base}}}\n"
+            )
+            write_manifest(project / "build", steps)
+            if engine == "local":
+                outcome = run_manifest(project / "build", project_dir=project, environ={})
+            else:
+                spy = Spy(venvs)
+                outcome = run_sandboxed(
+                    spy, project / "build", SandboxOptions(project_dir=project), environ={}
+                )
+                shutil.rmtree(spy.root or "")
+            assert outcome.exit_code == 0, outcome.error
+            assert outcome.run_dir is not None
+            log = (outcome.run_dir / "run.log").read_text(encoding="utf-8")
+            rows = _rows(f"SELECT * FROM read_parquet('{project / 'o.parquet'}') ORDER BY id")
+            outcomes.append((rows, [s.rows_out for s in outcome.steps]))
+            assert "page 3 brought field 'late'; restarting the load" in log
+            assert "replaying 4 record(s) of 2 page(s)" in log
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[0] == (
+            [(i, None) for i in range(4)] + [(i, i // 2) for i in range(4, 8)],
+            [8, 8],
+        )
+        assert [s.query.get("page", "1") for s in api.seen] == ["1", "2", "3", "4"] * 2
+    finally:
+        server.close()
 
 
 def test_cancel_kills_the_sandboxed_run_and_reports_cancelled(tmp_path: Path, venvs: Path) -> None:

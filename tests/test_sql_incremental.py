@@ -86,6 +86,20 @@ def test_postgres_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_pat
     _incremental_runs(tmp_path, "postgres", lambda *sql: _pg(pg_db, *sql))
 
 
+def test_supabase_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_path: Path) -> None:
+    """@supabase.<alias> runs the PostgreSQL driver: the same bound cursor, the same upsert (the
+    local PostgreSQL stands in for the project's database)."""
+    _pg(
+        pg_db,
+        "CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
+        "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
+        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
+        "CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
+    )
+    _connections(tmp_path, "supabase", pg_db)
+    _incremental_runs(tmp_path, "supabase", lambda *sql: _pg(pg_db, *sql))
+
+
 def test_a_failed_run_keeps_the_sql_state(pg_db: dict[str, Any], tmp_path: Path) -> None:
     _pg(
         pg_db,
@@ -155,3 +169,27 @@ def test_csv_incremental_reads_only_newer_rows(tmp_path: Path) -> None:
     lines = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["3"]
     assert '"seen" > ? [1 parameter]' in (run_dir / "run.log").read_text(encoding="utf-8")
+
+
+def test_parquet_incremental_reads_only_newer_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    data = tmp_path / "in_sm.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "version": [10, 20]}), data)
+    read = {"path": "in_sm.parquet", "incremental": {"cursor_column": "version", "lag": 5}}
+    steps = [
+        step("src", "filesystem.parquet_extractor", "extractor", read),
+        step("out", "filesystem.csv_writer", "writer", {"path": "out.csv"}, needs=["src"]),
+    ]
+    outcome, _ = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    assert _state(tmp_path)["last_value"] == 20
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "version": [10, 20, 16, 30]}), data)
+    outcome, run_dir = run_steps(tmp_path, steps, environ={})
+    assert outcome.exit_code == 0, outcome.error
+    lines = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()
+    assert lines == ["id,version", "2,20", "3,16", "4,30"]  # after 20 - 5: 16 arrived late
+    assert '"version" > ? [1 parameter]' in (run_dir / "run.log").read_text(encoding="utf-8")
+    assert _state(tmp_path)["last_value"] == 30

@@ -63,3 +63,54 @@ def test_a_name_that_climbs_out_is_refused(
     code, doc = _json(capsys, "state", "reset", "..", "--project-dir", str(project))
     assert code == 2 and "cannot be a state file name" in json.dumps(doc)
     assert state_path(project, "crm", "contacts").exists()
+
+
+PIPELINE = """oml_version: "0.1.0"
+name: seen-sm
+steps:
+  - id: src
+    component: filesystem.csv_extractor
+    mode: read
+    config:
+      path: in_sm.csv
+      incremental: {cursor_column: seen, initial_value: "2024-01-01 00:00:00"}
+  - id: out
+    component: filesystem.csv_writer
+    mode: write
+    needs: [src]
+    config: {path: out_sm.csv}
+"""
+
+
+def test_state_is_run_input_in_the_run_log_never_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "osiris.yaml").write_text("", encoding="utf-8")
+    (tmp_path / "pipeline.oml").write_text(PIPELINE, encoding="utf-8")
+    (tmp_path / "in_sm.csv").write_text(
+        "id,seen\n1,2024-01-02 00:00:00\n2,2024-01-03 00:00:00\n", encoding="utf-8"
+    )
+
+    def manifest(out: str) -> dict[str, bytes]:
+        assert osiris_main(["compile", "pipeline.oml", "-o", out]) == 0
+        return {p.name: p.read_bytes() for p in sorted((tmp_path / out).rglob("*")) if p.is_file()}
+
+    before = manifest("build1")
+    assert osiris_main(["run", "pipeline.oml"]) == 0
+    assert osiris_main(["run", "pipeline.oml"]) == 0  # nothing new: the state stays
+    after = manifest("build2")
+    capsys.readouterr()
+    assert after == before  # the state is not compiled in
+    assert not any(b"2024-01-03" in data for data in after.values())
+    runs = sorted((tmp_path / "runs").iterdir())
+    first, second = (r.joinpath("run.log").read_text(encoding="utf-8") for r in runs)
+    assert "incremental: reading seen after '2024-01-01 00:00:00'" in first
+    assert "incremental state: seen advanced to '2024-01-03 00:00:00'" in first
+    assert "incremental: reading seen after '2024-01-03 00:00:00'" in second
+    assert "advanced to" not in second
+    code, doc = _json(capsys, "state", "show", "seen-sm")
+    assert code == 0
+    assert [(s["step"], s["last_value"]) for s in doc["states"]] == [  # type: ignore[index]
+        ("src", "2024-01-03 00:00:00")
+    ]

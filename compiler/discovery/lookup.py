@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,32 @@ def _live(project_root: Path, connections_path: Path | None, environ: Mapping[st
     return lookup
 
 
-def _cached(project_root: Path, connections_path: Path | None) -> Lookup:
+def held_catalogs(
+    held: Sequence[tuple[str, Catalog]], *, project_root: Path, connections_path: Path | None
+) -> Lookup:
+    """The catalogs a command already holds (`osiris generate --discover`: ref text -> catalog),
+    then, for any other connection, the cache's (never connects). `@family` and
+    `@family.alias` name the same catalog when alias is the family's default."""
+    alias_of = _alias_resolver(connections_path)
+    known: dict[tuple[str, str], Catalog] = {}
+    for text, catalog in held:
+        ref = ConnectionRef.parse(text)
+        alias = alias_of(ref) if ref is not None else None
+        if ref is not None and alias is not None:
+            known[(ref.family, alias)] = catalog
+    cached = _cached(project_root, connections_path)
+
+    def lookup(ref: ConnectionRef) -> Catalog | None:
+        alias = alias_of(ref)
+        found = known.get((ref.family, alias)) if alias is not None else None
+        return found if found is not None else cached(ref)
+
+    return lookup
+
+
+def _alias_resolver(connections_path: Path | None) -> Callable[[ConnectionRef], str | None]:
+    """A reference's alias: its own, else the family's default (None when there is none); the
+    connections file is read once, on the first `@family`."""
     aliases: dict[str, dict[str, dict[str, object]]] | None = None
 
     def alias_of(ref: ConnectionRef) -> str | None:
@@ -60,6 +85,12 @@ def _cached(project_root: Path, connections_path: Path | None) -> Lookup:
             return default_alias(ref.family, aliases.get(ref.family, {}))
         except NoDefaultAlias:
             return None
+
+    return alias_of
+
+
+def _cached(project_root: Path, connections_path: Path | None) -> Lookup:
+    alias_of = _alias_resolver(connections_path)
 
     def lookup(ref: ConnectionRef) -> Catalog | None:
         try:

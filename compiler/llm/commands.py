@@ -228,7 +228,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _summary(session: Any, outcome: Any, output: Path, draft: Path, tables: list[Any]) -> None:
-    from osiris.compiler.frontend import check_text
     from osiris.oml.render import render_text
 
     best = outcome.best
@@ -245,9 +244,7 @@ def _summary(session: Any, outcome: Any, output: Path, draft: Path, tables: list
         print(f"wrote {output}: {steps} steps")
     else:
         if best.text:
-            result = check_text(
-                best.text, str(draft), registry=session.registry, connections=session.connections
-            )
+            result = session.check(str(draft))(best.text)
             sys.stdout.write(render_text(result.diagnostics, {result.file: result.source}))
             print(
                 f"gave up after {len(outcome.attempts)} model calls; nothing written at "

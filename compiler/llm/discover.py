@@ -34,5 +34,6 @@ def discovered_catalogs(
         except Exception as err:  # the service's own errors carry a one-line, secret-free text
             raise LlmError(f"discovery of {ref} failed: {' '.join(str(err).split())}") from None
         catalog = result.catalog
-        out.append((ref, Catalog(catalog.family, shown_tables(result), catalog.server_version)))
+        tables = shown_tables(result)
+        out.append((ref, Catalog(catalog.family, tables, catalog.server_version, catalog.partial)))
     return out

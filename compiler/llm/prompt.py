@@ -57,7 +57,8 @@ def user_turn(
 
 
 def diagnostic_lines(diagnostics: Iterable[Diagnostic], text: str) -> list[str]:
-    """code line:col message; fix; the offending source line, errors first."""
+    """code line:col message; fix; the suggested replacements (a did-you-mean from the
+    catalog: the model sees the names it meant); the offending source line, errors first."""
     lines = text.splitlines()
     chosen = sorted(
         (d for d in diagnostics if d.severity in (Severity.ERROR, Severity.WARNING)),
@@ -71,6 +72,8 @@ def diagnostic_lines(diagnostics: Iterable[Diagnostic], text: str) -> list[str]:
             item += f" Fix: {d.fix}"
         if d.example:
             item += f" Example: {d.example}"
+        if d.suggestions:
+            item += " Suggested: " + "; ".join(x.title for x in d.suggestions[:3]) + "."
         if d.span and 0 < d.span.start.line <= len(lines):
             item += f"\n    | {lines[d.span.start.line - 1].rstrip()}"
         out.append(item)

@@ -55,7 +55,23 @@ class Session:
         }
 
     def check(self, file: str) -> Callable[[str], Any]:
-        return partial(check_text, file=file, registry=self.registry, connections=self.connections)
+        """The compiler's check as the loop, chat and the summary use it: with the catalogs
+        --discover read (then the discovery cache's, never connecting), so a column or table
+        the model misspelt is an error it gets back (OML150-OML153), as `omlc check` says."""
+        from osiris.compiler.discovery.lookup import held_catalogs
+
+        catalogs = held_catalogs(
+            self.catalogs or [],
+            project_root=self.project_root,
+            connections_path=self.connections_path,
+        )
+        return partial(
+            check_text,
+            file=file,
+            registry=self.registry,
+            connections=self.connections,
+            catalogs=catalogs,
+        )
 
     def discover(self, refs: Sequence[str], request: str, budget: int = DEFAULT_BUDGET) -> None:
         """Read the --discover catalogs once (masked); rank their tables for this request."""

@@ -133,7 +133,15 @@ def _fill(state: DocumentState, ctx: Context, items: _Items) -> None:
         elif key == "columns" and spec.role == "extractor":
             _columns(state, ctx, items, spec)
         else:
-            _values(items, spec, key, ctx)
+            _values(items, spec, (key,), ctx)
+    elif path[:3] == ("steps", "-", "config") and len(path) > 3:
+        spec = _spec(ctx)  # inside an object field: paginator: {type: …}, incremental: …
+        if spec is None or spec.schema_at(path[3:]) is None:
+            return
+        if key is None:
+            _config_keys(items, spec, ctx.siblings, path[3:])
+        else:
+            _values(items, spec, (*path[3:], key), ctx)
 
 
 def _keys(items: _Items, keys: tuple[str, ...], present: frozenset[str], kind: Any) -> None:
@@ -156,32 +164,44 @@ def _components(items: _Items, registry: Registry) -> None:
         items.add(spec.name, Kind.Class, detail=spec.title, doc=docs.component_doc(spec))
 
 
-def _config_keys(items: _Items, spec: ComponentSpec, present: frozenset[str]) -> None:
-    for index, name in enumerate(spec.fields):
-        schema = spec.field_schema(name) or {}
+def _config_keys(
+    items: _Items, spec: ComponentSpec, present: frozenset[str], parent: tuple[str, ...] = ()
+) -> None:
+    """The fields of the config (or of the object field at parent) not yet present."""
+    holder = spec.schema_at(parent) or {}
+    for index, name in enumerate(holder.get("properties") or {}):
+        schema = spec.schema_at((*parent, name)) or {}
         if name in present or schema.get("deprecated"):
             continue  # upstream Osiris names are accepted, never offered
-        required = name in spec.required_fields
+        required = name in holder.get("required", ())
         items.add(
             name,
             Kind.Field,
             f"{name}: ",
             detail=docs.type_of(schema) + (" (required)" if required else ""),
-            doc=docs.field_doc(spec, name),
+            doc=docs.field_doc(spec, name, parent),
             sort=f"{0 if required else 1}{index:03d}",
         )
 
 
-def _values(items: _Items, spec: ComponentSpec, key: str, ctx: Context) -> None:
-    schema = spec.field_schema(key) or {}
+def _values(items: _Items, spec: ComponentSpec, path: tuple[str, ...], ctx: Context) -> None:
+    schema = spec.schema_at(path) or {}
+    key = path[-1]
     values: list[Any] = list(schema.get("enum") or [])
     if not values and schema.get("type") == "boolean":
         values = [True, False]
-    for value in values:
+    for index, value in enumerate(values):  # in the spec's order, which editors keep
         label = value if isinstance(value, str) else json.dumps(value)
         text = label if ctx.quote is not None else docs.scalar(value)
         default = " (default)" if schema.get("default") == value else ""
-        items.add(label, Kind.EnumMember, text, detail=f"{key}{default}", filter_text=label)
+        items.add(
+            label,
+            Kind.EnumMember,
+            text,
+            detail=f"{key}{default}",
+            filter_text=label,
+            sort=f"{index:02d}",
+        )
 
 
 def _connections(state: DocumentState, ctx: Context, items: _Items, spec: ComponentSpec) -> None:
@@ -194,7 +214,7 @@ def _connections(state: DocumentState, ctx: Context, items: _Items, spec: Compon
         ref = f"@{family}.{alias.alias}"
         fields = docs.public_fields(alias, registry)
         detail = ", ".join(
-            f"{k}={v}" for k, v in fields.items() if k in ("host", "database", "path")
+            f"{k}={v}" for k, v in fields.items() if k in ("host", "database", "path", "base_url")
         )
         items.add(
             ref,

@@ -57,21 +57,23 @@ def scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def field_doc(spec: ComponentSpec, name: str) -> str | None:
-    schema = spec.field_schema(name)
+def field_doc(spec: ComponentSpec, name: str, parent: tuple[str, ...] = ()) -> str | None:
+    """A config field's doc; parent: the object fields it is nested in (("paginator",))."""
+    schema = spec.schema_at((*parent, name))
     if schema is None:
         return None
-    required = " (required)" if name in spec.required_fields else ""
-    parts = [f"**{name}**: `{type_of(schema)}`{required} — config of `{spec.name}`"]
+    required = " (required)" if name in (spec.schema_at(parent) or {}).get("required", ()) else ""
+    shown = ".".join((*parent, name))
+    parts = [f"**{shown}**: `{type_of(schema)}`{required} — config of `{spec.name}`"]
     if schema.get("description"):
         parts.append(str(schema["description"]))
     if "default" in schema:
         parts.append(f"Default: `{scalar(schema['default'])}`")
     if isinstance(schema.get("enum"), list):
         parts.append("Allowed: " + ", ".join(f"`{scalar(v)}`" for v in schema["enum"]))
-    if name in spec.secret_fields:
+    if not parent and name in spec.secret_fields:
         parts.append("Secret: keep it in osiris_connections.yaml, never in the pipeline.")
-    override = spec.connection_fields.get(name)
+    override = None if parent else spec.connection_fields.get(name)
     if override and override != "allowed":
         parts.append(f"Comes from the connection (override: {override}).")
     return "\n\n".join(parts)

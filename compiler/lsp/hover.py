@@ -38,7 +38,8 @@ def hover(state: DocumentState, position: types.Position) -> types.Hover | None:
             text = f"**mode `{target.name}`** — `{spec.name}` ({spec.role}) accepts: {modes}"
     elif target.kind == "field" and component:
         spec = registry.get(component)
-        text = docs.field_doc(spec, target.name) if spec else None
+        *parent, name = target.name.split(".")
+        text = docs.field_doc(spec, name, tuple(parent)) if spec else None
     elif target.kind == "connection":
         connections = state.connections
         family, _, alias = target.name.partition(".")

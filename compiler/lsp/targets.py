@@ -25,7 +25,9 @@ _REF = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: str  # component | mode | field | connection | step | param
-    name: str  # the component, mode, field, step id or param name; "family.alias" for connections
+    # the component, mode, field, step id or param name; "family.alias" for connections;
+    # "paginator.type" for a field nested in an object field
+    name: str
     line: int
     start: int  # code-point columns of the name on the line
     end: int
@@ -65,11 +67,14 @@ def target_at(state: DocumentState, position: types.Position) -> Target | None:
         return Target(ctx.key, value, line, start, end, ctx.step) if value else None
     if step_item and ctx.key == "needs":
         return _step(doc, raw, line, col, ctx)
-    if ctx.path[:3] != ("steps", "-", "config") or len(ctx.path) != 3:
+    if ctx.path[:3] != ("steps", "-", "config"):
         return None
-    if ctx.key is None:
+    if ctx.key is None:  # a field name; one nested in object fields is dotted: paginator.type
         start, end = word_at(raw, col, "_-")
-        return Target("field", raw[start:end], line, start, end, ctx.step) if end > start else None
+        name = ".".join((*ctx.path[3:], raw[start:end]))
+        return Target("field", name, line, start, end, ctx.step) if end > start else None
+    if len(ctx.path) != 3:
+        return None
     if ctx.key == "connection":
         start, end = word_at(raw, col, "_-.@")
         token = raw[start:end]

@@ -162,11 +162,20 @@ def _text(oml: str) -> str:
 
 
 def _check(project: Project) -> Any:
-    """check(text) against the project's connections, and the connections file's own problems."""
+    """check(text) against the project's connections and the schemas in its discovery cache
+    (as `omlc check --schema cached`: never connecting), and the connections file's own
+    problems."""
+    from osiris.compiler.discovery.lookup import catalog_lookup
     from osiris.compiler.frontend import check_text
 
     index, problems = _connections(project)
-    return partial(check_text, file=PIPELINE_NAME, connections=index), problems
+    catalogs = catalog_lookup(
+        "cached",
+        project_root=project.root,
+        connections_path=project.connections_path,
+        environ=project.environ,
+    )
+    return partial(check_text, file=PIPELINE_NAME, connections=index, catalogs=catalogs), problems
 
 
 def _envelope(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from osiris.runtime.drivers.replay import ReplayableStream
+
 DEFAULT_BATCH_SIZE = 50_000
 Role = Literal["extractor", "processor", "writer"]
 
@@ -183,7 +185,8 @@ class StepContext(Protocol):
 
 
 class TableDropper(Protocol):
-    """A writer whose staging tables outlive a dead run (MySQL DDL is not transactional)."""
+    """A writer whose staging tables outlive a dead run (MySQL DDL is not transactional), or
+    whose partitions stage in tables (PartitionedSink with PartTable parts)."""
 
     def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
         """Drop a leftover staging table listed in a dead run's ledger (if it still exists)."""
@@ -191,10 +194,12 @@ class TableDropper(Protocol):
 
 
 class Extractor(Protocol):
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
+    def extract(self, ctx: StepContext) -> pa.RecordBatchReader | ReplayableStream:
         """Return a reader of bounded batches; the engine materialises it as table <step_id>, or
         hands it straight to the step's only consumer when that is a writer (docs/runtime.md).
-        Raise from the reader (not only from extract()) when the source fails mid-stream."""
+        Raise from the reader (not only from extract()) when the source fails mid-stream. A
+        source whose schema is only known as it reads returns a ReplayableStream
+        (runtime/drivers/replay.py): every consumer reads it through consume_with_replay."""
         ...
 
 
@@ -272,29 +277,59 @@ class PartitionedSource(Protocol):
 PartTable = tuple[str | None, str]
 
 
+@dataclass(frozen=True, slots=True)
+class PartFile:
+    """A partition's staging file: `name` inside `directory`, a hidden directory beside a file
+    target that holds every part of the load (absolute, so a worker elsewhere writes the same
+    place). The directory, not each file, is what the run's ledger lists."""
+
+    directory: str
+    name: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / self.name
+
+
+# Where one partition stages: a table in the target's database, or a file beside the target.
+Part = PartTable | PartFile
+
+
+def track_parts(ctx: StepContext, parts: list[Part]) -> list[int]:
+    """List the parts in the run's ledger before any exists: each staging table, and each
+    directory holding staging files (once); the entries, for untrack()."""
+    entries: list[int] = []
+    directories: set[str] = set()
+    for part in parts:
+        if isinstance(part, PartFile):
+            if part.directory not in directories:
+                directories.add(part.directory)
+                entries.append(ctx.track_path(Path(part.directory)))
+        else:
+            entries.append(ctx.track_table(*part))
+    return entries
+
+
 class PartitionedSink(Protocol):
-    """A writer that loads partitions into staging tables of their own, then publishes them
-    all with one transactional step on the target."""
+    """A writer that loads partitions into staging places of their own (tables, or files in a
+    hidden directory), then publishes them all with one step on the target."""
 
-    def part_tables(self, ctx: StepContext, count: int) -> list[PartTable]:
-        """Fresh staging table names (the run tag in each), one per partition."""
+    def part_tables(self, ctx: StepContext, count: int) -> list[Part]:
+        """Fresh staging places (the run tag in each name), one per partition; called in the
+        client, which lists them in the run's ledger (track_parts) before any job starts."""
         ...
 
-    def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: PartTable) -> int:
-        """Create part (shaped like the target when it exists) and load data into it,
-        committed; on failure drop it (what cannot be dropped stays in the ledger)."""
+    def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: Part) -> int:
+        """Create part (a table shaped like the target when it exists, or a file) and load data
+        into it, committed; on failure remove it (what cannot be removed stays in the ledger).
+        Runs wherever the partition runs: a thread of the run, or a Dask worker."""
         ...
 
-    def finish_parts(
-        self, ctx: StepContext, schema: pa.Schema, parts: list[PartTable]
-    ) -> StepResult:
-        """One transactional step: replace (swap), append (INSERT ... SELECT) or upsert (merge)
-        from every part, as write() would with their rows; the parts are dropped once published.
-        On failure the target is as it was (the parts stay for the ledger's sweep)."""
-        ...
-
-    def drop_table(self, connection: Mapping[str, Any], schema: str | None, name: str) -> None:
-        """Drop a staging table (TableDropper)."""
+    def finish_parts(self, ctx: StepContext, schema: pa.Schema, parts: list[Part]) -> StepResult:
+        """One step on the target, as write() would with the parts' rows: replace (swap),
+        append (INSERT ... SELECT) or upsert (merge) from every table, or the files renamed or
+        concatenated into place; the parts are removed once published. On failure the target
+        is as it was (the parts stay for the ledger's sweep)."""
         ...
 
 

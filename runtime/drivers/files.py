@@ -11,9 +11,10 @@ import os
 import secrets
 import shutil
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import duckdb
 
@@ -22,6 +23,8 @@ from osiris.runtime.contract.scratch import remove_path
 from osiris.runtime.drivers.base import (
     Abilities,
     DriverError,
+    Part,
+    PartFile,
     StepContext,
     StepResult,
     settle,
@@ -469,14 +472,20 @@ def _copy(
     return int(found[0]) if found else 0
 
 
-def _with_registered(ctx: StepContext, data: pa.RecordBatchReader, write: Any) -> StepResult:
+_T = TypeVar("_T")
+
+
+def _with_registered(
+    ctx: StepContext,
+    data: pa.RecordBatchReader,
+    write: Callable[[duckdb.DuckDBPyConnection, str], _T],
+) -> _T:
     """Expose an Arrow reader as a view on a private DuckDB and call write(con, view)."""
     con = open_duckdb()
     try:
         con.register(_INPUT_VIEW, data)
         with ctx.on_cancel(con.interrupt):
-            result: StepResult = write(con, _INPUT_VIEW)
-        return result
+            return write(con, _INPUT_VIEW)
     finally:
         con.close()
 
@@ -569,12 +578,21 @@ class CsvWriter(_FileWriter):
         return settle(ctx, _FilePublication(ctx, staged, target, entry), result)
 
 
-class ParquetWriter(_FileWriter):
-    """filesystem.parquet_writer: COPY ... TO (FORMAT parquet) beside the target, then swap in."""
+_LAYOUTS = ("file", "dataset")
 
-    def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
+
+@dataclass(frozen=True, slots=True)
+class _ParquetTarget:
+    """A parquet_writer config, checked: where, in which layout, with which COPY options."""
+
+    path: Path  # absolute
+    layout: str  # file: one Parquet file (or hive directory); dataset: part-NNNNN.parquet files
+    options: Mapping[str, str]  # COPY options of every file written
+    partition_by: tuple[str, ...]
+
+    @staticmethod
+    def parse(ctx: StepContext) -> _ParquetTarget:
         cfg = ctx.config
-        target = _single_target(ctx)
         mode = cfg.get("write_mode", "replace")
         if mode != "replace":
             raise DriverError(f"parquet write_mode must be replace, not {mode!r}")
@@ -590,27 +608,131 @@ class ParquetWriter(_FileWriter):
         partition_by = cfg.get("partition_by") or []
         if isinstance(partition_by, str):
             partition_by = [partition_by]
-        if partition_by:
-            options["PARTITION_BY"] = f"({ident_list(partition_by)})"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        ((staged, entry),) = _tracked_siblings(ctx, target, "tmp")
+        layout = cfg.get("layout", "file")
+        if layout not in _LAYOUTS:
+            raise DriverError(f"layout {layout!r} is not file or dataset")
+        if layout == "dataset" and partition_by:
+            raise DriverError(
+                "layout dataset cannot be combined with partition_by (which writes a "
+                "directory of col=value subdirectories itself); remove one of them"
+            )
+        target = _single_target(ctx).absolute()
+        return _ParquetTarget(target, layout, options, tuple(partition_by))
+
+    def copy_options(self) -> dict[str, str]:
+        """The options of the one COPY that writes the whole target (layout file)."""
+        if not self.partition_by:
+            return dict(self.options)
+        return {**self.options, "PARTITION_BY": f"({ident_list(list(self.partition_by))})"}
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _parquet_rows(files: list[Path]) -> int:
+    """Rows in Parquet files, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(file).num_rows for file in files)
+
+
+class ParquetWriter(_FileWriter):
+    """filesystem.parquet_writer: COPY ... TO (FORMAT parquet) beside the target, then swap in.
+    Partitioned: one file per partition in a hidden directory beside the target, published as
+    that directory (layout dataset) or concatenated into one file (layout file)."""
+
+    abilities: ClassVar[Abilities] = Abilities(
+        roles=("writer",), run_database_sink=True, deferred_publish=True, partitioned_sink=True
+    )
+
+    def _write(self, ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> StepResult:
+        out = _ParquetTarget.parse(ctx)
+        out.path.parent.mkdir(parents=True, exist_ok=True)
+        ((staged, entry),) = _tracked_siblings(ctx, out.path, "tmp")
         try:
-            rows = _copy(ctx, con, _nullable_select(ctx, con, table), staged, options)
+            query = _nullable_select(ctx, con, _select_for_write(ctx, table))
+            if out.layout == "dataset":
+                staged.mkdir()
+                rows = _copy(ctx, con, query, staged / _part_name(0), out.options)
+            else:
+                rows = _copy(ctx, con, query, staged, out.copy_options())
             written = _size(staged)
         except BaseException:
             remove_path(staged)
             ctx.untrack(entry)
             raise
         result = StepResult(rows_in=rows, rows_out=rows, bytes=written)
-        return settle(ctx, _FilePublication(ctx, staged, target, entry, directories=True), result)
+        return settle(ctx, _FilePublication(ctx, staged, out.path, entry, directories=True), result)
+
+    def part_tables(self, ctx: StepContext, count: int) -> list[Part]:
+        out = _ParquetTarget.parse(ctx)
+        staging = _temp_sibling(ctx, out.path, "parts")
+        return [PartFile(str(staging), _part_name(i)) for i in range(count)]
+
+    def stage_part(self, ctx: StepContext, data: pa.RecordBatchReader, part: Part) -> int:
+        if not isinstance(part, PartFile):
+            raise DriverError(f"step {ctx.step_id}: a Parquet part is a file, not {part!r}")
+        out = _ParquetTarget.parse(ctx)
+        unique_columns(ctx.step_id, data.schema.names)
+        part.path.parent.mkdir(parents=True, exist_ok=True)  # the directory was tracked first
+
+        def write(con: duckdb.DuckDBPyConnection, view: str) -> int:
+            query = _nullable_select(ctx, con, _select_for_write(ctx, view))
+            return _copy(ctx, con, query, part.path, out.options)
+
+        try:
+            return _with_registered(ctx, data, write)
+        except BaseException:
+            part.path.unlink(missing_ok=True)
+            raise
+
+    def finish_parts(self, ctx: StepContext, schema: pa.Schema, parts: list[Part]) -> StepResult:
+        out = _ParquetTarget.parse(ctx)
+        files = [p.path for p in parts if isinstance(p, PartFile)]
+        (staging,) = {Path(p.directory) for p in parts if isinstance(p, PartFile)}
+        if out.layout == "dataset":  # the staging directory is the result: renamed into place
+            entry = ctx.track_path(staging)
+            rows = _parquet_rows(files)
+            result = StepResult(rows_in=rows, rows_out=rows, bytes=_size(staging))
+            publication = _FilePublication(ctx, staging, out.path, entry, directories=True)
+            return settle(ctx, publication, result)
+        ((staged, entry),) = _tracked_siblings(ctx, out.path, "tmp")
+        try:
+            if len(files) == 1 and not out.partition_by:  # already the target's bytes
+                os.replace(files[0], staged)
+                rows = _parquet_rows([staged])
+            else:
+                rows = _concatenate(ctx, files, staged, out.copy_options())
+            written = _size(staged)
+        except BaseException:
+            remove_path(staged)
+            ctx.untrack(entry)
+            raise
+        finally:
+            remove_path(staging)  # copied into staged, or not wanted any more
+        result = StepResult(rows_in=rows, rows_out=rows, bytes=written)
+        return settle(ctx, _FilePublication(ctx, staged, out.path, entry, directories=True), result)
 
 
-def _nullable_select(ctx: StepContext, con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """_select_for_write with every column nullable in the Parquet schema. DuckDB marks a
+def _concatenate(
+    ctx: StepContext, files: list[Path], dest: Path, options: Mapping[str, Any]
+) -> int:
+    """One COPY of every row of the part files, in their order, to dest."""
+    con = open_duckdb()
+    try:
+        with ctx.on_cancel(con.interrupt):
+            select = f"SELECT * FROM read_parquet({sql_value([str(f) for f in files])})"
+            return _copy(ctx, con, _nullable_select(ctx, con, select), dest, options)
+    finally:
+        con.close()
+
+
+def _nullable_select(ctx: StepContext, con: duckdb.DuckDBPyConnection, select: str) -> str:
+    """select with every column nullable in the Parquet schema. DuckDB marks a
     column `required` when its statistics show no NULL (every column of an empty table, and
     constants), so the file's schema would depend on the rows. A CASE on a condition the
     optimiser cannot fold hides those statistics (5M rows: ~10% slower COPY)."""
-    select = _select_for_write(ctx, table)
     names = con.sql(select).columns
     unique_columns(ctx.step_id, names)
     columns = ", ".join(

@@ -1,18 +1,15 @@
-"""graphql.extractor: upstream Osiris's GraphQL extractor (same config fields), on our HTTP client and record sink."""
+"""graphql.extractor: upstream Osiris's GraphQL extractor (same config fields), on our HTTP client and record stream."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
 from osiris.runtime.drivers.http_client import HttpClient, HttpSettings
 from osiris.runtime.drivers.incremental import Window, dig, dig_all
-from osiris.runtime.drivers.json_records import RecordSink
-
-if TYPE_CHECKING:
-    import pyarrow as pa
+from osiris.runtime.drivers.json_records import RecordSink, RecordStream
 
 
 def _settings(ctx: StepContext) -> tuple[HttpSettings, str]:
@@ -52,14 +49,12 @@ def graphql_errors(body: Any) -> str | None:
 
 
 class GraphQLExtractor:
-    """POSTs the query (again with the next cursor while pageInfo says there is more) and
-    collects the records at data_path into one widened schema, like rest.extractor."""
+    """POSTs the query (again with the next cursor while pageInfo says there is more) and sends
+    the records at data_path on as pages arrive, widening the schema like rest.extractor."""
 
     abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
 
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        import pyarrow as pa
-
+    def extract(self, ctx: StepContext) -> RecordStream:
         config = ctx.config
         settings, url = _settings(ctx)
         settings = replace(
@@ -79,14 +74,14 @@ class GraphQLExtractor:
         max_pages = int(config.get("max_pages", 0) or 0)
         data_path = str(config.get("data_path", "data") or "data")
         sink = RecordSink(
-            ctx.scratch_dir / f"graphql-{ctx.step_id}",
             ctx.batch_size,
             flatten=bool(config.get("flatten_result", True)),
             known=window.columns if window is not None else (),
             separator=".",  # pandas.json_normalize's, as upstream named the columns
         )
-        pages = 0
-        try:
+
+        def pages() -> Iterator[list[Any]]:
+            count = read = 0
             while True:
                 response = client.request(
                     url, method="POST", body={"query": config["query"], "variables": variables}
@@ -95,14 +90,17 @@ class GraphQLExtractor:
                 problem = graphql_errors(body)
                 if problem:
                     raise DriverError(f"the GraphQL API answered with errors: {problem}")
-                pages += 1
+                read += 1
+                kept = []
                 for record in dig_all(body, data_path):
                     if window is not None:
                         value = dig(record, window.cursor) if isinstance(record, Mapping) else None
                         if not window.keep(value):
                             continue
-                    sink.add(record)
-                ctx.progress(sink.count)
+                    kept.append(record)
+                count += len(kept)
+                ctx.progress(count)
+                yield kept
                 if not paginate:
                     break
                 info = dig(body, str(config.get("pagination_path", "data.pageInfo")))
@@ -112,20 +110,19 @@ class GraphQLExtractor:
                 cursor = info.get(str(config.get("pagination_cursor_field", "endCursor")))
                 if not more or cursor is None:
                     break
-                if max_pages and pages >= max_pages:
+                if max_pages and read >= max_pages:
                     ctx.log(f"stopped at max_pages ({max_pages}); the API has more")
                     break
                 variables[str(config.get("pagination_variable_name", "after"))] = cursor
-        except BaseException:
-            sink.close()
-            raise
-        ctx.log(f"{pages} page(s), {client.requests} request(s), {sink.count} record(s)")
-        if window is not None:
-            window.hold(ctx, sink.columns())
+            ctx.log(f"{read} page(s), {client.requests} request(s), {count} record(s)")
+            if window is not None:
+                window.hold(ctx, sink.columns())
+
+        stream = RecordStream(pages(), sink, ctx.scratch_dir / f"graphql-{ctx.step_id}", ctx.log)
         if not sink.types:
-            sink.close()
+            stream.close()
             raise DriverError(
                 f"the GraphQL API returned no records at data_path {data_path!r} and no earlier "
                 "run recorded its columns; check query, variables and data_path"
             )
-        return pa.RecordBatchReader.from_batches(sink.schema(), sink.batches())
+        return stream

@@ -606,6 +606,11 @@ class MySQLWriter:
         try:
             with conn.cursor() as cur, ctx.on_cancel(_kill_query(s, conn)):
                 mariadb = _session(cur)
+                # the part's name is this run's: only an earlier attempt of this partition (a
+                # Dask task run again after its worker died) can have made it, as DDL commits
+                # (checked first: DROP needs a privilege an append-only user may not have)
+                if _exists(cur, part[1]):
+                    cur.execute(f"DROP TABLE {staging}")
                 exists = _exists(cur, opts.table)
                 if exists and opts.write_mode != "upsert":
                     # shaped like the target, so a value it rejects fails this partition's load

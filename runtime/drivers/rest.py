@@ -1,19 +1,16 @@
-"""rest.extractor: records of a paginated JSON API (dlt rest_api's names) as Arrow batches."""
+"""rest.extractor: records of a paginated JSON API (dlt rest_api's names) as Arrow batches sent while pages arrive."""
 
 from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
 from osiris.runtime.drivers.http_client import HttpClient, HttpSettings, Response, link_next
 from osiris.runtime.drivers.incremental import Window, dig
-from osiris.runtime.drivers.json_records import RecordSink
-
-if TYPE_CHECKING:
-    import pyarrow as pa
+from osiris.runtime.drivers.json_records import RecordSink, RecordStream
 
 # Where APIs commonly put the list of records when no data_selector is given.
 _LIST_KEYS = ("data", "items", "results", "records", "rows", "entries", "values")
@@ -125,14 +122,12 @@ class Paging:
 
 
 class RestExtractor:
-    """Reads every page, spilling records beyond one batch to the run's scratch folder, then
-    streams them under one schema that every record widened (no field is ever dropped)."""
+    """Sends records on as the pages arrive (json_records.RecordStream): typed by the first
+    page, restarted with a replay when a later page widens the schema (no field is dropped)."""
 
     abilities: ClassVar[Abilities] = Abilities(roles=("extractor",))
 
-    def extract(self, ctx: StepContext) -> pa.RecordBatchReader:
-        import pyarrow as pa
-
+    def extract(self, ctx: StepContext) -> RecordStream:
         config = ctx.config
         what = ""  # the engine names the step
         fields = ctx.connection
@@ -156,17 +151,18 @@ class RestExtractor:
                 params[str(spec["start_param"])] = window.since
         paging = Paging(client, config, params, what)
         sink = RecordSink(
-            ctx.scratch_dir / f"rest-{ctx.step_id}",
             ctx.batch_size,
             flatten=bool(config.get("flatten")),
             known=window.columns if window is not None else (),
         )
         limit = config.get("max_records")
-        skipped = 0
-        try:
+
+        def pages() -> Iterator[list[Any]]:
+            count = skipped = 0
             for page in paging:
+                kept = []
                 for record in page.records:
-                    if limit is not None and sink.count >= limit:
+                    if limit is not None and count >= limit:
                         paging.truncated = True
                         break
                     if window is not None:
@@ -174,28 +170,29 @@ class RestExtractor:
                         if not window.keep(value):
                             skipped += 1
                             continue
-                    sink.add(record)
-                ctx.progress(sink.count)
+                    kept.append(record)
+                    count += 1
+                ctx.progress(count)
+                yield kept
                 if paging.truncated:
                     break
-        except BaseException:
-            sink.close()
-            raise
-        ctx.log(
-            f"{paging.pages} page(s), {client.requests} request(s), {sink.count} record(s)"
-            + (f", {skipped} already read before" if skipped else "")
-        )
-        if paging.truncated:
             ctx.log(
-                "stopped at the max_pages/max_records limit; the API has more "
-                "(raise the limit, or let incremental runs continue from here)"
+                f"{paging.pages} page(s), {client.requests} request(s), {count} record(s)"
+                + (f", {skipped} already read before" if skipped else "")
             )
-        if window is not None:
-            window.hold(ctx, sink.columns())
+            if paging.truncated:
+                ctx.log(
+                    "stopped at the max_pages/max_records limit; the API has more "
+                    "(raise the limit, or let incremental runs continue from here)"
+                )
+            if window is not None:
+                window.hold(ctx, sink.columns())
+
+        stream = RecordStream(pages(), sink, ctx.scratch_dir / f"rest-{ctx.step_id}", ctx.log)
         if not sink.types:
-            sink.close()
+            stream.close()
             raise DriverError(
                 "the API returned no records and no earlier run recorded its columns, "
                 "so there is no table to make; check path, params and data_selector"
             )
-        return pa.RecordBatchReader.from_batches(sink.schema(), sink.batches())
+        return stream
