@@ -29,6 +29,7 @@ from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import (
     RUN_FINISHED,
     RUN_STARTED,
+    STATE_ADVANCED,
     EventLog,
     ProgressLog,
     RunLog,
@@ -224,6 +225,7 @@ class _Run:
         self.atomic = False
         self.engine = "local"
         self.engine_options = EngineOptions()
+        self.advanced: dict[str, dict[str, Any]] = {}  # incremental cursors this run wrote
         # Writer steps whose targets this run changed; None: not known (the run stopped early).
         self.published: list[str] | None = None
         self.lock = hold_lock(paths.lock)  # released when the records are complete
@@ -364,6 +366,10 @@ class _Run:
                 ),
                 step_id,
             )
+            value = state.last_value
+            shown = self.redactor.redact(value) if isinstance(value, str) else value
+            self.advanced[step_id] = {"cursor": state.cursor, "value": shown}
+            self.events.emit(STATE_ADVANCED, step_id, cursor=state.cursor, value=shown)
 
     def _on_progress(self, step_id: str, rows: int) -> None:
         self.progress.record(step_id, rows)
@@ -528,6 +534,7 @@ class _Run:
                 "published_steps": published,
                 "unpublished_steps": unpublished,
                 "note": note,
+                "state_advanced": self.advanced,
             },
         )
         self.events.emit(

@@ -677,11 +677,16 @@ def test_cancel_leaves_a_parquet_target_and_no_staging(
 def test_a_partition_job_resolves_paths_against_the_clients_project(tmp_path: Path) -> None:
     """A worker's current directory is not the project: the job carries the client's."""
     from osiris.runtime.cancel import CancelToken
+    from osiris.runtime.debris import PartScratch
     from osiris.runtime.partitioned import PartEnd, _context
 
     end = PartEnd("out", "filesystem.parquet_writer", {"path": "lake/o.parquet"}, None)
-    ctx = _context(end, str(tmp_path), CancelToken(), None)
-    assert ctx.resolve_path("lake/o.parquet") == tmp_path / "lake" / "o.parquet"
+    side = PartScratch("run-1", 0)
+    try:
+        ctx = _context(end, side, str(tmp_path), CancelToken(), None)
+        assert ctx.resolve_path("lake/o.parquet") == tmp_path / "lake" / "o.parquet"
+    finally:
+        side.close()
     assert Path.cwd() != tmp_path
 
 

@@ -104,6 +104,20 @@ class _CancelAt:
         return None
 
 
+class _Paced:
+    """Holds the stream a little at each progress report, so that however fast the machine,
+    the run lasts long enough for progress.jsonl to sample it more than once."""
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        return None
+
+    def on_progress(self, step_id: str, rows: int) -> None:
+        time.sleep(0.06)
+
+    def on_warning(self, message: str) -> None:
+        return None
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One project with its runs, made once: name -> run folder."""
@@ -140,7 +154,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     outcome, runs["failed"] = run_steps(root, failing, max_parallel=3)
     assert outcome.status == "failed"
     stream_env = {"OSIRIS_INPLACE_MIN_BYTES": "0"}
-    outcome, runs["stream"] = run_steps(root, _stream_steps(), environ=stream_env)
+    outcome, runs["stream"] = run_steps(
+        root, _stream_steps(), environ=stream_env, observer=_Paced()
+    )
     assert outcome.status == "ok", outcome.error
     token = CancelToken()
     outcome, runs["cancelled"] = run_steps(

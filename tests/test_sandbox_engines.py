@@ -660,6 +660,28 @@ def test_a_cancel_during_the_venv_build_stops_it_at_once(tmp_path: Path) -> None
     assert not (project / "runs").exists()
 
 
+def test_pip_killed_mid_install_leaves_its_temp_files_in_the_build_scratch(
+    tmp_path: Path,
+) -> None:
+    """pip extracts certifi's cacert.pem into $TMPDIR and removes it at exit; a cancel kills it
+    first. The installer's children get a scratch $TMPDIR of their own, removed by the caller."""
+    import tempfile
+
+    from osiris.runtime.engines.local_sandbox import SandboxError, _pip
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    killed_pip = (
+        "import os, signal, tempfile; tempfile.mkstemp(suffix='cacert.pem'); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    with pytest.raises(SandboxError):
+        _pip([sys.executable, "-c", killed_pip], None, scratch)
+    assert [p.name.endswith("cacert.pem") for p in scratch.iterdir()] == [True]
+    assert set(os.listdir(tempfile.gettempdir())) == before
+
+
 def test_the_memory_limit_applies_to_the_sandboxed_process(tmp_path: Path, venvs: Path) -> None:
     project = _files_project(tmp_path)
     spy = Spy(venvs, limits=Limits(memory_mib=64))  # too little for Python with DuckDB

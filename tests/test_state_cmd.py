@@ -9,6 +9,7 @@ import pytest
 
 from osiris.compiler.cli import osiris_main
 from osiris.runtime.records.state import CursorState, state_path, write_state
+from osiris.runtime.records.store import run_folders
 
 
 def _project(tmp_path: Path) -> Path:
@@ -103,12 +104,24 @@ def test_state_is_run_input_in_the_run_log_never_in_the_manifest(
     capsys.readouterr()
     assert after == before  # the state is not compiled in
     assert not any(b"2024-01-03" in data for data in after.values())
-    runs = sorted((tmp_path / "runs").iterdir())
+    runs = run_folders(tmp_path / "runs")[::-1]  # oldest first (two runs may share a second)
     first, second = (r.joinpath("run.log").read_text(encoding="utf-8") for r in runs)
     assert "incremental: reading seen after '2024-01-01 00:00:00'" in first
     assert "incremental state: seen advanced to '2024-01-03 00:00:00'" in first
     assert "incremental: reading seen after '2024-01-03 00:00:00'" in second
     assert "advanced to" not in second
+    # the run's machine-readable records say it too: an event, and status.json
+    events = [json.loads(line) for line in runs[0].joinpath("events.jsonl").open()]
+    advanced = [e for e in events if e["event"] == "state_advanced"]
+    assert [(e["step"], e["cursor"], e["value"]) for e in advanced] == [
+        ("src", "seen", "2024-01-03 00:00:00")
+    ]
+    assert [e["event"] for e in events][-1] == "run_finished"  # after the publish phase
+    status = [json.loads(r.joinpath("status.json").read_text()) for r in runs]
+    assert status[0]["state_advanced"] == {
+        "src": {"cursor": "seen", "value": "2024-01-03 00:00:00"}
+    }
+    assert status[1]["state_advanced"] == {}
     code, doc = _json(capsys, "state", "show", "seen-sm")
     assert code == 0
     assert [(s["step"], s["last_value"]) for s in doc["states"]] == [  # type: ignore[index]

@@ -66,20 +66,31 @@ def ensure_venv(
             return venv
         wanted = tuple(sorted((installed - {"runtime"}) | set(extras)))
         target = f"{wheel}[{','.join(wanted)}]" if wanted else str(wheel)
-        if installed:  # a complete venv that lacks an extra: add it in place
-            _pip([str(venv_python(venv)), "-m", "pip", "install", *_PIP_FLAGS, target], started)
-        else:
-            building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-            try:
-                _pip([sys.executable, "-m", "venv", str(building)], started)
+        # pip's own temp files (certifi's cacert.pem, build dirs) go here, so a pip killed by a
+        # cancel leaves nothing in $TMPDIR: this folder is removed whatever happens
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}-tmp-", dir=root))
+        try:
+            if installed:  # a complete venv that lacks an extra: add it in place
                 _pip(
-                    [str(venv_python(building)), "-m", "pip", "install", *_PIP_FLAGS, target],
+                    [str(venv_python(venv)), "-m", "pip", "install", *_PIP_FLAGS, target],
                     started,
+                    scratch,
                 )
-                shutil.rmtree(venv, ignore_errors=True)
-                os.replace(building, venv)
-            finally:
-                shutil.rmtree(building, ignore_errors=True)
+            else:
+                building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+                try:
+                    _pip([sys.executable, "-m", "venv", str(building)], started, scratch)
+                    _pip(
+                        [str(venv_python(building)), "-m", "pip", "install", *_PIP_FLAGS, target],
+                        started,
+                        scratch,
+                    )
+                    shutil.rmtree(venv, ignore_errors=True)
+                    os.replace(building, venv)
+                finally:
+                    shutil.rmtree(building, ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         (venv / EXTRAS_FILE).write_text("\n".join(("runtime", *wanted)) + "\n")
     return venv
 
@@ -115,9 +126,10 @@ def _has(installed: set[str], extras: tuple[str, ...]) -> bool:
     return "runtime" in installed and installed >= set(extras)
 
 
-def _pip(command: list[str], started: Started | None) -> None:
+def _pip(command: list[str], started: Started | None, scratch: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(scratch), "TEMP": str(scratch), "TMP": str(scratch)}
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
         if started is not None:
             started(proc)
