@@ -7,7 +7,10 @@ is its own `oml-run` process (replace with a primary key): unpartitioned, then
 --scheduler ...` against a `dask scheduler` + two `dask worker` processes started by this script
 on 127.0.0.1 (stopped at the end). The baseline, measured in the same run, is the raw
 `mariadb --quick --batch | psql \\copy` pipe for PostgreSQL, and the unpartitioned run (one
-stream, in the client) for the Parquet targets (one file, or layout dataset). Prints seconds,
+stream, in the client) for the Parquet targets (one file, or layout dataset). --via-processor
+adds an unpartitioned dask case and a `SELECT *` duckdb.processor between the two steps, local
+and dask (where each step is a task of its own and the rows travel as Arrow tables between
+processes). Prints seconds,
 rows/s and the ratio baseline-time / case-time. Needs the local MariaDB/PostgreSQL, the mariadb/psql
 clients and the `dask` extra. Uses the databases osiris_bench_dask (`--database NAME`), dropped
 at the end (`--keep` keeps them, and the generated source table, for the next run).
@@ -94,7 +97,12 @@ def raw_pipe(table: str) -> float:
 
 
 def oml_run(
-    table: str, partitions: int | None, engine: list[str], project: Path, target: str
+    table: str,
+    partitions: int | None,
+    engine: list[str],
+    project: Path,
+    target: str,
+    via: bool = False,
 ) -> float:
     sys.path.insert(0, str(ROOT / "tests"))
     from runtime_helpers import step, write_manifest
@@ -106,18 +114,22 @@ def oml_run(
         encoding="utf-8",
     )
     partition = {"column": "id", "count": partitions} if partitions else None
+    calc = step("calc", "duckdb.processor", "processor", {"query": "SELECT * FROM extract"},
+                needs=["extract"])  # fmt: skip
+    upstream = ["calc" if via else "extract"]
     load = (
         step("load", "postgres.writer", "writer",
              {"table": f"oml_{table}", "write_mode": "replace", "primary_key": ["id"]},
-             needs=["extract"], connection="@postgres.bench")
+             needs=upstream, connection="@postgres.bench")
         if target == "postgres"
         else step("load", "filesystem.parquet_writer", "writer",
                   {"path": f"out/oml_{table}", "layout": "file" if target == "parquet" else target},
-                  needs=["extract"])
+                  needs=upstream)
     )  # fmt: skip
     steps = [
         step("extract", "mysql.extractor", "extractor", {"table": table},
              connection="@mysql.bench", partition=partition),
+        *([calc] if via else []),
         load,
     ]  # fmt: skip
     manifest = write_manifest(project / "build", steps)
@@ -164,6 +176,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median reported)")
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
+    parser.add_argument(
+        "--via-processor",
+        action="store_true",
+        help="also: a duckdb.processor (SELECT *) between extractor and writer, local and dask "
+        "(on dask each step is a task: the rows cross between processes as Arrow tables)",
+    )
     parser.add_argument("--target", choices=["postgres", "parquet", "dataset"], default="postgres")
     parser.add_argument("--database", default=DB, help=f"bench database on both servers ({DB})")
     args = parser.parse_args()
@@ -180,6 +198,10 @@ def main() -> None:
             cases += [(f"local, {p} partition(s)", (p, [])) for p in args.partitions]
             dask = ["--engine", "dask", "--scheduler", cluster.address]
             cases += [(f"dask 2 workers, {p} partition(s)", (p, dask)) for p in args.partitions]
+            if args.via_processor:
+                cases.append(("dask 2 workers, no partition", (None, dask)))
+                cases.append(("local, processor between", (None, [], True)))
+                cases.append(("dask 2 workers, processor between", (None, dask, True)))
             runs: dict[str, list[float]] = {name: [] for name, _ in cases}
             for _ in range(args.repeat):
                 for name, case in cases:
@@ -188,7 +210,9 @@ def main() -> None:
                     else:
                         project = Path(tmp) / "project"
                         project.mkdir(exist_ok=True)
-                        runs[name].append(oml_run(table, case[0], case[1], project, args.target))
+                        runs[name].append(
+                            oml_run(table, case[0], case[1], project, args.target, *case[2:])
+                        )
         finally:
             cluster.stop()
             if not args.keep:

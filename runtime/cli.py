@@ -112,7 +112,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=list(ENGINES),
         default="local",
-        help="where the run executes: local (in this process), dask (partitioned steps as tasks "
+        help="where the run executes: local (in this process), dask (every step as tasks "
         "on a Dask cluster), local-sandbox (a separate venv with a scrubbed environment), e2b (an "
         "e2b cloud sandbox; needs E2B_API_KEY)",
     )

@@ -247,6 +247,11 @@ class PlainView:
                 f"on {event.get('worker')}: {state}, {event.get('rows', 0)} rows, "
                 f"{event.get('seconds', 0):.2f}s"
             )
+        elif name == "step_task_finished":
+            state = "ok" if event.get("status") == "ok" else "FAILED"
+            self._print(
+                f"task    {step} on {event.get('worker')}: {state}, {event.get('seconds', 0):.2f}s"
+            )
 
     def on_progress(self, step_id: str, rows: int) -> None:
         self.board.progress(step_id, rows)

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.connections import LiveConnection
@@ -25,7 +25,16 @@ if TYPE_CHECKING:
 
     from osiris.runtime.debris import PartScratch, RunDebris
     from osiris.runtime.manifest import ManifestStep
-    from osiris.runtime.records.state import CursorState, PendingStates
+    from osiris.runtime.records.state import CursorState
+
+
+class CursorStates(Protocol):
+    """Where steps' incremental states come from and go to: the run's PendingStates, or what a
+    step task carries to a worker and back (runtime/step_tasks.py)."""
+
+    def load(self, step: str) -> CursorState | None: ...
+
+    def hold(self, step: str, state: CursorState) -> None: ...
 
 
 class RunDatabase:
@@ -172,7 +181,9 @@ class LocalStepContext:
         driver: str | None = None,
         defer_publish: bool = False,
         cancel: CancelToken | None = None,
-        states: PendingStates | None = None,
+        states: CursorStates | None = None,
+        scratch_dir: Path | None = None,
+        run_tag: str | None = None,
     ) -> None:
         self.step_id = step_id
         self._states = states
@@ -192,9 +203,12 @@ class LocalStepContext:
         self._debris = debris
         self._connection_ref = connection_ref
         self._driver = driver
-        # without a run (tests driving a context directly): the temp dir, nothing tracked
-        self.scratch_dir = debris.scratch_dir if debris else Path(tempfile.gettempdir())
-        self.run_tag = debris.tag if debris else secrets.token_hex(4)
+        # without a run (tests driving a context directly): the temp dir, nothing tracked;
+        # a step task on a worker: the task's private dir and the client's run tag
+        self.scratch_dir = scratch_dir or (
+            debris.scratch_dir if debris else Path(tempfile.gettempdir())
+        )
+        self.run_tag = run_tag or (debris.tag if debris else secrets.token_hex(4))
         self._on_progress = on_progress
         self._on_log = on_log
         self._cancel = cancel or CancelToken()
@@ -334,7 +348,9 @@ class StepContexts:
     debris: RunDebris | None = None
     defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
     cancel: CancelToken = field(default_factory=CancelToken)
-    states: PendingStates | None = None  # incremental cursors, committed after a successful run
+    states: CursorStates | None = None  # incremental cursors, committed after a successful run
+    scratch_dir: Path | None = None  # None: the run's (debris), else the temp dir
+    run_tag: str | None = None  # None: the run's (debris), else a random one
 
     def for_step(self, step: ManifestStep) -> LocalStepContext:
         return LocalStepContext(
@@ -354,6 +370,8 @@ class StepContexts:
             defer_publish=self.defer_publish,
             cancel=self.cancel,
             states=self.states,
+            scratch_dir=self.scratch_dir,
+            run_tag=self.run_tag,
         )
 
 

@@ -1,11 +1,14 @@
-"""The dask engine: every partition of a partitioned unit is one task on a `distributed` cluster.
+"""The dask engine: every unit of the plan runs as tasks on a `distributed` cluster.
 
-A task receives its job (drivers, configs, the connections' resolved fields) as an argument, in
-memory only: nothing secret is in a task's key. The data flows from the source to the target on
-the worker; only counts come back. A task's temp files live in a scratch directory its worker
-process locks (runtime/debris.PartScratch): each task first sweeps those of dead processes on its
-machine, as a run does when it starts. A task whose client went away (its future released) stops
-as if cancelled, so a killed client leaves no task creating tables after the next run's sweep."""
+A partitioned unit is one task per partition; every other step is one task of its own. A task
+receives its job (drivers, configs, the connections' resolved fields) as an argument, in memory
+only: nothing secret is in a task's key. The data flows from the source to the target on the
+workers (a step's output table from its worker to the next step's); only counts, log lines and
+states come back to the client. A task's temp files live in a scratch directory its worker
+process locks (runtime/debris.PartScratch, runtime/step_tasks.py): each task first sweeps those
+of dead processes on its machine, as a run does when it starts. A task whose client went away
+(its future released) stops as if cancelled, so a killed client leaves no task creating tables
+after the next run's sweep."""
 
 from __future__ import annotations
 
@@ -13,29 +16,40 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from osiris.runtime.cancel import CancelToken
+from osiris.runtime.context import LocalStepContext
 from osiris.runtime.contract.scratch import ScratchDir, sweep_scratch
+from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.errors import ConfigurationError
-from osiris.runtime.executor import PartitionRunner
-from osiris.runtime.partitioned import PartJob, PartMap, PartResult, run_part
-from osiris.runtime.step_runner import StepRunner
+from osiris.runtime.events import STEP_TASK_FINISHED
+from osiris.runtime.executor import Cluster, PartitionRunner
+from osiris.runtime.manifest import ManifestStep
+from osiris.runtime.outcomes import Measured
+from osiris.runtime.partitioned import PartJob, PartMap, PartResult, resolved_fields, run_part
+from osiris.runtime.records.state import CursorState, StateError
+from osiris.runtime.step_runner import StepRunner, StepWork
+from osiris.runtime.step_tasks import StepJob, StepTaskResult, portable_step, run_step_task
 
 CANCEL_POLL_SECONDS = 0.5
-PROGRESS_SECONDS = 0.5  # at most one progress message per partition this often
+PROGRESS_SECONDS = 0.5  # at most one progress message per task this often
 DEFAULT_LOCAL_WORKERS = 2
 
 
-def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
-    """The task: one partition on a worker; stops when the client sets the cancel event or is
-    gone, and sends its running row count to the client's progress queue now and then."""
+@contextlib.contextmanager
+def _task_channel(
+    cancel_event: str, progress: str, progress_key: object
+) -> Iterator[tuple[CancelToken, Callable[[int], None], str]]:
+    """In a task, after sweeping dead workers' scratch directories on this machine: a token
+    cancelled once the client sets the cancel event or is gone, a progress callback that sends
+    the task's running row count (keyed) to the client now and then, and the worker's address."""
     from distributed import Event, Queue, get_worker
 
     worker = get_worker()
     key = worker.get_current_task()
-    sweep_scratch()  # dead workers' partition scratch directories on this machine
+    sweep_scratch()  # dead workers' task scratch directories on this machine
     token = CancelToken()
     done = threading.Event()
     event = Event(cancel_event)
@@ -47,7 +61,7 @@ def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
         if now - sent[0] >= PROGRESS_SECONDS:
             sent[0] = now
             with contextlib.suppress(Exception):  # progress is a courtesy: never fail on it
-                queue.put((job.index, rows), timeout=1)
+                queue.put((progress_key, rows), timeout=1)
 
     def abandoned() -> bool:
         """The scheduler released the task: its client was closed or died."""
@@ -64,60 +78,76 @@ def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
     watcher = threading.Thread(target=watch, name="osiris-cancel-watch", daemon=True)
     watcher.start()
     try:
-        return run_part(job, worker=worker.address, cancel=token, on_rows=on_rows)
+        yield token, on_rows, worker.address
     finally:
         done.set()
 
 
+@contextlib.contextmanager
+def _channel(
+    client: Any, cancel: CancelToken, on_rows: Callable[[Any, int], None]
+) -> Iterator[tuple[str, str, str]]:
+    """On the client, while tasks run: (tag, cancel event, progress queue) for _task_channel.
+    The run's cancellation sets the event; the tasks' progress reaches on_rows(key, rows)."""
+    from distributed import Event, Queue
+
+    tag = uuid.uuid4().hex[:12]
+    name, progress = f"osiris-cancel-{tag}", f"osiris-progress-{tag}"
+    event = Event(name, client=client)
+    queue = Queue(progress, client=client)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.wait(PROGRESS_SECONDS):
+            try:
+                waiting = queue.get(batch=True)  # what is there now, without blocking
+            except Exception:  # the cluster went away: the tasks' results will say
+                continue
+            for key, rows in waiting:
+                on_rows(key, rows)
+
+    reader = threading.Thread(target=drain, name="osiris-dask-progress", daemon=True)
+    reader.start()
+    try:
+        with cancel.on_cancel(event.set):
+            yield tag, name, progress
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
+def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
+    """The task: one partition on a worker."""
+    with _task_channel(cancel_event, progress, job.index) as (token, on_rows, worker):
+        return run_part(job, worker=worker, cancel=token, on_rows=on_rows)
+
+
 def _cluster_map(client: Any) -> PartitionRunner:
-    from distributed import Event, Queue, as_completed
+    from distributed import as_completed
 
     def make(runner: StepRunner, on_rows: Callable[[int, int], None]) -> PartMap:
         def run(jobs: Sequence[PartJob]) -> list[PartResult]:
-            tag = uuid.uuid4().hex[:12]
-            name, progress = f"osiris-cancel-{tag}", f"osiris-progress-{tag}"
-            event = Event(name, client=client)
-            queue = Queue(progress, client=client)
-            futures = {
-                client.submit(
-                    _remote_part,
-                    job,
-                    name,
-                    progress,
-                    key=f"osiris-part-{tag}-{job.index}",
-                    pure=False,
-                ): job
-                for job in jobs
-            }
-            stop = threading.Event()
-
-            def drain() -> None:
-                while not stop.wait(PROGRESS_SECONDS):
-                    try:
-                        waiting = queue.get(batch=True)  # what is there now, without blocking
-                    except Exception:  # the cluster went away: the tasks' results will say
-                        continue
-                    for index, rows in waiting:
-                        on_rows(index, rows)
-
-            reader = threading.Thread(target=drain, name="osiris-dask-progress", daemon=True)
-            reader.start()
             results: list[PartResult] = []
-            try:
-                with runner.reporter.cancel.on_cancel(event.set):
-                    for future in as_completed(futures):
-                        job = futures[future]
-                        try:
-                            result = future.result()
-                        except Exception as err:  # the worker died or the task could not run
-                            result = PartResult(
-                                job.index, 0, 0, 0.0, "?", error=f"task failed: {err}"
-                            )
-                        on_rows(result.index, result.rows)
-                        results.append(result)
-            finally:
-                stop.set()
-                reader.join(timeout=5)
+            with _channel(client, runner.reporter.cancel, on_rows) as (tag, name, progress):
+                futures = {
+                    client.submit(
+                        _remote_part,
+                        job,
+                        name,
+                        progress,
+                        key=f"osiris-part-{tag}-{job.index}",
+                        pure=False,
+                    ): job
+                    for job in jobs
+                }
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as err:  # the worker died or the task could not run
+                        result = PartResult(job.index, 0, 0, 0.0, "?", error=f"task failed: {err}")
+                    on_rows(result.index, result.rows)
+                    results.append(result)
             return results
 
         return run
@@ -125,8 +155,151 @@ def _cluster_map(client: Any) -> PartitionRunner:
     return make
 
 
+def _remote_step(
+    job: StepJob, inputs: Mapping[str, StepTaskResult], cancel_event: str, progress: str
+) -> StepTaskResult:
+    """The task: one step on a worker, its inputs the upstream tasks' results (moved here by
+    Dask from wherever they ran)."""
+    tables = {name: found.table for name, found in inputs.items() if found.table is not None}
+    with _task_channel(cancel_event, progress, job.step.id) as (token, on_rows, worker):
+        return run_step_task(job, tables, worker=worker, cancel=token, on_rows=on_rows)
+
+
+def _without_table(result: StepTaskResult) -> StepTaskResult:
+    return result.without_table()
+
+
+class _ClusterSteps:
+    """Steps as tasks. An extractor's or processor's output stays on the worker that made it;
+    the client keeps its Future (per step id) and hands it to the downstream tasks, so Dask
+    moves the table worker to worker and this process never holds the rows."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.outputs: dict[str, Any] = {}  # step id -> Future of its StepTaskResult
+        self.readers: dict[str, int] = {}  # step id -> its readers that have not run yet
+        self.lock = threading.Lock()
+
+    def work(self, runner: StepRunner) -> StepWork:
+        for step in runner.steps.values():
+            for upstream in step.upstream:
+                self.readers[upstream] = self.readers.get(upstream, 0) + 1
+        return lambda step, ctx: self._run(runner, step, ctx)
+
+    def _run(self, runner: StepRunner, step: ManifestStep, ctx: LocalStepContext) -> Measured:
+        try:
+            return self._run_step(runner, step, ctx)
+        finally:
+            self._release_inputs(step)
+
+    def _release_inputs(self, step: ManifestStep) -> None:
+        """Once its last reader has run, a table is dropped from the cluster's memory."""
+        with self.lock:
+            for upstream in step.upstream:
+                self.readers[upstream] -= 1
+                if not self.readers[upstream]:
+                    self.outputs.pop(upstream, None)
+
+    def _run_step(self, runner: StepRunner, step: ManifestStep, ctx: LocalStepContext) -> Measured:
+        driver = runner.driver(step)
+        stages = step.role == "writer" and bool(driver.abilities.partitioned_sink)
+        if step.role == "writer" and ctx.defer_publish and not stages:
+            # --atomic: a worker cannot hand back a load to publish later; it runs here
+            ctx.log("runs in the client: with --atomic its target is published at the end")
+            self._fetch_inputs(runner, step)
+            return runner.run_role(step, ctx)
+        if not stages:
+            return self._submit(runner, step, ctx).measured or Measured(0, 0, 0)
+        # stage on the worker, publish from here: --atomic and one transaction, as partitions
+        parts = driver.part_tables(ctx, 1)
+        entries = track_parts(ctx, parts)
+        staged = self._submit(runner, step, ctx, parts[0])
+        assert staged.measured is not None and staged.schema is not None
+        published = runner.finish_parts(step, driver, ctx, staged.schema, parts)
+        if not ctx.defer_publish:  # published: the part went with it
+            for entry in entries:
+                ctx.untrack(entry)
+        ctx.progress(published.rows_out)
+        return Measured(staged.measured.rows_in, published.rows_out, staged.measured.bytes)
+
+    def _submit(
+        self,
+        runner: StepRunner,
+        step: ManifestStep,
+        ctx: LocalStepContext,
+        part: Part | None = None,
+    ) -> StepTaskResult:
+        """Run the step as one task and wait for it; report its worker, log lines and state."""
+        with self.lock:
+            inputs = {u: self.outputs[u] for u in step.upstream if u in self.outputs}
+        state: CursorState | StateError | None = None
+        if step.role == "extractor":
+            try:
+                state = ctx.load_state()
+            except StateError as err:  # the step reports it, as it would locally
+                state = err
+        job = StepJob(
+            portable_step(step),
+            tuple(portable_step(runner.steps[u]) for u in step.upstream),
+            resolved_fields(runner, step.connection),
+            str(ctx.project_dir.absolute()),
+            str(ctx.artifacts_dir.absolute()),
+            runner.contexts.debris.run_id if runner.contexts.debris else ctx.run_tag,
+            state,
+            part,
+        )
+        report = runner.reporter
+        with _channel(self.client, report.cancel, lambda _key, rows: ctx.progress(rows)) as (
+            tag,
+            name,
+            progress,
+        ):
+            future = self.client.submit(
+                _remote_step, job, inputs, name, progress, key=f"osiris-step-{tag}", pure=False
+            )
+            try:
+                if step.role == "writer":
+                    result = future.result()
+                else:  # the table stays where it is
+                    summary = self.client.submit(
+                        _without_table, future, key=f"osiris-step-{tag}-result", pure=False
+                    )
+                    result = summary.result()
+            except Exception as err:  # the worker died or the task could not run
+                raise DriverError(f"task failed: {err}") from None
+        report.events.emit(
+            STEP_TASK_FINISHED,
+            step.id,
+            worker=result.worker,
+            seconds=round(result.seconds, 3),
+            status="failed" if result.error else "ok",
+        )
+        for line in result.logs:
+            ctx.log(line)
+        if result.state is not None:
+            ctx.hold_state(result.state)
+        if result.error is not None:
+            raise result.error
+        if step.role != "writer":
+            with self.lock:
+                self.outputs[step.id] = future
+        return result
+
+    def _fetch_inputs(self, runner: StepRunner, step: ManifestStep) -> None:
+        """The step's input tables into the client's run.duckdb (a writer that runs here)."""
+        with self.lock:
+            for name in step.upstream:
+                if name in self.outputs and not runner.database.table_exists(name):
+                    table = self.outputs[name].result().table
+                    runner.database.store(name, table.to_reader())
+
+
+def _cluster(client: Any) -> Cluster:
+    return Cluster(_cluster_map(client), _ClusterSteps(client).work)
+
+
 @contextlib.contextmanager
-def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[PartitionRunner]:
+def dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[Cluster]:
     """Connect to the scheduler, or start a LocalCluster of `workers` processes, for a run."""
     try:
         import dask
@@ -143,7 +316,7 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
                 f"cannot reach the Dask scheduler {scheduler}: {err}"
             ) from None
         try:
-            yield _cluster_map(client)
+            yield _cluster(client)
         finally:
             client.close()
         return
@@ -164,4 +337,4 @@ def dask_partitions(scheduler: str | None, workers: int | None) -> Iterator[Part
         except Exception as err:
             raise ConfigurationError(f"could not start a local Dask cluster: {err}") from None
         with cluster, Client(cluster) as client:
-            yield _cluster_map(client)
+            yield _cluster(client)

@@ -25,6 +25,7 @@ STEP_SKIPPED = "step_skipped"
 STEP_CANCELLED = "step_cancelled"
 RUN_FINISHED = "run_finished"
 PARTITION_FINISHED = "partition_finished"  # one partition of a partitioned unit, per worker
+STEP_TASK_FINISHED = "step_task_finished"  # a step run as one task on a cluster: its worker
 STATE_ADVANCED = "state_advanced"  # a step's incremental cursor, written once the run succeeded
 
 EventListener = Callable[[dict[str, Any]], None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from osiris.runtime.cancel import CancelToken
@@ -19,13 +20,22 @@ from osiris.runtime.planner import (
     Unit,
     ViewChainUnit,
 )
-from osiris.runtime.step_runner import StepRunner
+from osiris.runtime.step_runner import StepRunner, StepWork
 from osiris.runtime.streams import run_stream
 from osiris.runtime.view_chains import run_view_chain
 
 POLL_SECONDS = 0.2
 # How a partitioned unit's partitions run: (runner, on_rows(partition, rows)) -> their runner.
 PartitionRunner = Callable[[StepRunner, Callable[[int, int], None]], PartMap]
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """An engine of its own (a Dask cluster): how a unit's partitions run there, and the work
+    that runs any other step there as one task (for StepRunner.run)."""
+
+    partitions: PartitionRunner
+    steps: Callable[[StepRunner], StepWork]
 
 
 def default_parallelism() -> int:
@@ -53,18 +63,21 @@ class LocalExecutor:
         *,
         max_parallel: int | None = None,
         cancel: CancelToken | None = None,
-        partitions: PartitionRunner | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.runner = runner
         self.max_parallel = max(1, max_parallel or default_parallelism())
         self.cancel = cancel or runner.reporter.cancel
         # by default a unit's partitions run on threads of this process, max_parallel at a time
-        self.partitions: PartitionRunner = partitions or (
-            lambda runner, on_rows: thread_map(runner, self.max_parallel, on_rows)
+        self.partitions: PartitionRunner = (
+            cluster.partitions
+            if cluster
+            else lambda runner, on_rows: thread_map(runner, self.max_parallel, on_rows)
         )
-        # an engine of its own (a cluster) also runs database-to-database streams, as a unit
-        # of one partition: the rows never pass through this process
-        self.remote = partitions is not None
+        # on a cluster every other step is a task too (None: in this process), and a
+        # database-to-database stream is a unit of one partition: no rows pass through here
+        self.step_work: StepWork | None = cluster.steps(runner) if cluster else None
+        self.remote = cluster is not None
 
     def run(self, plan: ExecutionPlan) -> tuple[StepOutcome, ...]:
         outcomes: dict[str, StepOutcome] = {}
@@ -104,7 +117,7 @@ class LocalExecutor:
     def _run_unit(self, unit: Unit) -> tuple[StepOutcome, ...]:
         match unit:
             case StepUnit():
-                return (self.runner.run(unit.step),)
+                return (self.runner.run(unit.step, self.step_work),)
             case FileViewUnit():
                 return (self.runner.run(unit.step, self.runner.read_in_place),)
             case StreamUnit():

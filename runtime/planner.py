@@ -46,6 +46,9 @@ class PlanOptions:
 
     materialize: MaterializeMode = "auto"
     inplace_min_bytes: int = INPLACE_MIN_BYTES
+    # every unit runs as tasks on a cluster, where steps share no run.duckdb: no views over
+    # files or queries, and streams only between ends that stage (one task, published here)
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,17 +176,23 @@ def plan(steps: Sequence[ManifestStep], options: PlanOptions, facts: Facts) -> E
     streams = {
         step.id: consumer[step.id]
         for step in steps
-        if step.id in consumer and _streams(step, consumer[step.id], options, facts)
+        if step.id in consumer
+        and _streams(step, consumer[step.id], options, facts)
+        and (not options.cluster or _cluster_stream(step, consumer[step.id], facts))
     }
     in_place = {
         step.id
         for step in steps
-        if step.id in consumer and _reads_in_place(step, consumer[step.id], options, facts)
+        if step.id in consumer
+        and not options.cluster
+        and _reads_in_place(step, consumer[step.id], options, facts)
     }
     views = in_place | {
         step.id
         for step in steps
-        if step.id in consumer and _processor_view(step, consumer[step.id], facts)
+        if step.id in consumer
+        and not options.cluster
+        and _processor_view(step, consumer[step.id], facts)
     }
     units: list[Unit] = []
     claimed: set[str] = set()
@@ -237,14 +246,25 @@ def _streams(source: ManifestStep, sink: ManifestStep, options: PlanOptions, fac
 def _partitioned(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
     """An extractor with `partition:` whose only consumer is a writer with no other input that
     can stage partitions (otherwise the step reads every row in one stream, as without it)."""
+    return source.partition is not None and _stages(source, sink, facts)
+
+
+def _stages(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
+    """An extractor that reads in partitions whose only consumer is a writer with no other
+    input that stages partitions."""
     return (
-        source.partition is not None
-        and source.role == "extractor"
+        source.role == "extractor"
         and sink.role == "writer"
         and sink.upstream == (source.id,)
         and facts.abilities[source.id].partitioned_source
         and facts.abilities[sink.id].partitioned_sink
     )
+
+
+def _cluster_stream(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
+    """On a cluster a stream is a partitioned unit of one partition; a partition's job carries
+    no incremental state, so an incremental extractor runs as a step task of its own."""
+    return _stages(source, sink, facts) and not source.config.get("incremental")
 
 
 def _reads_in_place(

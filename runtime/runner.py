@@ -157,7 +157,9 @@ def run_manifest(
     except ConfigurationError as err:
         return RunOutcome("failed", err.exit_code, pipeline=pipeline, error=str(err))
     try:
-        options = PlanOptions(materialize_mode(materialize, env), inplace_min_bytes(env))
+        options = PlanOptions(
+            materialize_mode(materialize, env), inplace_min_bytes(env), cluster=engine == "dask"
+        )
     except ValueError as err:
         return RunOutcome("failed", ExitCode.CONFIGURATION, pipeline=pipeline, error=str(err))
     try:
@@ -271,6 +273,11 @@ class _Run:
                 facts = probe(self.manifest.steps, drivers, contexts.for_step)
                 execution_plan = plan(self.manifest.steps, options, facts)
                 self._announce(execution_plan, max_parallel, options)
+                if options.cluster and options.materialize == "all":
+                    self._warn(
+                        "--materialize all: with --engine dask the steps' outputs stay on the "
+                        "cluster's workers; run.duckdb keeps none of them"
+                    )
                 self._sweep()
                 runner = StepRunner(
                     self.manifest.steps,
@@ -280,14 +287,14 @@ class _Run:
                 )
                 try:
                     with (
-                        partition_engine(self.engine)(self.engine_options) as partitions,
+                        partition_engine(self.engine)(self.engine_options) as cluster,
                         self.cancel.on_cancel(database.interrupt),
                     ):
                         executor = LocalExecutor(
                             runner,
                             max_parallel=max_parallel,
                             cancel=self.cancel,
-                            partitions=partitions,
+                            cluster=cluster,
                         )
                         steps = executor.run(execution_plan)
                     if not self.cancel.cancelled:

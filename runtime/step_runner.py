@@ -22,7 +22,9 @@ StepWork = Callable[[ManifestStep, LocalStepContext], Measured]
 
 
 class StepRunner:
-    """What every unit strategy of the local executor runs and reports steps with."""
+    """What every unit strategy of the local executor runs and reports steps with. Without a
+    reporter (a step task on a cluster's worker) it only does the roles' work: the client
+    reports."""
 
     def __init__(
         self,
@@ -30,19 +32,28 @@ class StepRunner:
         *,
         drivers: StepDrivers,
         contexts: StepContexts,
-        reporter: StepReporter,
+        reporter: StepReporter | None = None,
     ) -> None:
         self.steps = {step.id: step for step in steps}
         self.drivers = drivers
         self.contexts = contexts
         self.database = contexts.database  # the run's, which every step context shares
-        self.reporter = reporter
+        self._reporter = reporter
         self.publications = Publications()  # writers' deferred loads (--atomic)
         self._rows_out: dict[str, int] = {}
 
+    @property
+    def reporter(self) -> StepReporter:
+        if self._reporter is None:
+            raise RuntimeError("this StepRunner does the roles' work only: it reports nothing")
+        return self._reporter
+
     def record(self, outcome: StepOutcome) -> None:
         """Remember what a finished step produced: the rows its readers read."""
-        self._rows_out[outcome.step_id] = outcome.rows_out
+        self.record_rows(outcome.step_id, outcome.rows_out)
+
+    def record_rows(self, step_id: str, rows: int) -> None:
+        self._rows_out[step_id] = rows
 
     def driver(self, step: ManifestStep) -> Any:
         """The step's driver (raises what loading it raised, if it could not be loaded)."""

@@ -439,3 +439,310 @@ def test_secrets_reach_workers_but_no_record(pg_db: dict[str, Any], tmp_path: Pa
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+# --- every unit on the cluster (steps as tasks; tables travel worker to worker) -------------
+
+ORDERS_CSV = "id,region,amount\n1,eu,10.5\n2,us,20\n3,eu,30\n4,apac,7.25\n5,us,1\n"
+
+
+CALC = "SELECT id, v * 2 AS v, upper(name) AS name, amount, created FROM src WHERE id % 3 <> 0"
+
+
+def _steps_and_files(project: Path, table: str, calc: str = CALC) -> list[dict[str, Any]]:
+    """MariaDB -> processor -> PostgreSQL, and a CSV file -> processor -> CSV + Parquet."""
+    from runtime_helpers import step
+
+    (project / "orders_dk.csv").write_text(ORDERS_CSV, encoding="utf-8")
+    by_region = (
+        "SELECT region, sum(amount) AS total, count(*) > 1 AS many FROM orders GROUP BY region"
+    )
+    return [
+        step("src", "mysql.extractor", "extractor", {"table": "dask_src"}, connection="@mysql.m"),
+        step("calc", "duckdb.processor", "processor", {"query": calc}, needs=["src"]),
+        step(
+            "dst",
+            "postgres.writer",
+            "writer",
+            {"table": table, "write_mode": "replace"},
+            connection="@postgres.p",
+            needs=["calc"],
+        ),
+        step("orders", "filesystem.csv_extractor", "extractor", {"path": "orders_dk.csv"}),
+        step("regions", "duckdb.processor", "processor", {"query": by_region}, needs=["orders"]),
+        step(
+            "out_csv",
+            "filesystem.csv_writer",
+            "writer",
+            {"path": "regions_dk.csv"},
+            needs=["regions"],
+        ),
+        step(
+            "out_pq",
+            "filesystem.parquet_writer",
+            "writer",
+            {"path": "regions_dk.parquet"},
+            needs=["regions"],
+        ),
+    ]
+
+
+def _regions(project: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    import pyarrow.parquet as pq
+
+    rows = (project / "regions_dk.csv").read_text(encoding="utf-8").splitlines()
+    table = pq.read_table(project / "regions_dk.parquet").sort_by("region")
+    return sorted(rows), [tuple(r.values()) for r in table.to_pylist()]
+
+
+def test_every_step_runs_on_a_worker_as_locally(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    mysql_source(mysql_db, rows=300)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    local, _ = run_steps(
+        tmp_path / "a", _steps_and_files(tmp_path / "a", "dk_local"), connections=conns
+    )
+    assert local.status == "ok", local.error
+    outcome, run_dir = run_steps(
+        tmp_path / "b",
+        _steps_and_files(tmp_path / "b", "dk_dst"),
+        connections=conns,
+        engine="dask",
+        engine_options=EngineOptions(workers=2),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert pg_summary(pg_db, "dk_dst") == pg_summary(pg_db, "dk_local")
+    assert pg_summary(pg_db, "dk_dst")[0] == 200
+    assert _regions(tmp_path / "b") == _regions(tmp_path / "a")
+    assert [(s.step_id, s.rows_in, s.rows_out) for s in outcome.steps] == [
+        (s.step_id, s.rows_in, s.rows_out) for s in local.steps
+    ]
+    assert run_dir is not None
+    events = read_events(run_dir)
+    units = next(e for e in events if e["event"] == "run_started")["units"]
+    assert {u["kind"] for u in units} == {"step"}  # no views over the client's run.duckdb
+    tasks = {e["step"]: e for e in events if e["event"] == "step_task_finished"}
+    assert sorted(tasks) == sorted(s.step_id for s in outcome.steps)
+    assert all(t["status"] == "ok" for t in tasks.values())
+    assert all(t["worker"].startswith("tcp://127.0.0.1:") for t in tasks.values())
+    # the client never held a step's rows: it never even opened its run database
+    assert not (run_dir / "run.duckdb").exists()
+    assert pg_tables(pg_db) == ["dk_dst", "dk_local"]
+
+
+def test_a_failing_processor_on_the_cluster_fails_as_locally(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, workers = scheduler
+    mysql_source(mysql_db, rows=50)
+    _connections(tmp_path, mysql_db, pg_db)
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dk_dst (id int, v int, name text, amount numeric, created date)")
+        c.execute("INSERT INTO dk_dst VALUES (1, 1, 'before', 1.00, '2020-01-01')")
+    before = pg_summary(pg_db, "dk_dst")
+    bad = "SELECT id, CAST('x' || name AS INTEGER) AS v, name, amount, created FROM src"
+    steps = _steps_and_files(tmp_path, "dk_dst", bad)
+    # the local plan of the same shape (a view chain would fail the writer with the processor)
+    local, _ = run_steps(tmp_path, steps, materialize="all")
+    outcome, run_dir = run_steps(
+        tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+    )
+    assert outcome.exit_code == local.exit_code == 4, outcome.error
+    summary, expected = outcome.summary(), local.summary()
+    assert summary["failed_step"] == expected["failed_step"] == "calc"
+    assert "Could not convert string 'xname--20' to INT32" in summary["error"]
+    assert summary["error"] == expected["error"]
+    statuses = {s["id"]: s["status"] for s in summary["steps"]}
+    assert statuses == {s["id"]: s["status"] for s in expected["steps"]}
+    assert statuses["dst"] == "skipped" and statuses["out_csv"] == "ok"
+    assert pg_summary(pg_db, "dk_dst") == before
+    assert pg_tables(pg_db) == ["dk_dst"]
+    assert run_dir is not None
+    failed = next(e for e in read_events(run_dir) if e["event"] == "step_task_finished"
+                  and e["step"] == "calc")  # fmt: skip
+    assert failed["status"] == "failed" and failed["worker"] in workers
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert f"(on worker {failed['worker']})" in log  # the worker's traceback, in the client's log
+
+
+def test_incremental_state_held_on_a_worker_advances_only_on_success(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    from runtime_helpers import mysql_rows, step
+
+    from osiris.runtime.records.state import state_path
+
+    address, _ = scheduler
+    _connections(tmp_path, mysql_db, pg_db)
+    mysql_rows(
+        mysql_db,
+        "CREATE TABLE dk_events (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
+        "INSERT INTO dk_events VALUES (1, 'a', '2024-01-01 00:00:00'), "
+        "(2, 'b', '2024-01-02 00:00:00')",
+    )
+    read = {"table": "dk_events", "incremental": {"cursor_column": "updated_at"}}
+
+    load = {"table": "dk_copy", "write_mode": "append"}
+
+    def run(query: str | None) -> int:
+        """MariaDB -> PostgreSQL (a stream), or with a processor between them."""
+        calc = [step("calc", "duckdb.processor", "processor", {"query": query}, needs=["src"])]
+        steps = [
+            step("src", "mysql.extractor", "extractor", read, connection="@mysql.m"),
+            *(calc if query else []),
+            step("dst", "postgres.writer", "writer", load, connection="@postgres.p",
+                 needs=["calc" if query else "src"]),
+        ]  # fmt: skip
+        outcome, _ = run_steps(
+            tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+        )
+        return int(outcome.exit_code)
+
+    state = state_path(tmp_path, "test-pipeline", "src")
+    assert run(None) == 0
+    assert json.loads(state.read_text())["last_value"].startswith("2024-01-02")
+    mysql_rows(mysql_db, "INSERT INTO dk_events VALUES (3, 'c', '2024-01-03 00:00:00')")
+    assert run("SELECT id, CAST(name AS INTEGER) AS name FROM src") == 4
+    assert json.loads(state.read_text())["last_value"].startswith("2024-01-02")
+    assert run("SELECT id, name FROM src") == 0
+    assert json.loads(state.read_text())["last_value"].startswith("2024-01-03")
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT id, name FROM dk_copy ORDER BY id").fetchall() == [
+            (1, "a"), (2, "b"), (3, "c"),
+        ]  # fmt: skip
+
+
+def test_ctrl_c_cancels_a_processor_task(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, _ = scheduler
+    mysql_source(mysql_db, rows=20)
+    _connections(tmp_path, mysql_db, pg_db)
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dk_dst (id int)")
+        c.execute("INSERT INTO dk_dst VALUES (7)")
+    endless = "SELECT sum(a.range % 7)::INTEGER AS id FROM range(1000000000000) a, src"
+    manifest = write_manifest(tmp_path / "build", _steps_and_files(tmp_path, "dk_dst", endless))
+    proc = oml_run(manifest, tmp_path, "--engine", "dask", "--scheduler", address)
+    deadline = time.monotonic() + 60
+    started = False
+    while not started and time.monotonic() < deadline:
+        runs = tmp_path / "runs"
+        started = runs.exists() and any(
+            '"step_started", "run_id"' in line and '"step": "calc"' in line
+            for path in runs.glob("*/events.jsonl")
+            for line in path.read_text().splitlines()
+        )
+        time.sleep(0.2)
+    time.sleep(2)  # the processor's query is running on a worker now
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert time.monotonic() - stopped < 30  # the query was interrupted, not waited for
+    summary = json.loads(out)
+    assert summary["status"] == "cancelled"
+    assert {s["id"]: s["status"] for s in summary["steps"]}["calc"] == "cancelled"
+    events = read_events(run_dir_of(tmp_path))
+    task = next(e for e in events if e["event"] == "step_task_finished" and e["step"] == "calc")
+    assert task["status"] == "failed"  # the task ended: its query was interrupted on the worker
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT array_agg(id) FROM dk_dst").fetchone() == ([7],)
+    assert pg_tables(pg_db) == ["dk_dst"]
+
+
+def test_atomic_stages_on_workers_and_runs_the_csv_writer_in_the_client(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    address, workers = scheduler
+    mysql_source(mysql_db, rows=60)
+    _connections(tmp_path, mysql_db, pg_db)
+    conns = tmp_path / "osiris_connections.yaml"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    local, _ = run_steps(
+        tmp_path / "a", _steps_and_files(tmp_path / "a", "dk_local"), connections=conns
+    )
+    assert local.status == "ok", local.error
+    manifest = write_manifest(tmp_path / "build", _steps_and_files(tmp_path / "b", "dk_dst"))
+    proc = oml_run(manifest, tmp_path / "b", "--engine", "dask", "--scheduler", address,
+                   "--connections", str(conns), "--atomic", "--materialize", "all",
+                   "--format", "text")  # fmt: skip
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (out, err)
+    lines = [line for line in out.splitlines() if line.startswith("task ")]
+    on_workers = ["calc", "dst", "orders", "out_pq", "regions", "src"]  # Parquet stages there
+    assert sorted(line.split()[1] for line in lines) == on_workers
+    assert all(" on tcp://127.0.0.1:" in line and ": ok, " in line for line in lines), out
+    assert pg_summary(pg_db, "dk_dst") == pg_summary(pg_db, "dk_local")
+    assert _regions(tmp_path / "b") == _regions(tmp_path / "a")
+    run_dir = run_dir_of(tmp_path / "b")
+    events = read_events(run_dir)
+    tasks = {e["step"]: e["worker"] for e in events if e["event"] == "step_task_finished"}
+    assert sorted(tasks) == on_workers
+    assert set(tasks.values()) <= set(workers)
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    # the CSV writer cannot hand a pending publication back from a worker
+    assert "[out_csv] runs in the client: with --atomic" in log, log
+    assert "[out_pq] runs in the client" not in log
+    status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    assert status["published_steps"] == ["dst", "out_csv", "out_pq"]
+    assert any("run.duckdb keeps none of them" in w for w in status["warnings"])
+    assert pg_tables(pg_db) == ["dk_dst", "dk_local"]
+
+
+def test_step_tasks_carry_secrets_to_workers_but_into_no_record(
+    scheduler: tuple[str, list[str]], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    from runtime_helpers import step
+
+    address, workers = scheduler
+    secret = "s3cret-dk-step-" + "7a1e" * 4
+    with pg_connect(pg_db) as c:
+        c.execute("CREATE TABLE dk_src AS SELECT i AS id FROM generate_series(1, 40) i")
+    fields = {k: pg_db[k] for k in ("host", "port", "user", "database")}
+    (tmp_path / "osiris_connections.yaml").write_text(
+        json.dumps({"connections": {"postgres": {"p": {**fields, "password": "${DK_PG_PW}"}}}}),
+        encoding="utf-8",
+    )
+    steps = [
+        step("src", "postgres.extractor", "extractor", {"table": "dk_src"}, connection="@postgres.p"),
+        step("calc", "duckdb.processor", "processor", {"query": "SELECT id * 2 AS id FROM src"},
+             needs=["src"]),
+        step("dst", "postgres.writer", "writer", {"table": "dk_dst", "write_mode": "replace"},
+             connection="@postgres.p", needs=["calc"]),
+    ]  # fmt: skip
+    outcome, run_dir = run_steps(
+        tmp_path / "run",
+        steps,
+        connections=tmp_path / "osiris_connections.yaml",
+        environ={"DK_PG_PW": secret},
+        engine="dask",
+        engine_options=EngineOptions(scheduler=address),
+    )
+    assert outcome.status == "ok", outcome.error
+    assert run_dir is not None
+    tasks = [e for e in read_events(run_dir) if e["event"] == "step_task_finished"]
+    assert sorted(t["step"] for t in tasks) == ["calc", "dst", "src"]
+    assert {t["worker"] for t in tasks} <= set(workers)
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT count(*), sum(id) FROM dk_dst").fetchone() == (40, 1640)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(encoding="utf-8", errors="replace"), path

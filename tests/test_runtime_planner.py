@@ -226,6 +226,27 @@ def test_file_whose_query_does_not_build_is_copied() -> None:
 # ------------------------------------------------------------- a mixed DAG
 
 
+def test_on_a_cluster_steps_share_no_run_database() -> None:
+    """--engine dask: no views (each task has its own DuckDB file); a stream only between ends
+    that stage (a partitioned unit of one partition), and not from an incremental extractor."""
+    cluster = PlanOptions(cluster=True)
+    files = [
+        step("big", CSV),
+        step("calc", PROCESSOR, ("big",)),
+        step("out", CSV_OUT, ("calc",)),
+        step("copy", CSV),
+        step("copied", CSV_OUT, ("copy",)),
+    ]
+    found = facts(files, {"big": LARGE, "copy": LARGE})
+    assert units(files, found, cluster) == [StepUnit(s) for s in files]
+    dbs = [step("src", "mysql.extractor"), step("dst", "postgres.writer", ("src",))]
+    assert units(dbs, facts(dbs), cluster) == [StreamUnit(dbs[0], dbs[1])]
+    incremental = replace(dbs[0], config=MappingProxyType({"incremental": {"cursor_column": "u"}}))
+    dbs = [incremental, dbs[1]]
+    assert units(dbs, facts(dbs), cluster) == [StepUnit(dbs[0]), StepUnit(dbs[1])]
+    assert units(dbs, facts(dbs)) == [StreamUnit(dbs[0], dbs[1])]  # locally: a plain stream
+
+
 def test_mixed_dag() -> None:
     steps = [
         step("orders", CSV),  # large file -> processor -> writer: one query

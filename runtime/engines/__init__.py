@@ -20,7 +20,7 @@ Engine = Callable[[Path, argparse.Namespace, "RunObserver", CancelToken], "RunOu
 def _in_process(
     manifest: Path, args: argparse.Namespace, observer: RunObserver, cancel: CancelToken
 ) -> RunOutcome:
-    """local and dask: this process runs the plan; dask sends partitioned steps to its cluster."""
+    """local and dask: this process runs the plan; dask sends every step to its cluster."""
     from osiris.runtime.engines.partitions import EngineOptions
     from osiris.runtime.runner import run_manifest
 

@@ -1,4 +1,4 @@
-"""How an in-process run executes partitioned steps: threads here, or tasks on a Dask cluster."""
+"""Where an in-process run executes its units: threads here, or tasks on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from osiris.runtime.errors import ConfigurationError
-from osiris.runtime.executor import PartitionRunner
+from osiris.runtime.executor import Cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,28 +19,26 @@ class EngineOptions:
     workers: int | None = None
 
 
-# A context (the cluster's lifetime) yielding how partitions run (None: threads).
-PartitionEngine = Callable[
-    [EngineOptions], contextlib.AbstractContextManager[PartitionRunner | None]
-]
+# A context (the cluster's lifetime) yielding the cluster that runs the units (None: threads).
+PartitionEngine = Callable[[EngineOptions], contextlib.AbstractContextManager[Cluster | None]]
 
 
 @contextlib.contextmanager
-def _local(options: EngineOptions) -> Iterator[PartitionRunner | None]:
+def _local(options: EngineOptions) -> Iterator[Cluster | None]:
     if options.scheduler or options.workers:
         raise ConfigurationError("--scheduler and --workers apply to --engine dask only")
     yield None
 
 
 @contextlib.contextmanager
-def _dask(options: EngineOptions) -> Iterator[PartitionRunner | None]:
-    from osiris.runtime.dask_engine import dask_partitions
+def _dask(options: EngineOptions) -> Iterator[Cluster | None]:
+    from osiris.runtime.dask_engine import dask_cluster
 
-    with dask_partitions(options.scheduler, options.workers) as runner:
-        yield runner
+    with dask_cluster(options.scheduler, options.workers) as cluster:
+        yield cluster
 
 
 def partition_engine(engine: str) -> PartitionEngine:
-    """dask runs partitions on its cluster; every other engine (local, and the sandboxes, which
+    """dask runs every unit on its cluster; every other engine (local, and the sandboxes, which
     run this same runtime inside them) on threads of this process."""
     return _dask if engine == "dask" else _local
