@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +16,14 @@ from osiris.runtime.connections import LiveConnection
 from osiris.runtime.context import LocalStepContext, RunDatabase
 from osiris.runtime.debris import PartScratch
 from osiris.runtime.drivers.base import DriverError, Part, track_parts
+from osiris.runtime.drivers.incremental import after
 from osiris.runtime.drivers.registry import load_driver
 from osiris.runtime.drivers.replay import as_stream, consume_with_replay
 from osiris.runtime.events import PARTITION_FINISHED
 from osiris.runtime.outcomes import Measured, StepOutcome
 from osiris.runtime.partitions import PARTITION_WHERE
 from osiris.runtime.planner import PartitionedUnit
+from osiris.runtime.records.state import CarriedState, CursorState, StateError
 from osiris.runtime.step_runner import StepRunner
 from osiris.runtime.tap import StreamTap
 
@@ -50,6 +52,7 @@ class PartJob:
     sink: PartEnd
     part: Part
     project_dir: str  # the client's, absolute: relative config paths resolve against it anywhere
+    state: CursorState | StateError | None = None  # the source's incremental state, if it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ class PartResult:
     schema: pa.Schema | None = None
     error: str | None = None
     in_source: bool = False  # the error came from the extractor (else from the load)
+    state: CursorState | None = None  # the highest cursor value this partition read
+    logs: tuple[tuple[str, str], ...] = ()  # (step id, message) the drivers logged
 
 
 # Runs the jobs (in threads, or as tasks on a cluster); results in any order.
@@ -74,10 +79,12 @@ def _context(
     project_dir: str,
     cancel: CancelToken,
     on_rows: Callable[[int], None] | None,
+    logs: list[tuple[str, str]],
+    states: CarriedState | None = None,
 ) -> Any:
     """A worker-side context: every file it makes is inside the partition's scratch directory,
     relative paths resolve against the client's project dir, and it lists nothing in a ledger
-    (PartScratch raises)."""
+    (PartScratch raises); its log lines and held state go back to the client."""
     return LocalStepContext(
         step_id=end.step_id,
         config=end.config,
@@ -88,8 +95,10 @@ def _context(
         project_dir=Path(project_dir),
         database=RunDatabase(side.scratch_dir / "unused.duckdb"),  # never opened
         on_progress=(lambda _step, rows: on_rows(rows)) if on_rows else None,
+        on_log=lambda step_id, message: logs.append((step_id, message)),
         debris=side,
         cancel=cancel,
+        states=states,
     )
 
 
@@ -107,8 +116,10 @@ def run_part(
         job.source, config={**job.source.config, PARTITION_WHERE: job.predicate}
     )
     side = PartScratch(job.run_id, job.index)
-    src_ctx = _context(source, side, job.project_dir, token, None)
-    sink_ctx = _context(job.sink, side, job.project_dir, token, on_rows)
+    logs: list[tuple[str, str]] = []
+    states = CarriedState(job.state)
+    src_ctx = _context(source, side, job.project_dir, token, None, logs, states)
+    sink_ctx = _context(job.sink, side, job.project_dir, token, on_rows, logs)
     tap: StreamTap | None = None
     try:
         stream = as_stream(load_driver(source.driver).extract(src_ctx), source.driver)
@@ -117,9 +128,11 @@ def run_part(
         rows = consume_with_replay(
             tap, lambda data: sink_driver.stage_part(sink_ctx, data, job.part)
         )
+        seconds = time.perf_counter() - started
         return PartResult(
-            job.index, rows, tap.bytes, time.perf_counter() - started, worker, tap.schema
-        )
+            job.index, rows, tap.bytes, seconds, worker, tap.schema, state=states.held,
+            logs=tuple(logs),
+        )  # fmt: skip
     except Exception as err:
         in_source = tap is None or tap.error is not None
         return PartResult(
@@ -130,6 +143,7 @@ def run_part(
             worker,
             error=str(err) or type(err).__name__,
             in_source=in_source,
+            logs=tuple(logs),
         )
     finally:
         try:
@@ -137,6 +151,15 @@ def run_part(
                 tap.close()
         finally:
             side.close()
+
+
+def highest_state(states: Iterable[CursorState | None]) -> CursorState | None:
+    """The partitions' states as one: the highest cursor value any of them read."""
+    found: CursorState | None = None
+    for state in states:
+        if state is not None and (found is None or after(state.last_value, found.last_value)):
+            found = state
+    return found
 
 
 def resolved_fields(runner: StepRunner, ref: str | None) -> Mapping[str, Any] | None:
@@ -212,6 +235,12 @@ def run_partitioned(
             return report.failed(source, err, started), report.skipped(sink, source.id, [source.id])
         debris = runner.contexts.debris
         run_id = debris.run_id if debris is not None else sink_ctx.run_tag
+        state: CursorState | StateError | None = None
+        if source.config.get("incremental"):  # each partition reads the same window
+            try:
+                state = src_ctx.load_state()
+            except StateError as err:
+                state = err
         jobs = [
             PartJob(
                 run_id,
@@ -223,11 +252,15 @@ def run_partitioned(
                 PartEnd(sink.id, sink.driver, dict(sink.config), connection(sink.connection)),
                 part,
                 str(sink_ctx.project_dir.absolute()),
+                state,
             )
             for i, (pred, part) in enumerate(zip(preds, parts, strict=True))
         ]
         results = sorted(make_map(rows_seen)(jobs), key=lambda r: r.index)
         for result in results:
+            for step_id, line in result.logs:
+                ctx = src_ctx if step_id == source.id else sink_ctx
+                ctx.log(f"partition {result.index + 1} of {len(jobs)}: {line}")
             report.events.emit(
                 PARTITION_FINISHED,
                 sink.id,
@@ -258,6 +291,9 @@ def run_partitioned(
                 else report.succeeded(source, Measured(rows, rows, data_bytes), started)
             )
             return source_outcome, report.failed(sink, error, started, rows_in=rows)
+        highest = highest_state(r.state for r in results)
+        if highest is not None:  # committed with the others only if the whole run succeeds
+            src_ctx.hold_state(highest)
         source_outcome = report.succeeded(source, Measured(rows, rows, data_bytes), started)
         sink_started = time.perf_counter()
         try:

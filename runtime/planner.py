@@ -262,9 +262,9 @@ def _stages(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
 
 
 def _cluster_stream(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
-    """On a cluster a stream is a partitioned unit of one partition; a partition's job carries
-    no incremental state, so an incremental extractor runs as a step task of its own."""
-    return _stages(source, sink, facts) and not source.config.get("incremental")
+    """On a cluster a stream is a partitioned unit of one partition (its job carries the
+    extractor's incremental state, and brings back the new one)."""
+    return _stages(source, sink, facts)
 
 
 def _reads_in_place(

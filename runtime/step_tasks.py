@@ -28,7 +28,7 @@ from osiris.runtime.drivers.base import DriverError, Part
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
 from osiris.runtime.outcomes import Measured
-from osiris.runtime.records.state import CursorState, StateError
+from osiris.runtime.records.state import CarriedState, CursorState, StateError
 from osiris.runtime.sql import quote_ident, quote_literal
 from osiris.runtime.step_runner import StepRunner
 
@@ -69,22 +69,6 @@ class StepTaskResult:
         return dataclasses.replace(self, table=None)
 
 
-class _CarriedState:
-    """A step's incremental state as the client read it, and the one the step holds."""
-
-    def __init__(self, loaded: CursorState | StateError | None) -> None:
-        self.loaded = loaded
-        self.held: CursorState | None = None
-
-    def load(self, step: str) -> CursorState | None:
-        if isinstance(self.loaded, StateError):
-            raise self.loaded
-        return self.loaded
-
-    def hold(self, step: str, state: CursorState) -> None:
-        self.held = state
-
-
 def portable_step(step: ManifestStep) -> ManifestStep:
     """The step with plain dicts in place of read-only mappings (which do not pickle)."""
     return dataclasses.replace(
@@ -110,7 +94,7 @@ def run_step_task(
     started = time.perf_counter()
     logs: list[str] = []
     step = job.step
-    states = _CarriedState(job.state)
+    states = CarriedState(job.state)
     with ScratchDir(f"{job.run_id}-step-{step.id}-{secrets.token_hex(3)}") as scratch:
         private = scratch.path
         artifacts = Path(job.artifacts_dir)

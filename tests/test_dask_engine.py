@@ -572,6 +572,51 @@ def test_a_failing_processor_on_the_cluster_fails_as_locally(
     assert f"(on worker {failed['worker']})" in log  # the worker's traceback, in the client's log
 
 
+def test_partitioned_incremental_on_workers_reads_the_window_and_advances(
+    scheduler: tuple[str, list[str]],
+    mysql_db: dict[str, Any],
+    pg_db: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Each partition's task gets the step's state, and the highest value any of them read
+    comes back to the client as the new state."""
+    from runtime_helpers import mysql_rows, step
+
+    from osiris.runtime.records.state import state_path
+
+    address, workers = scheduler
+    _connections(tmp_path, mysql_db, pg_db)
+    mysql_rows(
+        mysql_db,
+        "CREATE TABLE dk_pevents (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
+        "INSERT INTO dk_pevents VALUES (1, 'a', '2024-01-01 00:00:00'), "
+        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
+    )
+    read = {"table": "dk_pevents", "incremental": {"cursor_column": "updated_at"}}
+    steps = [
+        step("src", "mysql.extractor", "extractor", read, connection="@mysql.m",
+             partition={"column": "id", "count": 2, "lower": 1, "upper": 4}),
+        step("dst", "postgres.writer", "writer", {"table": "dk_pcopy", "write_mode": "append"},
+             connection="@postgres.p", needs=["src"]),
+    ]  # fmt: skip
+    state = state_path(tmp_path, "test-pipeline", "src")
+    for expected, last in ((3, "2024-01-03"), (1, "2024-01-04")):
+        outcome, run_dir = run_steps(
+            tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+        )
+        assert outcome.exit_code == 0, outcome.error
+        assert [s.rows_in for s in outcome.steps if s.step_id == "dst"] == [expected]
+        assert json.loads(state.read_text())["last_value"].startswith(last)
+        parts = [e for e in read_events(run_dir) if e["event"] == "partition_finished"]
+        assert len(parts) == 2 and {p["worker"] for p in parts} <= set(workers)
+        if expected == 3:
+            mysql_rows(mysql_db, "INSERT INTO dk_pevents VALUES (4, 'd', '2024-01-04 00:00:00')")
+    with pg_connect(pg_db) as c:
+        assert c.execute("SELECT id FROM dk_pcopy ORDER BY id").fetchall() == [
+            (1,), (2,), (3,), (4,)
+        ]  # fmt: skip
+
+
 def test_incremental_state_held_on_a_worker_advances_only_on_success(
     scheduler: tuple[str, list[str]],
     mysql_db: dict[str, Any],

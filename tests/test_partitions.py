@@ -683,7 +683,7 @@ def test_a_partition_job_resolves_paths_against_the_clients_project(tmp_path: Pa
     end = PartEnd("out", "filesystem.parquet_writer", {"path": "lake/o.parquet"}, None)
     side = PartScratch("run-1", 0)
     try:
-        ctx = _context(end, side, str(tmp_path), CancelToken(), None)
+        ctx = _context(end, side, str(tmp_path), CancelToken(), None, [])
         assert ctx.resolve_path("lake/o.parquet") == tmp_path / "lake" / "o.parquet"
     finally:
         side.close()

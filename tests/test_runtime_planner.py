@@ -228,7 +228,8 @@ def test_file_whose_query_does_not_build_is_copied() -> None:
 
 def test_on_a_cluster_steps_share_no_run_database() -> None:
     """--engine dask: no views (each task has its own DuckDB file); a stream only between ends
-    that stage (a partitioned unit of one partition), and not from an incremental extractor."""
+    that stage (a partitioned unit of one partition), incremental extractors included (the
+    partition's job carries their state)."""
     cluster = PlanOptions(cluster=True)
     files = [
         step("big", CSV),
@@ -243,8 +244,8 @@ def test_on_a_cluster_steps_share_no_run_database() -> None:
     assert units(dbs, facts(dbs), cluster) == [StreamUnit(dbs[0], dbs[1])]
     incremental = replace(dbs[0], config=MappingProxyType({"incremental": {"cursor_column": "u"}}))
     dbs = [incremental, dbs[1]]
-    assert units(dbs, facts(dbs), cluster) == [StepUnit(dbs[0]), StepUnit(dbs[1])]
-    assert units(dbs, facts(dbs)) == [StreamUnit(dbs[0], dbs[1])]  # locally: a plain stream
+    assert units(dbs, facts(dbs), cluster) == [StreamUnit(dbs[0], dbs[1])]
+    assert units(dbs, facts(dbs)) == [StreamUnit(dbs[0], dbs[1])]
 
 
 def test_mixed_dag() -> None:

@@ -22,11 +22,20 @@ def _connections(project: Path, family: str, db: dict[str, Any]) -> None:
     )
 
 
-def _pipeline(family: str, incremental: dict[str, Any]) -> list[dict[str, Any]]:
+def _pipeline(
+    family: str, incremental: dict[str, Any], partition: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     read = {"table": "events_httpsrc", "incremental": incremental}
     write = {"table": "copy_httpsrc", "write_mode": "upsert", "primary_key": ["id"]}
     return [
-        step("src", f"{family}.extractor", "extractor", read, connection=f"@{family}.main"),
+        step(
+            "src",
+            f"{family}.extractor",
+            "extractor",
+            read,
+            connection=f"@{family}.main",
+            partition=partition,
+        ),
         step(
             "load", f"{family}.writer", "writer", write, needs=["src"], connection=f"@{family}.main"
         ),
@@ -37,10 +46,12 @@ def _state(project: Path) -> dict[str, Any]:
     return json.loads(state_path(project, "test-pipeline", "src").read_text(encoding="utf-8"))
 
 
-def _incremental_runs(project: Path, family: str, sql: Any) -> None:
+def _incremental_runs(
+    project: Path, family: str, sql: Any, partition: dict[str, Any] | None = None
+) -> None:
     """Shared scenario: full first run, then only new and changed rows, upserted."""
     incremental = {"cursor_column": "updated_at", "initial_value": "2023-12-31 23:59:59"}
-    steps = _pipeline(family, incremental)
+    steps = _pipeline(family, incremental, partition)
     outcome, _ = run_steps(project, steps, environ={})
     assert outcome.exit_code == 0, outcome.error
     assert [s.rows_out for s in outcome.steps if s.step_id == "src"] == [3]
@@ -72,6 +83,28 @@ def test_mysql_incremental_reads_only_new_rows(mysql_db: dict[str, Any], tmp_pat
     )
     _connections(tmp_path, "mysql", mysql_db)
     _incremental_runs(tmp_path, "mysql", lambda *sql: _my(mysql_db, *sql))
+
+
+def test_partitioned_incremental_reads_only_new_rows_and_advances(
+    mysql_db: dict[str, Any], pg_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """partition: with incremental: every partition reads the same window (the state goes to
+    each), and the highest value any partition read is the new state."""
+    for family, sql, db in (("mysql", _my, mysql_db), ("postgres", _pg, pg_db)):
+        text = "VARCHAR(20)" if family == "mysql" else "TEXT"
+        stamp = "DATETIME" if family == "mysql" else "TIMESTAMP"
+        sql(
+            db,
+            f"CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
+            "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
+            "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
+            f"CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
+        )
+        project = tmp_path / family
+        project.mkdir()
+        _connections(project, family, db)
+        partition = {"column": "id", "count": 3, "lower": 1, "upper": 6}
+        _incremental_runs(project, family, lambda *q, s=sql, d=db: s(d, *q), partition)
 
 
 def test_postgres_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_path: Path) -> None:

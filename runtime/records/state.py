@@ -122,6 +122,24 @@ class PendingStates:
             self._pending.clear()
 
 
+class CarriedState:
+    """A step's incremental state where the step runs away from the run (a partition, a Dask
+    task): the state the client read, and the one the step holds, which goes back to the
+    client (committed there only if the whole run succeeds)."""
+
+    def __init__(self, loaded: CursorState | StateError | None) -> None:
+        self.loaded = loaded
+        self.held: CursorState | None = None
+
+    def load(self, step: str) -> CursorState | None:
+        if isinstance(self.loaded, StateError):
+            raise self.loaded
+        return self.loaded
+
+    def hold(self, step: str, state: CursorState) -> None:
+        self.held = state
+
+
 @dataclass(frozen=True, slots=True)
 class StoredState:
     """One state file, for `osiris state show`: its state, or why it cannot be read."""
