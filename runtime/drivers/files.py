@@ -91,7 +91,8 @@ def _base_dir(ctx: StepContext) -> Path | None:
         return None
     base = connection.get("base_dir")
     if not isinstance(base, str) or not base:
-        raise DriverError(f"connection {ctx.connection_name} has no base_dir")
+        named = f" {ctx.connection_name}" if ctx.connection_name else ""  # unnamed on a worker
+        raise DriverError(f"the step's filesystem connection{named} has no base_dir")
     return ctx.resolve_path(base)
 
 
