@@ -572,6 +572,20 @@ def test_a_failing_processor_on_the_cluster_fails_as_locally(
     assert f"(on worker {failed['worker']})" in log  # the worker's traceback, in the client's log
 
 
+def _events(db: dict[str, Any], table: str, rows: int) -> None:
+    """A MariaDB table of events whose updated_at grows with the id (day by day)."""
+    from runtime_helpers import mysql_rows
+
+    values = ", ".join(
+        f"({i}, '{chr(96 + i)}', '2024-01-0{i} 00:00:00')" for i in range(1, rows + 1)
+    )
+    mysql_rows(
+        db,
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
+        f"INSERT INTO {table} VALUES {values}",
+    )
+
+
 def test_partitioned_incremental_on_workers_reads_the_window_and_advances(
     scheduler: tuple[str, list[str]],
     mysql_db: dict[str, Any],
@@ -586,12 +600,7 @@ def test_partitioned_incremental_on_workers_reads_the_window_and_advances(
 
     address, workers = scheduler
     _connections(tmp_path, mysql_db, pg_db)
-    mysql_rows(
-        mysql_db,
-        "CREATE TABLE dk_pevents (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
-        "INSERT INTO dk_pevents VALUES (1, 'a', '2024-01-01 00:00:00'), "
-        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
-    )
+    _events(mysql_db, "dk_pevents", 3)
     read = {"table": "dk_pevents", "incremental": {"cursor_column": "updated_at"}}
     steps = [
         step("src", "mysql.extractor", "extractor", read, connection="@mysql.m",
@@ -629,14 +638,8 @@ def test_incremental_state_held_on_a_worker_advances_only_on_success(
 
     address, _ = scheduler
     _connections(tmp_path, mysql_db, pg_db)
-    mysql_rows(
-        mysql_db,
-        "CREATE TABLE dk_events (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
-        "INSERT INTO dk_events VALUES (1, 'a', '2024-01-01 00:00:00'), "
-        "(2, 'b', '2024-01-02 00:00:00')",
-    )
+    _events(mysql_db, "dk_events", 2)
     read = {"table": "dk_events", "incremental": {"cursor_column": "updated_at"}}
-
     load = {"table": "dk_copy", "write_mode": "append"}
 
     def run(query: str | None) -> int:
