@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,13 @@ POSTGRES = {
     "password": os.environ.get("OSIRIS_TEST_PG_PASSWORD", ""),
 }
 
+# -- Ctrl-C: the tests send SIGINT to the processes they start ----------------------------------
+# A suite started as a background job (`cmd &` in a script, nohup) inherits SIGINT ignored, and
+# so would every process it starts: oml-run then rightly keeps ignoring it, as a background job
+# should, and every Ctrl-C test fails. The suite itself takes SIGINT back; a handled signal is
+# reset to its default in the children it executes.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # -- the temp dir: the tests leave nothing behind in it ------------------------------------------
 # The session (and every subprocess it starts) gets a private, empty TMPDIR; what is left in it
