@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from osiris.runtime.debris import PartScratch, RunDebris
+    from osiris.runtime.debris import Ledger
     from osiris.runtime.manifest import ManifestStep
     from osiris.runtime.records.state import CursorState
 
@@ -176,7 +176,7 @@ class LocalStepContext:
         database: RunDatabase,
         on_progress: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
-        debris: RunDebris | PartScratch | None = None,
+        debris: Ledger | None = None,
         connection_ref: str | None = None,
         driver: str | None = None,
         defer_publish: bool = False,
@@ -345,7 +345,7 @@ class StepContexts:
     artifacts: Callable[[str], Path]  # step id -> its artifacts directory (not created here)
     on_progress: Callable[[str, int], None] | None = None
     on_log: Callable[[str, str], None] | None = None  # (step id, message)
-    debris: RunDebris | None = None
+    debris: Ledger | None = None
     defer_publish: bool = False  # --atomic: writers stage, the run publishes at the end
     cancel: CancelToken = field(default_factory=CancelToken)
     states: CursorStates | None = None  # incremental cursors, committed after a successful run

@@ -17,11 +17,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.context import LocalStepContext
 from osiris.runtime.contract.scratch import ScratchDir, sweep_scratch
+from osiris.runtime.debris import Ledger, run_tag
 from osiris.runtime.drivers.base import DriverError, Part, track_parts
 from osiris.runtime.errors import ConfigurationError
 from osiris.runtime.events import STEP_TASK_FINISHED
@@ -38,13 +41,60 @@ PROGRESS_SECONDS = 0.5  # at most one progress message per task this often
 DEFAULT_LOCAL_WORKERS = 2
 
 
+TRACK_TIMEOUT_SECONDS = 60  # the client answers at once; a silent client is gone
+
+
+class _ClientLedger:
+    """A step task's view of the client's run ledger: track() asks the client to list the
+    thing and waits for its entry, so it is listed (on the client's disk) before it exists;
+    a worker that dies then leaves it to the client's run, or the next run's sweep."""
+
+    def __init__(self, queue: Any, replies: str, run_id: str, scratch_dir: Path) -> None:
+        self.queue = queue
+        self.replies = replies
+        self.run_id = run_id
+        self.tag = run_tag(run_id)
+        self.scratch_dir = scratch_dir
+
+    def track(self, kind: str, **fields: str | None) -> int:
+        from distributed import Variable
+
+        request = uuid.uuid4().hex
+        reply = Variable(f"{self.replies}-{request}")
+        self.queue.put(("track", request, kind, fields), timeout=TRACK_TIMEOUT_SECONDS)
+        try:
+            entry = reply.get(timeout=TRACK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise DriverError(f"the client did not list the {kind} in the run's ledger") from None
+        finally:
+            with contextlib.suppress(Exception):
+                reply.delete()
+        if isinstance(entry, str):  # the client could not list it: say why, make nothing
+            raise DriverError(entry)
+        return int(entry)
+
+    def untrack(self, entry: int) -> None:
+        self.queue.put(("untrack", entry), timeout=TRACK_TIMEOUT_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskChannel:
+    token: CancelToken
+    on_rows: Callable[[int], None]
+    worker: str
+    queue: Any  # the client's message queue (rows, ledger requests)
+    replies: str  # the name prefix of the client's answers to ledger requests
+
+    def ledger(self, run_id: str, scratch_dir: Path) -> _ClientLedger:
+        return _ClientLedger(self.queue, self.replies, run_id, scratch_dir)
+
+
 @contextlib.contextmanager
-def _task_channel(
-    cancel_event: str, progress: str, progress_key: object
-) -> Iterator[tuple[CancelToken, Callable[[int], None], str]]:
+def _task_channel(cancel_event: str, messages: str, progress_key: object) -> Iterator[_TaskChannel]:
     """In a task, after sweeping dead workers' scratch directories on this machine: a token
     cancelled once the client sets the cancel event or is gone, a progress callback that sends
-    the task's running row count (keyed) to the client now and then, and the worker's address."""
+    the task's running row count (keyed) to the client now and then, the worker's address,
+    and the client's ledger (for step tasks)."""
     from distributed import Event, Queue, get_worker
 
     worker = get_worker()
@@ -53,7 +103,7 @@ def _task_channel(
     token = CancelToken()
     done = threading.Event()
     event = Event(cancel_event)
-    queue = Queue(progress)
+    queue = Queue(messages)
     sent = [0.0]
 
     def on_rows(rows: int) -> None:
@@ -61,7 +111,7 @@ def _task_channel(
         if now - sent[0] >= PROGRESS_SECONDS:
             sent[0] = now
             with contextlib.suppress(Exception):  # progress is a courtesy: never fail on it
-                queue.put((progress_key, rows), timeout=1)
+                queue.put(("rows", progress_key, rows), timeout=1)
 
     def abandoned() -> bool:
         """The scheduler released the task: its client was closed or died."""
@@ -78,48 +128,76 @@ def _task_channel(
     watcher = threading.Thread(target=watch, name="osiris-cancel-watch", daemon=True)
     watcher.start()
     try:
-        yield token, on_rows, worker.address
+        yield _TaskChannel(token, on_rows, worker.address, queue, f"{messages}-reply")
     finally:
         done.set()
 
 
 @contextlib.contextmanager
 def _channel(
-    client: Any, cancel: CancelToken, on_rows: Callable[[Any, int], None]
+    client: Any,
+    cancel: CancelToken,
+    on_rows: Callable[[Any, int], None],
+    ledger: Ledger | None = None,
 ) -> Iterator[tuple[str, str, str]]:
-    """On the client, while tasks run: (tag, cancel event, progress queue) for _task_channel.
-    The run's cancellation sets the event; the tasks' progress reaches on_rows(key, rows)."""
-    from distributed import Event, Queue
+    """On the client, while tasks run: (tag, cancel event, message queue) for _task_channel.
+    The run's cancellation sets the event; the tasks' progress reaches on_rows(key, rows), and
+    their ledger requests the run's ledger (answered at once: the task waits)."""
+    from distributed import Event, Queue, Variable
 
     tag = uuid.uuid4().hex[:12]
-    name, progress = f"osiris-cancel-{tag}", f"osiris-progress-{tag}"
+    name, messages = f"osiris-cancel-{tag}", f"osiris-messages-{tag}"
     event = Event(name, client=client)
-    queue = Queue(progress, client=client)
+    queue = Queue(messages, client=client)
     stop = threading.Event()
 
-    def drain() -> None:
-        while not stop.wait(PROGRESS_SECONDS):
+    def handle(message: tuple[Any, ...]) -> bool:
+        """False once the client's own end-of-tasks mark arrives (after all they sent)."""
+        kind, *rest = message
+        if kind == "end":
+            return False
+        if kind == "rows":
+            on_rows(rest[0], rest[1])
+        elif kind == "track":
+            request, what, fields = rest
             try:
-                waiting = queue.get(batch=True)  # what is there now, without blocking
-            except Exception:  # the cluster went away: the tasks' results will say
-                continue
-            for key, rows in waiting:
-                on_rows(key, rows)
+                if ledger is None:
+                    raise DriverError("this run keeps no ledger")
+                answer: int | str = ledger.track(what, **fields)
+            except Exception as err:  # the task raises it: nothing is made
+                answer = str(err) or type(err).__name__
+            Variable(f"{messages}-reply-{request}", client=client).set(answer)
+        elif kind == "untrack" and ledger is not None:
+            ledger.untrack(rest[0])
+        return True
 
-    reader = threading.Thread(target=drain, name="osiris-dask-progress", daemon=True)
+    def drain() -> None:
+        while True:
+            try:  # waits for the next message: a ledger request is answered at once
+                if not handle(queue.get(timeout=PROGRESS_SECONDS)):
+                    return
+            except TimeoutError:
+                continue
+            except Exception:  # the cluster went away: the tasks' results will say
+                if stop.wait(PROGRESS_SECONDS):
+                    return
+
+    reader = threading.Thread(target=drain, name="osiris-dask-messages", daemon=True)
     reader.start()
     try:
         with cancel.on_cancel(event.set):
-            yield tag, name, progress
+            yield tag, name, messages
     finally:
         stop.set()
-        reader.join(timeout=5)
+        with contextlib.suppress(Exception):  # behind everything the tasks sent
+            queue.put(("end",), timeout=5)
+        reader.join(timeout=10)
 
 
-def _remote_part(job: PartJob, cancel_event: str, progress: str) -> PartResult:
-    """The task: one partition on a worker."""
-    with _task_channel(cancel_event, progress, job.index) as (token, on_rows, worker):
-        return run_part(job, worker=worker, cancel=token, on_rows=on_rows)
+def _remote_part(job: PartJob, cancel_event: str, messages: str) -> PartResult:
+    """The task: one partition on a worker (its client named and listed its part)."""
+    with _task_channel(cancel_event, messages, job.index) as channel:
+        return run_part(job, worker=channel.worker, cancel=channel.token, on_rows=channel.on_rows)
 
 
 def _cluster_map(client: Any) -> PartitionRunner:
@@ -161,8 +239,15 @@ def _remote_step(
     """The task: one step on a worker, its inputs the upstream tasks' results (moved here by
     Dask from wherever they ran)."""
     tables = {name: found.table for name, found in inputs.items() if found.table is not None}
-    with _task_channel(cancel_event, progress, job.step.id) as (token, on_rows, worker):
-        return run_step_task(job, tables, worker=worker, cancel=token, on_rows=on_rows)
+    with _task_channel(cancel_event, progress, job.step.id) as channel:
+        return run_step_task(
+            job,
+            tables,
+            worker=channel.worker,
+            cancel=channel.token,
+            on_rows=channel.on_rows,
+            ledger=channel.ledger,
+        )
 
 
 def _without_table(result: StepTaskResult) -> StepTaskResult:
@@ -249,7 +334,11 @@ class _ClusterSteps:
             part,
         )
         report = runner.reporter
-        with _channel(self.client, report.cancel, lambda _key, rows: ctx.progress(rows)) as (
+
+        def on_rows(_key: Any, rows: int) -> None:
+            ctx.progress(rows)
+
+        with _channel(self.client, report.cancel, on_rows, runner.contexts.debris) as (
             tag,
             name,
             progress,

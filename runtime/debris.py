@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from osiris.runtime.contract.scratch import (
     PREFIX,
@@ -175,6 +175,25 @@ class RunDebris:
                     self.ledger.unlink(missing_ok=True)
                 os.close(self._fd)
                 self._fd = None
+
+
+class Ledger(Protocol):
+    """Where a step's context lists what it makes outside its scratch directory: the run's
+    RunDebris, a partition's PartScratch (which refuses), or a step task's view of the
+    client's ledger on another machine."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def scratch_dir(self) -> Path: ...
+
+    @property
+    def tag(self) -> str: ...
+
+    def track(self, kind: str, **fields: str | None) -> int: ...
+
+    def untrack(self, entry: int) -> None: ...
 
 
 PART_SCRATCH = re.compile(r"-part\d+-[0-9a-f]+$")  # the suffix of a partition's scratch name

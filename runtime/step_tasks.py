@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from osiris.runtime.cancel import CancelToken
 from osiris.runtime.context import RunDatabase, StepContexts
 from osiris.runtime.contract.scratch import ScratchDir
-from osiris.runtime.debris import run_tag
+from osiris.runtime.debris import Ledger, run_tag
 from osiris.runtime.drivers.base import DriverError, Part
 from osiris.runtime.drivers.registry import StepDrivers
 from osiris.runtime.manifest import ManifestStep
@@ -86,6 +86,7 @@ def run_step_task(
     worker: str = "local",
     cancel: CancelToken | None = None,
     on_rows: Callable[[int], None] | None = None,
+    ledger: Callable[[str, Path], Ledger] | None = None,
 ) -> StepTaskResult:
     """Run one step in a scratch directory of its own, `$TMPDIR/osiris-<run_id>-step-<id>-<hex>/`
     (locked while the task runs, swept on that machine if its process dies; removed before
@@ -112,6 +113,7 @@ def run_step_task(
             lambda _step_id: artifacts,
             on_progress=(lambda _step_id, rows: on_rows(rows)) if on_rows else None,
             on_log=lambda _step_id, message: logs.append(message),
+            debris=ledger(job.run_id, private) if ledger else None,
             cancel=token,
             states=states,
             scratch_dir=private,

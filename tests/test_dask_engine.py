@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -668,6 +669,53 @@ def test_incremental_state_held_on_a_worker_advances_only_on_success(
         assert c.execute("SELECT id, name FROM dk_copy ORDER BY id").fetchall() == [
             (1, "a"), (2, "b"), (3, "c"),
         ]  # fmt: skip
+
+
+def test_a_writer_task_lists_its_temp_file_in_the_clients_ledger_before_it_exists(
+    scheduler: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """A CSV writer on a worker writes a hidden sibling of its target, then renames it into
+    place; while it exists, the client's run ledger lists it (asked for by the task, answered
+    by the client), so a worker killed mid-write leaves nothing the next sweep misses."""
+    from runtime_helpers import step
+
+    from osiris.runtime.debris import read_ledger
+
+    address, _ = scheduler
+    (tmp_path / "seed.csv").write_text("a\n1\n", encoding="utf-8")
+    many = "SELECT r.range AS i, repeat('x', 60) AS pad FROM seed, range(1500000) AS r"
+    steps = [
+        step("seed", "filesystem.csv_extractor", "extractor", {"path": "seed.csv"}),
+        step("many", "duckdb.processor", "processor", {"query": many}, needs=["seed"]),
+        step("out", "filesystem.csv_writer", "writer", {"path": "out/big.csv"}, needs=["many"]),
+    ]
+    (tmp_path / "out").mkdir()
+    seen: list[tuple[str, set[str]]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for hidden in (tmp_path / "out").glob(".big.csv.osiris-*"):
+                ledgers = list((tmp_path / "runs").glob("*/debris.jsonl"))
+                listed = {e.path for ledger in ledgers for e in read_ledger(ledger) if e.path}
+                seen.append((str(hidden), {str(p) for p in listed}))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        outcome, run_dir = run_steps(
+            tmp_path, steps, engine="dask", engine_options=EngineOptions(scheduler=address)
+        )
+    finally:
+        done.set()
+        watcher.join()
+    assert outcome.status == "ok", outcome.error
+    assert seen, "the writer's temp file was never seen"
+    assert all(hidden in listed for hidden, listed in seen)
+    assert (tmp_path / "out/big.csv").stat().st_size > 1_500_000 * 60
+    assert list((tmp_path / "out").glob(".*")) == []
+    assert not (run_dir / "debris.jsonl").exists()  # every entry done: the ledger is gone
 
 
 def test_ctrl_c_cancels_a_processor_task(
