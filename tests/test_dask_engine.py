@@ -695,10 +695,10 @@ def test_a_writer_task_lists_its_temp_file_in_the_clients_ledger_before_it_exist
 
     def watch() -> None:
         while not done.is_set():
-            for hidden in (tmp_path / "out").glob(".big.csv.osiris-*"):
+            for temp in (tmp_path / "out").glob(".big.csv.osiris-*"):
                 ledgers = list((tmp_path / "runs").glob("*/debris.jsonl"))
                 listed = {e.path for ledger in ledgers for e in read_ledger(ledger) if e.path}
-                seen.append((str(hidden), {str(p) for p in listed}))
+                seen.append((str(temp), {str(p) for p in listed}))
             time.sleep(0.01)
 
     watcher = threading.Thread(target=watch)
