@@ -121,7 +121,7 @@ class LocalExecutor:
             case FileViewUnit():
                 return (self.runner.run(unit.step, self.runner.read_in_place),)
             case StreamUnit():
-                if self.remote and _stages(self.runner, unit):
+                if self.remote:  # a cluster plan streams only between ends that stage
                     return self._run_unit(PartitionedUnit(unit.source, unit.sink))
                 return run_stream(self.runner, unit)
             case ViewChainUnit():
@@ -143,15 +143,6 @@ class LocalExecutor:
             if step.id not in outcomes:
                 blocked_by = [u for u in step.upstream if u == failed or u in outcomes]
                 outcomes[step.id] = self.runner.reporter.skipped(step, failed, blocked_by)
-
-
-def _stages(runner: StepRunner, unit: StreamUnit) -> bool:
-    """Both ends can run as a partitioned unit (drivers that failed to load cannot)."""
-    try:
-        source, sink = runner.driver(unit.source), runner.driver(unit.sink)
-    except Exception:
-        return False
-    return bool(source.abilities.partitioned_source and sink.abilities.partitioned_sink)
 
 
 def _ready(unit: Unit, outcomes: dict[str, StepOutcome]) -> bool:

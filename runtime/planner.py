@@ -178,7 +178,8 @@ def plan(steps: Sequence[ManifestStep], options: PlanOptions, facts: Facts) -> E
         for step in steps
         if step.id in consumer
         and _streams(step, consumer[step.id], options, facts)
-        and (not options.cluster or _cluster_stream(step, consumer[step.id], facts))
+        # on a cluster, a stream is a partitioned unit of one partition (one task)
+        and (not options.cluster or _stages(step, consumer[step.id], facts))
     }
     in_place = {
         step.id
@@ -259,12 +260,6 @@ def _stages(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
         and facts.abilities[source.id].partitioned_source
         and facts.abilities[sink.id].partitioned_sink
     )
-
-
-def _cluster_stream(source: ManifestStep, sink: ManifestStep, facts: Facts) -> bool:
-    """On a cluster a stream is a partitioned unit of one partition (its job carries the
-    extractor's incremental state, and brings back the new one)."""
-    return _stages(source, sink, facts)
 
 
 def _reads_in_place(

@@ -24,7 +24,7 @@ from osiris.runtime.contract.project import connections_file, run_project_dir
 from osiris.runtime.contract.scratch import hold_lock
 from osiris.runtime.debris import RunDebris, Swept, remover, sweep
 from osiris.runtime.drivers.registry import StepDrivers
-from osiris.runtime.engines.partitions import EngineOptions, partition_engine
+from osiris.runtime.engines.partitions import EngineOptions, cluster_engine
 from osiris.runtime.errors import ConfigurationError, ManifestError
 from osiris.runtime.events import (
     RUN_FINISHED,
@@ -287,7 +287,7 @@ class _Run:
                 )
                 try:
                     with (
-                        partition_engine(self.engine)(self.engine_options) as cluster,
+                        cluster_engine(self.engine)(self.engine_options) as cluster,
                         self.cancel.on_cancel(database.interrupt),
                     ):
                         executor = LocalExecutor(

@@ -433,3 +433,26 @@ VALID_CASES: list[tuple[str, str]] = [
 ]
 
 WITH_UNUSED_PARAM = "params:\n  n: {type: integer, default: 5}\n" + CSV_TO_CSV
+
+
+# An API pipeline (rest.extractor with nested paginator/incremental) and its http aliases, for
+# the editor's tests (completion inside object fields, @http aliases).
+API_SOURCES = """oml_version: "0.1.0"
+name: api-sources
+steps:
+  - id: orders
+    component: rest.extractor
+    mode: read
+    config:
+      connection: "@http.shop"
+      path: /api/orders
+      paginator: {type: cursor}
+      incremental:
+        cursor_path: updated_at
+        start_param: updated_since
+"""
+HTTP_ALIASES = """connections:
+  http:
+    shop: {base_url: "https://shop.example.com/api"}
+    backup: {base_url: "https://backup.example.com", auth: {type: bearer, token: "${API_TOKEN}"}}
+"""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types
-from oml_cases import alias_bomb
+from oml_cases import API_SOURCES, HTTP_ALIASES, alias_bomb
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,20 +168,9 @@ async def test_completion_hover_definition_formatting(
     assert not edits  # the golden file is already canonical
 
 
-API = """oml_version: "0.1.0"
-name: api-sources
-steps:
-  - id: orders
-    component: rest.extractor
-    mode: read
-    config:
-      connection: "@http.shop"
-      path: /api/orders
-      paginator: {type: cursor}
-      incremental:
-        cursor_path: updated_at
-        start_param: updated_since
-  - id: products
+API = (
+    API_SOURCES
+    + """  - id: products
     component: graphql.extractor
     mode: read
     config:
@@ -194,11 +183,8 @@ steps:
     needs: [orders]
     config: {path: out/orders.csv}
 """
-HTTP_CONNECTIONS = """connections:
-  http:
-    shop: {base_url: "https://shop.example.com/api"}
-    backup: {base_url: "https://backup.example.com", auth: {type: bearer, token: "${API_TOKEN}"}}
-"""
+)
+HTTP_CONNECTIONS = HTTP_ALIASES
 
 
 async def _labels(client: LanguageClient, uri: str, at: types.Position) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from oml_cases import API_SOURCES, HTTP_ALIASES
 
 from osiris.compiler.frontend import check_text
 from osiris.compiler.lsp import completion, features, hover, navigation
@@ -434,27 +435,13 @@ def test_a_value_typed_right_after_the_colon_gets_its_space() -> None:
 
 # -- API sources: fields nested in object fields (paginator, incremental) ---------------------
 
-API = """oml_version: "0.1.0"
-name: api-sources
-steps:
-  - id: orders
-    component: rest.extractor
-    mode: read
-    config:
-      connection: "@http.shop"
-      path: /api/orders
-      paginator: {type: cursor}
-      incremental:
-        cursor_path: updated_at
-        start_param: updated_since
-"""
-HTTP_CONNECTIONS = """connections:
-  http:
-    shop: {base_url: "https://shop.example.com/api"}
-    backup: {base_url: "https://backup.example.com", auth: {type: bearer, token: "${API_TOKEN}"}}
-  mysql:
+API = API_SOURCES
+HTTP_CONNECTIONS = (
+    HTTP_ALIASES
+    + """  mysql:
     db: {host: db.internal}
 """
+)
 PAGINATORS = ["cursor", "page_number", "offset", "json_link", "header_link", "single_page"]
 
 

@@ -73,16 +73,28 @@ def _incremental_runs(
     assert _state(project)["last_value"].startswith("2024-01-06 00:00:00")
 
 
-def test_mysql_incremental_reads_only_new_rows(mysql_db: dict[str, Any], tmp_path: Path) -> None:
-    _my(
-        mysql_db,
-        "CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
+def _events_tables(family: str, db: dict[str, Any]) -> Any:
+    """events_httpsrc (three rows, a day apart) and an empty copy_httpsrc on the family's
+    server; a function running statements there."""
+    mysql = family == "mysql"
+    text, stamp = ("VARCHAR(20)", "DATETIME") if mysql else ("TEXT", "TIMESTAMP")
+
+    def sql(*statements: str) -> list[tuple[Any, ...]]:
+        return (_my if mysql else _pg)(db, *statements)
+
+    sql(
+        f"CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
         "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
         "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
-        "CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name VARCHAR(20), updated_at DATETIME)",
+        f"CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
     )
+    return sql
+
+
+def test_mysql_incremental_reads_only_new_rows(mysql_db: dict[str, Any], tmp_path: Path) -> None:
+    sql = _events_tables("mysql", mysql_db)
     _connections(tmp_path, "mysql", mysql_db)
-    _incremental_runs(tmp_path, "mysql", lambda *sql: _my(mysql_db, *sql))
+    _incremental_runs(tmp_path, "mysql", sql)
 
 
 def test_partitioned_incremental_reads_only_new_rows_and_advances(
@@ -90,47 +102,27 @@ def test_partitioned_incremental_reads_only_new_rows_and_advances(
 ) -> None:
     """partition: with incremental: every partition reads the same window (the state goes to
     each), and the highest value any partition read is the new state."""
-    for family, sql, db in (("mysql", _my, mysql_db), ("postgres", _pg, pg_db)):
-        text = "VARCHAR(20)" if family == "mysql" else "TEXT"
-        stamp = "DATETIME" if family == "mysql" else "TIMESTAMP"
-        sql(
-            db,
-            f"CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
-            "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
-            "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
-            f"CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name {text}, updated_at {stamp})",
-        )
+    for family, db in (("mysql", mysql_db), ("postgres", pg_db)):
+        sql = _events_tables(family, db)
         project = tmp_path / family
         project.mkdir()
         _connections(project, family, db)
         partition = {"column": "id", "count": 3, "lower": 1, "upper": 6}
-        _incremental_runs(project, family, lambda *q, s=sql, d=db: s(d, *q), partition)
+        _incremental_runs(project, family, sql, partition)
 
 
 def test_postgres_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_path: Path) -> None:
-    _pg(
-        pg_db,
-        "CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
-        "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
-        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
-        "CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
-    )
+    sql = _events_tables("postgres", pg_db)
     _connections(tmp_path, "postgres", pg_db)
-    _incremental_runs(tmp_path, "postgres", lambda *sql: _pg(pg_db, *sql))
+    _incremental_runs(tmp_path, "postgres", sql)
 
 
 def test_supabase_incremental_reads_only_new_rows(pg_db: dict[str, Any], tmp_path: Path) -> None:
     """@supabase.<alias> runs the PostgreSQL driver: the same bound cursor, the same upsert (the
     local PostgreSQL stands in for the project's database)."""
-    _pg(
-        pg_db,
-        "CREATE TABLE events_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
-        "INSERT INTO events_httpsrc VALUES (1, 'a', '2024-01-01 00:00:00'), "
-        "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')",
-        "CREATE TABLE copy_httpsrc (id INT PRIMARY KEY, name TEXT, updated_at TIMESTAMP)",
-    )
+    sql = _events_tables("postgres", pg_db)
     _connections(tmp_path, "supabase", pg_db)
-    _incremental_runs(tmp_path, "supabase", lambda *sql: _pg(pg_db, *sql))
+    _incremental_runs(tmp_path, "supabase", sql)
 
 
 def test_a_failed_run_keeps_the_sql_state(pg_db: dict[str, Any], tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
 from osiris.runtime.drivers.http_client import HttpClient, HttpSettings
 from osiris.runtime.drivers.incremental import Window, dig, dig_all
-from osiris.runtime.drivers.json_records import RecordSink, RecordStream
+from osiris.runtime.drivers.json_records import RecordSink, RecordStream, stream_records
 
 
 def _settings(ctx: StepContext) -> tuple[HttpSettings, str]:
@@ -118,11 +118,11 @@ class GraphQLExtractor:
             if window is not None:
                 window.hold(ctx, sink.columns())
 
-        stream = RecordStream(pages(), sink, ctx.scratch_dir / f"graphql-{ctx.step_id}", ctx.log)
-        if not sink.types:
-            stream.close()
-            raise DriverError(
-                f"the GraphQL API returned no records at data_path {data_path!r} and no earlier "
-                "run recorded its columns; check query, variables and data_path"
-            )
-        return stream
+        return stream_records(
+            ctx,
+            "graphql",
+            pages(),
+            sink,
+            f"the GraphQL API returned no records at data_path {data_path!r} (check query, "
+            "variables and data_path)",
+        )

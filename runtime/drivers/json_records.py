@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from osiris.runtime.drivers.base import DriverError, StepContext
 from osiris.runtime.drivers.replay import StreamWidened
 
 if TYPE_CHECKING:
@@ -313,6 +314,21 @@ class RecordStream:
             self._out = None
             writer.close()
             sink.close()
+
+
+def stream_records(
+    ctx: StepContext, kind: str, pages: Iterator[list[Any]], sink: RecordSink, hint: str
+) -> RecordStream:
+    """An API step's records as a RecordStream (its replay log in the step's scratch). With no
+    record on the first pages and no columns from an earlier run there is no table to make:
+    a DriverError that ends with hint (what to check)."""
+    stream = RecordStream(pages, sink, ctx.scratch_dir / f"{kind}-{ctx.step_id}", ctx.log)
+    if not sink.types:
+        stream.close()
+        raise DriverError(
+            f"{hint}; no earlier run recorded its columns, so there is no table to make"
+        )
+    return stream
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from osiris.runtime.drivers.base import Abilities, DriverError, StepContext
 from osiris.runtime.drivers.http_client import HttpClient, HttpSettings, Response, link_next
 from osiris.runtime.drivers.incremental import Window, dig
-from osiris.runtime.drivers.json_records import RecordSink, RecordStream
+from osiris.runtime.drivers.json_records import RecordSink, RecordStream, stream_records
 
 # Where APIs commonly put the list of records when no data_selector is given.
 _LIST_KEYS = ("data", "items", "results", "records", "rows", "entries", "values")
@@ -188,11 +188,10 @@ class RestExtractor:
             if window is not None:
                 window.hold(ctx, sink.columns())
 
-        stream = RecordStream(pages(), sink, ctx.scratch_dir / f"rest-{ctx.step_id}", ctx.log)
-        if not sink.types:
-            stream.close()
-            raise DriverError(
-                "the API returned no records and no earlier run recorded its columns, "
-                "so there is no table to make; check path, params and data_selector"
-            )
-        return stream
+        return stream_records(
+            ctx,
+            "rest",
+            pages(),
+            sink,
+            "the API returned no records (check path, params and data_selector)",
+        )

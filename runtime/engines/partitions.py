@@ -20,7 +20,7 @@ class EngineOptions:
 
 
 # A context (the cluster's lifetime) yielding the cluster that runs the units (None: threads).
-PartitionEngine = Callable[[EngineOptions], contextlib.AbstractContextManager[Cluster | None]]
+ClusterEngine = Callable[[EngineOptions], contextlib.AbstractContextManager[Cluster | None]]
 
 
 @contextlib.contextmanager
@@ -38,7 +38,7 @@ def _dask(options: EngineOptions) -> Iterator[Cluster | None]:
         yield cluster
 
 
-def partition_engine(engine: str) -> PartitionEngine:
+def cluster_engine(engine: str) -> ClusterEngine:
     """dask runs every unit on its cluster; every other engine (local, and the sandboxes, which
     run this same runtime inside them) on threads of this process."""
     return _dask if engine == "dask" else _local
